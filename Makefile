@@ -1,0 +1,57 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DB ?= sqlite:///event-detector.db
+
+.PHONY: run test bench bench-quick lint format install install-test system-deps web-deps clean
+
+run: install web-deps
+	$(BIN)/event-detector serve --demo --db "$(DB)" --host $(HOST) --port $(PORT)
+
+test: install-test system-deps web-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install-test system-deps
+	$(BIN)/python -m bench
+
+bench-quick: install-test system-deps
+	$(BIN)/python -m bench --quick
+
+lint: install-test
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install-test
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install only when the dependency list changes.
+$(VENV)/.service-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[service,otel]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.service-installed
+
+install: $(VENV)/.service-installed
+install-test: $(VENV)/.test-installed
+
+# PostgreSQL server programs and Debian's Chromium for the browser tests.
+system-deps:
+	@scripts/ensure-system-deps
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web-deps: web/node_modules/.installed
+
+clean:
+	rm -rf $(VENV) web/node_modules .pytest_cache

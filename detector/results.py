@@ -1,0 +1,101 @@
+"""What `listen_to` and `run` return: plain dataclasses, serialisable with `.to_dict()`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from .status import EventStatus, InvocationStatus, JobStatus
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _plain(value: Any, camel: bool) -> Any:
+    if isinstance(value, _Serialisable):
+        return value.to_dict(camel=camel)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_plain(item, camel) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item, camel) for key, item in value.items()}
+    return value
+
+
+class _Serialisable:
+    def to_dict(self, *, camel: bool = False) -> dict[str, Any]:
+        """JSON-ready dict (datetimes as ISO-8601); `camel=True` gives camelCase keys."""
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            key = _camel(f.name) if camel else f.name
+            out[key] = _plain(getattr(self, f.name), camel)
+        return out
+
+
+@dataclass(slots=True)
+class JobResult(_Serialisable):
+    """Outcome of one job (all its attempts).
+
+    `completed` is True only for status `completed`. `result` is what the job function
+    returned (unchanged: it may not be JSON-serialisable). `error` is the last attempt's
+    error message, `error_type` its exception class name. Durations are milliseconds.
+    """
+
+    name: str
+    completed: bool
+    status: JobStatus
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    attempts: int = 1
+    duration_ms: float = 0.0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    job_execution_id: str | None = None
+
+
+@dataclass(slots=True)
+class EventResult(_Serialisable):
+    """Outcome of one listened event, detected or not.
+
+    `error` is the detection error (status `detection_failed`) or the handler error
+    (status `handler_failed`, `detected` stays True).
+    """
+
+    name: str
+    detected: bool
+    error: str | None = None
+    jobs: list[JobResult] = field(default_factory=list)
+    status: EventStatus = EventStatus.NOT_DETECTED
+    event_execution_id: str | None = None
+    detection_duration_ms: float | None = None
+    handler_duration_ms: float | None = None
+
+
+@dataclass(slots=True)
+class ListenResult(_Serialisable):
+    """Outcome of one `listen_to` call: one `EventResult` per listened event.
+
+    `timed_out` is True when the deadline cut the invocation; completed jobs keep their
+    results and outstanding ones are marked `timeout`. `status` follows SPEC §5a.
+    """
+
+    invocation_id: str
+    correlation_id: str
+    events: list[EventResult] = field(default_factory=list)
+    duration_ms: float = 0.0
+    timed_out: bool = False
+    error: str | None = None
+    status: InvocationStatus = InvocationStatus.COMPLETED
+
+    @property
+    def detected_events(self) -> list[EventResult]:
+        return [event for event in self.events if event.detected]
+
+    @property
+    def jobs(self) -> list[JobResult]:
+        return [job for event in self.events for job in event.jobs]

@@ -1,0 +1,69 @@
+"""Fixtures shared by the whole suite: real PostgreSQL and SQLite databases.
+
+Every test that needs PostgreSQL talks to a server this suite starts itself (see
+`tests/support/pgserver.py`); if it cannot start, those tests fail with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import db
+from tests.support.pgserver import running_postgres
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """URL of a PostgreSQL database on which the suite may create databases."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    with running_postgres() as server:
+        yield server.url()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (dropped after the test)."""
+    url = db.run(db.create_postgres_database(postgres_admin_url))
+    try:
+        yield url
+    finally:
+        db.run(db.drop_postgres_database(postgres_admin_url, url))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A path for a fresh SQLite database file."""
+    return f"sqlite:///{tmp_path / 'observability.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def empty_db_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """An empty database on each backend in turn (the test runs once per backend)."""
+    fixture = "sqlite_url" if backend == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def db_url(empty_db_url: str) -> str:
+    """A database with the observability schema, on each backend in turn."""
+    db.run(db.prepare_database(empty_db_url))
+    return empty_db_url
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    return EXAMPLES_DIR

@@ -1,0 +1,1 @@
+"""Shared test support: real servers and databases the suite starts itself."""
