@@ -293,7 +293,10 @@ async def _computed(url: str) -> list[tuple[Any, ...]]:
     conn = await asyncpg.connect(url)
     s = POSTGRES_SCHEMA
     try:
-        inv_a, inv_b = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+        inv_a, inv_b = (
+            "11111111-1111-4111-8111-111111111111",
+            "22222222-2222-4222-8222-222222222222",
+        )
         event = "33333333-3333-4333-8333-333333333333"
         await conn.execute(
             f"INSERT INTO {s}.invocations (id, source_function, total_jobs_run, "

@@ -116,7 +116,9 @@ def _revision_of(connection: sa.Connection) -> str | None:
 
 def _upgrade_connection(connection: sa.Connection, revision: str) -> str | None:
     if connection.dialect.name == "postgresql":
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+        )
         connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {POSTGRES_SCHEMA}")
     _alembic(connection, lambda config: command.upgrade(config, revision))
     return _revision_of(connection)

@@ -61,9 +61,7 @@ def _created_at() -> Any:
     )
 
 
-def _column(
-    type_: Any, *args: Any, nullable: bool = True, default: Any = None, **kw: Any
-) -> Any:
+def _column(type_: Any, *args: Any, nullable: bool = True, default: Any = None, **kw: Any) -> Any:
     return Field(default=default, sa_column=sa.Column(type_, *args, nullable=nullable, **kw))
 
 

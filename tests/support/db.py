@@ -50,5 +50,5 @@ async def drop_postgres_database(admin_url: str, url: str) -> None:
         await conn.close()
 
 
-def run(coro):  # noqa: ANN001, ANN201 - tiny sync bridge for sync fixtures
+def run(coro):
     return asyncio.run(coro)

@@ -75,8 +75,19 @@ def running_postgres() -> Iterator[PostgresServer]:
     user = "postgres"
     init = subprocess.run(
         _as_postgres(
-            [_pg_bin("initdb"), "-D", str(data), "-U", user, "-A", "trust", "-E", "UTF8",
-             "--no-locale", "--no-sync"]
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                user,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ]
         ),
         capture_output=True,
         text=True,
@@ -91,8 +102,21 @@ def running_postgres() -> Iterator[PostgresServer]:
     )
     log = base / "server.log"
     start = subprocess.run(
-        _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
-                      "-w", "-t", "30", "start"]),
+        _as_postgres(
+            [
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ]
+        ),
         capture_output=True,
         text=True,
     )
