@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("detector.observability")
 
+# Flushers with a running thread, held strongly: a plugin the host dropped may still hold
+# buffered records, and interpreter exit must flush them.
+ACTIVE: set[BackgroundFlusher] = set()
+
 
 class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
     """Runs executor work (DNS lookups) inline on the writer thread.
@@ -116,12 +120,14 @@ class BackgroundFlusher:
             self._thread.start()
             ready.wait(5)
             self.started = True
+            ACTIVE.add(self)
 
     def reset_after_fork(self) -> None:
         """In a forked child: forget the parent's thread; the next record starts one."""
         self._start_lock = threading.Lock()
         self._thread = self._loop = self._wake = self._write_lock = None
         self.started = False
+        ACTIVE.discard(self)
         self.wake_pending = False
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         # The parent's connection belongs to the parent.
@@ -221,6 +227,7 @@ class BackgroundFlusher:
         with self._start_lock:
             self.started = False
             self._thread = self._loop = None
+        ACTIVE.discard(self)
         return flushed
 
     def _report_from_outside(self, timeout: float) -> None:

@@ -616,11 +616,21 @@ def _register(plugin: ObservabilityPlugin) -> None:
 
 
 def _flush_all_at_exit() -> None:
-    for plugin in list(_plugins):
-        plugin.shutdown_sync()
+    from .flusher import ACTIVE
+
+    for flusher in list(ACTIVE):
+        try:
+            flusher.stop(flusher.config.shutdown_timeout)
+        except Exception:
+            pass
 
 
 def _after_fork_in_child() -> None:
+    from .flusher import ACTIVE
+
+    for flusher in list(ACTIVE):
+        flusher.buffer.reset_after_fork()
+        flusher.reset_after_fork()
     for plugin in list(_plugins):
         plugin.buffer.reset_after_fork()
         plugin.flusher.reset_after_fork()
