@@ -177,7 +177,7 @@ EXIT_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("mode", ["exit", "sigterm"])
-async def test_interpreter_exit_and_sigterm_flush_the_buffer(mode: str, db_url: str) -> None:
+def test_interpreter_exit_and_sigterm_flush_the_buffer(mode: str, db_url: str) -> None:
     script = EXIT_SCRIPT.format(root=str(ROOT), url=db_url, mode=mode)
     process = subprocess.Popen(
         [sys.executable, "-c", script],
@@ -194,4 +194,4 @@ async def test_interpreter_exit_and_sigterm_flush_the_buffer(mode: str, db_url: 
     assert code == (143 if mode == "sigterm" else 0), (
         process.stderr.read() if process.stderr else ""
     )
-    assert len(await rows(db_url, "invocations")) == 5
+    assert len(db.run(rows(db_url, "invocations"))) == 5
