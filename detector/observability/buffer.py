@@ -48,11 +48,26 @@ class Patch:
     first_seen: float = field(default_factory=time.monotonic)
 
 
+# The columns that can be large; the rest are small and covered by the overhead.
+_SIZED_COLUMNS = (
+    *BODY_COLUMNS,
+    "message",
+    "data",
+    "error_message",
+    "error_stack",
+    "detection_error_stack",
+    "handler_error_stack",
+)
+
+
 def estimate_size(values: dict[str, Any], overhead: int) -> int:
-    """Approximate memory of a record: fixed overhead plus the length of its strings."""
+    """Approximate memory of a record: fixed overhead plus the length of its large strings
+    (JSON bodies, messages, errors and stacks)."""
     size = overhead
-    for value in values.values():
-        if isinstance(value, str):
+    get = values.get
+    for column in _SIZED_COLUMNS:
+        value = get(column)
+        if value is not None and value.__class__ is str:
             size += len(value)
     return size
 

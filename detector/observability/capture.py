@@ -49,6 +49,8 @@ DEFAULT_REDACT_KEYS: tuple[str, ...] = (
 """Deny-list words matched case-insensitively as substrings of keys (SPEC §5a)."""
 
 MAX_DEPTH = 32
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_SIMPLE = (str, int, bool, type(None))
 
 Path = tuple[str | int, ...]
 RedactCallback = Callable[[Any, Path], Any]
@@ -100,14 +102,32 @@ class Sanitizer:
         """Compact JSON text of the cleaned `value`, capped; None stays None (SQL NULL)."""
         if value is None:
             return None
-        cleaned = self.clean(value)
+        cleaned = value if self._is_flat(value) else self.clean(value)
         try:
-            text = json.dumps(cleaned, separators=(",", ":"), ensure_ascii=False)
+            text = _ENCODER.encode(cleaned)
         except (TypeError, ValueError):  # pragma: no cover - clean() output is JSON-safe
             text = json.dumps(_describe(value))
         if len(text) > self.max_value_bytes:
             return json.dumps(self._truncated(cleaned, text), separators=(",", ":"))
         return text
+
+    def _is_flat(self, value: Any) -> bool:
+        """A scalar, or a dict of str keys to simple scalars none of them denied: such a
+        value needs no cleaning (the common case of options and results; a fast path)."""
+        if self._redact is not None:
+            return False
+        kind = value.__class__
+        if kind is str or kind is int or kind is bool:
+            return True
+        if kind is not dict:
+            return False
+        deny = self._deny
+        for key, item in value.items():
+            if key.__class__ is not str or item.__class__ not in _SIMPLE:
+                return False
+            if deny is not None and deny.search(key.lower()):
+                return False
+        return True
 
     def _truncated(self, cleaned: Any, text: str) -> dict[str, Any]:
         marker: dict[str, Any] = {

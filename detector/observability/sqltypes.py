@@ -56,6 +56,9 @@ def parse_timestamp(value: Any) -> datetime:
 
 def timestamp_to_sqlite(value: Any) -> str:
     """Text form of a timestamp as stored on SQLite (see module docstring)."""
+    if isinstance(value, datetime) and value.tzinfo is UTC:
+        # Same text as the format below, several times faster (the writer's hot path).
+        return value.isoformat(timespec="microseconds")
     return parse_timestamp(value).strftime(SQLITE_TIMESTAMP_FORMAT)
 
 

@@ -60,14 +60,16 @@ NEVER_UPDATED = frozenset({"id", "created_at"})
 
 
 def group_by_columns(patches: Iterable[Patch]) -> dict[tuple[str, tuple[str, ...]], list[Patch]]:
-    """Patches grouped by (table, sorted column names): one statement per group.
+    """Patches grouped by (table, column names): one statement per group.
 
     An upsert must name the same columns for every row it carries, and must only update
     the columns a patch really has (others keep their stored values).
     """
     groups: dict[tuple[str, tuple[str, ...]], list[Patch]] = {}
     for patch in patches:
-        key = (patch.table, tuple(sorted(patch.values)))
+        # Insertion order, not sorted: hooks build their columns in a fixed order, so
+        # equal column sets share a group without the cost of sorting every patch.
+        key = (patch.table, tuple(patch.values))
         groups.setdefault(key, []).append(patch)
     return groups
 
