@@ -201,9 +201,9 @@ async def run(quick: bool) -> Section:
             "| store | plugin writer rows/s | naive ORM `add_all` rows/s | ratio |",
             "|---|---|---|---|",
             f"| PostgreSQL (asyncpg: unnest upserts + COPY) | {results['pg_writer']:,.0f} | "
-            f"{results['pg_orm']:,.0f} | {results['pg_writer'] / results['pg_orm']:.1f}× |",
+            f"{results['pg_orm']:,.0f} | {results['pg_writer'] / results['pg_orm']:.1f}x |",
             f"| SQLite (executemany upserts) | {results['sqlite_writer']:,.0f} | "
-            f"{results['sqlite_orm']:,.0f} | {results['sqlite_writer'] / results['sqlite_orm']:.1f}× |",
+            f"{results['sqlite_orm']:,.0f} | {results['sqlite_writer'] / results['sqlite_orm']:.1f}x |",
         ]
     )
     targets = [

@@ -9,7 +9,7 @@ line, `on_job_end`) N times, awaited as `listen_to` awaits them:
 - span: an OpenTelemetry SDK span per job (start, one event, end) with a
   `BatchSpanProcessor` and an exporter that drops everything.
 
-Cost per job = (round time − off time) / N. Target (SPEC §6): ours ≤ the span.
+Cost per job = (round time - off time) / N. Target (SPEC §6): ours ≤ the span.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ async def run(quick: bool) -> Section:
             "|---|---|",
             f"| hooks called, plugin off (base `Plugin`) | {per_job_us['off']:.2f} |",
             f"| ObservabilityPlugin on, buffered (total) | {per_job_us['on']:.2f} |",
-            f"| **ObservabilityPlugin cost (on − off)** | **{ours:.2f}** |",
+            f"| **ObservabilityPlugin cost (on - off)** | **{ours:.2f}** |",
             f"| OpenTelemetry SDK span + BatchSpanProcessor (no-op exporter) | {span:.2f} |",
             "",
             f"Ratio ours / span: {ours / span:.2f}. Records written: "
@@ -150,8 +150,8 @@ async def run(quick: bool) -> Section:
     )
     target = Target(
         "plugin cost per job ≤ one OTel span",
-        "≤ 1.00× span",
-        f"{ours:.2f} µs vs {span:.2f} µs ({ours / span:.2f}×)",
+        "≤ 1.00x span",
+        f"{ours:.2f} µs vs {span:.2f} µs ({ours / span:.2f}x)",
         ours <= span,
     )
     return Section("plugin_cost", TITLE, body, [target])

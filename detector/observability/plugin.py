@@ -539,7 +539,13 @@ class ObservabilityPlugin(Plugin):
             self._failed_hook("on_log", exc)
 
     def _add_log(self, *values: Any) -> None:
-        row = dict(zip(_LOG_COLUMNS, (str(uuid.UUID(bytes=os.urandom(16), version=4)), *values)))
+        row = dict(
+            zip(
+                _LOG_COLUMNS,
+                (str(uuid.UUID(bytes=os.urandom(16), version=4)), *values),
+                strict=True,
+            )
+        )
         if not self.flusher.started:
             self.flusher.ensure_started()
         if self.buffer.add_log(row["id"], row) >= self.config.batch_size:
