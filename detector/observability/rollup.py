@@ -218,7 +218,8 @@ async def _roll_hour(
             "p95_duration_ms": _cents(percentile_cont([float(d) for d in durations], 0.95)),
             "top_detected_events": _top(detected[function], "event_name"),
             "most_failed_jobs": _top(failed_jobs[function], "job_name"),
-            "updated_at": now,
+            # The real clock, whatever `now` says: later changes are detected against it.
+            "updated_at": datetime.now(UTC),
         }
         await conn.execute(_upsert(conn, values))
 
