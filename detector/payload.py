@@ -146,7 +146,9 @@ def _row(data: Mapping[str, Any], key: str) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise InvalidEventPayload(f"event.data.{key}", f"must be an object or null, got {_kind(value)}")
+        raise InvalidEventPayload(
+            f"event.data.{key}", f"must be an object or null, got {_kind(value)}"
+        )
     return dict(value)
 
 
@@ -162,7 +164,9 @@ def _created_at(payload: Mapping[str, Any]) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidEventPayload("created_at", f"is not an ISO-8601 timestamp: {value[:40]!r}") from None
+        raise InvalidEventPayload(
+            "created_at", f"is not an ISO-8601 timestamp: {value[:40]!r}"
+        ) from None
     # Hasura sends UTC without an offset.
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
