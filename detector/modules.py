@@ -220,10 +220,14 @@ _cache_lock = threading.RLock()
 _cache: dict[str, tuple[int, int, EventModule | BaseException]] = {}
 
 
+def _package_name(directory: Path) -> str:
+    digest = hashlib.sha1(str(directory).encode()).hexdigest()[:12]
+    return f"_detector_events_{digest}"
+
+
 def _package_for(directory: Path) -> str:
     """Name of the private package standing for `directory` (created on first use)."""
-    digest = hashlib.sha1(str(directory).encode()).hexdigest()[:12]
-    name = f"_detector_events_{digest}"
+    name = _package_name(directory)
     if name not in sys.modules:
         spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
         spec.submodule_search_locations = [str(directory)]
@@ -250,7 +254,7 @@ def _import(name: str, path: Path) -> EventModule:
     sys.modules[fullname] = module
     try:
         loader.exec_module(module)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # a script-like module calling sys.exit()
         sys.modules.pop(fullname, None)
         raise EventModuleError(
             name, str(path), f"failed to import: {type(error).__name__}: {error}"
@@ -335,7 +339,10 @@ def forget_directory(events_dir: Path) -> None:
     with _cache_lock:
         for path in [path for path in _cache if path.startswith(prefix)]:
             del _cache[path]
-        package = _package_for(events_dir)
-        for name in [name for name in sys.modules if name.startswith(package + ".")]:
+        # The package goes too: it holds its submodules as attributes, and
+        # `from . import _helpers` would find the old one there.
+        package = _package_name(events_dir)
+        stale = [name for name in sys.modules if name == package or name.startswith(package + ".")]
+        for name in stale:
             del sys.modules[name]
     importlib.invalidate_caches()
