@@ -70,6 +70,16 @@ def _escape(part: str) -> str:
     return part.replace(_ESCAPE, _ESCAPE * 2).replace(_SEPARATOR, _ESCAPE + _SEPARATOR)
 
 
+def format_token(source: str, correlation_id: str, job_execution_id: str | None = None) -> str:
+    """`TrackingToken(...).format()` without re-validating parts the caller knows are valid."""
+    parts = (
+        (source, correlation_id)
+        if job_execution_id is None
+        else (source, correlation_id, job_execution_id)
+    )
+    return _SEPARATOR.join(_escape(part) for part in parts)
+
+
 def _split(text: str) -> list[str]:
     """Split on unescaped separators, undoing the escapes."""
     parts: list[str] = []
@@ -115,10 +125,7 @@ class TrackingToken:
 
     def format(self) -> str:
         """The token as the string a job writes into `updated_by`."""
-        parts = [self.source, self.correlation_id]
-        if self.job_execution_id is not None:
-            parts.append(self.job_execution_id)
-        return _SEPARATOR.join(_escape(part) for part in parts)
+        return format_token(self.source, self.correlation_id, self.job_execution_id)
 
     def __str__(self) -> str:
         return self.format()

@@ -42,7 +42,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from .correlation import TrackingToken
+from .correlation import format_token
 from .errors import ConfigurationError, JobTimeoutError
 from .logcapture import log_scope
 from .payload import HasuraEvent, parse_hasura_event
@@ -225,7 +225,10 @@ class JobRun:
             deadline=invocation.deadline if invocation else None,
             attempt=1,
         )
-        options["tracking_token"] = TrackingToken.for_job(options).format()
+        # Same as TrackingToken.for_job(options).format(), minus re-validating our own ids.
+        options["tracking_token"] = format_token(
+            source_function or descriptor.name, correlation_id, job_execution_id
+        )
         self.options = options
         # Plugins only hear about jobs that belong to an event of an invocation.
         self.info: JobInfo | None = None
