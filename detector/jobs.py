@@ -174,6 +174,7 @@ class JobRun:
 
     __slots__ = (
         "_is_async",
+        "announced",
         "done",
         "event",
         "event_name",
@@ -203,6 +204,7 @@ class JobRun:
         self.invocation = invocation
         self.event_runtime = event_runtime
         self.done = False
+        self.announced = False  # on_job_start was called
         self.started: float | None = None
         self._is_async = is_async_callable(descriptor.fn)
         self.result = JobResult(
@@ -255,8 +257,7 @@ class JobRun:
             else:
                 if invocation.cut:
                     raise JobTimeoutError(self.job.name, None, deadline=True)
-                if invocation.dispatcher.wants("on_job_start"):
-                    await invocation.dispatcher.call("on_job_start", self.info)
+                await self._announce()
                 with log_scope(
                     invocation, self.info.event.event_execution_id, self.info.job_execution_id
                 ):
@@ -271,6 +272,13 @@ class JobRun:
         else:
             await self.finish(JobStatus.COMPLETED, value=value)
         return self.result
+
+    async def _announce(self) -> None:
+        if self.announced or self.invocation is None or self.info is None:
+            return
+        self.announced = True
+        if self.invocation.dispatcher.wants("on_job_start"):
+            await self.invocation.dispatcher.call("on_job_start", self.info)
 
     async def finish_cancelled(self) -> None:
         """Finish a job that was cancelled: `timeout` if the deadline did it, else `cancelled`."""
@@ -306,6 +314,7 @@ class JobRun:
         invocation, info = self.invocation, self.info
         if invocation is None or info is None:
             return
+        await self._announce()  # a job cut before it started still gets its start hook
         dispatcher = invocation.dispatcher
         if error is not None and dispatcher.wants("on_error"):
             await dispatcher.call("on_error", error, "job", invocation.info, info.event, info)

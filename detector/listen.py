@@ -565,22 +565,27 @@ async def _cut(
         await _finish_cut_event(runtime, one, deadline)
 
 
+def _cut_error(deadline: bool, message: str) -> BaseException:
+    if deadline:
+        return DeadlineExceededError(f"the invocation's deadline was reached {message}")
+    return asyncio.CancelledError(f"the invocation was cancelled {message}")
+
+
 async def _finish_cut_event(runtime: InvocationRuntime, one: EventRuntime, deadline: bool) -> None:
-    why = "the invocation's deadline was reached" if deadline else "the invocation was cancelled"
     dispatcher = runtime.dispatcher
     if one.phase is Phase.PENDING:
         one.phase = Phase.DETECTING
         one.detect_started = time.perf_counter()
         await dispatcher.call("on_detection_start", one.info)
     if one.phase is Phase.DETECTING:
-        error = DeadlineExceededError(f"{why} before the detector of `{one.info.name}` answered")
+        error = _cut_error(deadline, f"before the detector of `{one.info.name}` answered")
         await _finish_detection(runtime, one, False, error)
         return
     for run in one.job_runs:
         if not run.done:
             await run.finish_cancelled()
     if one.phase is Phase.HANDLING:
-        error = DeadlineExceededError(f"{why} before the handler of `{one.info.name}` returned")
+        error = _cut_error(deadline, f"before the handler of `{one.info.name}` returned")
         await _finish_handler(runtime, one, error)
 
 
