@@ -174,8 +174,8 @@ async def test_a_broken_module_fails_its_own_event_only(
 # Caching and reloading -----------------------------------------------------------------
 
 COUNTING = """
-from pathlib import Path
-Path({marker!r}).open("a").write("imported\\n")
+with open({marker!r}, "a") as marker:
+    marker.write("imported\\n")
 VERSION = {version!r}
 
 def detector(event_name, event):
@@ -223,7 +223,7 @@ async def test_reload_forces_a_fresh_import_of_modules_and_helpers(
     write_module(
         events_dir,
         "_helpers",
-        f"from pathlib import Path\nPath({str(marker)!r}).open('a').write('helper\\n')\n",
+        f"with open({str(marker)!r}, 'a') as m:\n    m.write('helper\\n')\n",
     )
     write_module(events_dir, "orders.shipped", "from . import _helpers\n" + ALWAYS)
     await listen_to(hasura_payload(), events_dir=events_dir, plugins=[])
