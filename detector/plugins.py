@@ -154,7 +154,12 @@ class Plugin:
             cls.name = cls.__name__
 
     async def on_configure(self, options: ListenOptions) -> ListenOptions | None:
-        """Inspect or change the options before the invocation starts (return new ones or None)."""
+        """Inspect or change the options before the invocation starts.
+
+        Return new `ListenOptions`, a dict of changes, or None (changes made in place are
+        kept). Runs before the payload is validated; options that fail validation are
+        dropped and counted as an error of this hook.
+        """
         return None
 
     async def on_invocation_start(self, invocation: InvocationInfo) -> None:
