@@ -6,6 +6,8 @@ import asyncio
 import copy
 import json
 import shutil
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -324,11 +327,6 @@ def test_the_webhook_is_off_without_an_events_directory(tmp_path: Path) -> None:
 
 
 def test_our_own_fault_is_500_with_a_short_message_and_no_traceback(tmp_path: Path) -> None:
-    import threading
-    import time
-
-    import uvicorn
-
     class NotAPlugin:
         name = "broken"
 
