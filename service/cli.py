@@ -588,6 +588,12 @@ def replay(
             f"[dim]{report.redacted_values} payload value(s) were redacted when recorded: "
             'detectors reading them see "[redacted]"[/]'
         )
+    if report.rebuilt_session_variables is not None:
+        shown = ", ".join(f"{k}={v}" for k, v in report.rebuilt_session_variables.items())
+        out.print(
+            f"[dim]session variables were redacted when recorded; replayed with the "
+            f"recorded role and user: {escape(shown) or 'none'}[/]"
+        )
     out.print(replay_table(report))
     changed = report.changed
     if changed:

@@ -85,6 +85,7 @@ class ReplayReport:
     rows: list[ReplayRow]
     result: ListenResult
     redacted_values: int = 0
+    rebuilt_session_variables: dict[str, str] | None = None
     deliveries: list[Delivery] = field(default_factory=list)
     repeated_jobs: dict[str, int] = field(default_factory=dict)
 
@@ -125,6 +126,8 @@ async def replay(
             "OBSERVABILITY_MAX_VALUE_BYTES to replay such payloads"
         )
     directory = _events_dir(events_dir, row["event_modules_directory"])
+    redacted = _count_redacted(payload)
+    payload, rebuilt = _restore_session_variables(payload, row)
 
     if run_jobs:
         result = await listen_to(
@@ -151,7 +154,8 @@ async def replay(
         run_jobs=run_jobs,
         rows=rows,
         result=result,
-        redacted_values=_count_redacted(payload),
+        redacted_values=redacted,
+        rebuilt_session_variables=rebuilt,
         deliveries=recorded["deliveries"],
         repeated_jobs=recorded["repeated_jobs"],
     )
@@ -211,6 +215,27 @@ def _declared(path: Path) -> tuple[str, ...]:
         return tuple(sorted(job.name for job in declared_jobs(path)))
     except (OSError, SyntaxError):
         return ()
+
+
+def _restore_session_variables(
+    payload: Any, row: dict[str, Any]
+) -> tuple[Any, dict[str, str] | None]:
+    """Rebuild `event.session_variables` when redaction replaced the whole object.
+
+    The default deny-list matches `session`, so stored payloads usually hold
+    `"session_variables": "[redacted]"`, which is not a valid Hasura payload. The role and
+    user were recorded in their own columns: replay uses those (and says so).
+    """
+    event = payload.get("event") if isinstance(payload, dict) else None
+    if not isinstance(event, dict) or event.get("session_variables") != REDACTED:
+        return payload, None
+    variables: dict[str, str] = {}
+    if row.get("source_user_role"):
+        variables["x-hasura-role"] = row["source_user_role"]
+    user = row.get("source_user_email")
+    if user:
+        variables["x-hasura-user-email" if "@" in user else "x-hasura-user-id"] = user
+    return {**payload, "event": {**event, "session_variables": variables}}, variables
 
 
 def _count_redacted(value: Any) -> int:
