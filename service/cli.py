@@ -195,7 +195,12 @@ def serve(
             )
         await serving
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        # uvicorn shut down gracefully (the webhook's records are flushed), then re-raised
+        # Ctrl-C for the default handler: a requested stop is a success.
+        out.print("stopped")
 
 
 def _populate_demo(out: Console, url: str, seed: int) -> None:
