@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -237,3 +238,20 @@ def test_importing_detector_otel_needs_only_the_api() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok")
+
+
+def test_the_service_adds_the_plugin_to_webhook_deliveries_when_enabled(tmp_path: Path) -> None:
+    from service.runtime import ServiceRuntime
+    from service.settings import Settings
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'o.db'}",
+        events_dir=EXAMPLES_EVENTS,
+        otel_enabled=True,
+    )
+    runtime = ServiceRuntime.from_settings(settings)
+    kinds = [type(plugin).__name__ for plugin in runtime.plugins]
+    assert kinds == ["ObservabilityPlugin", "OpenTelemetryPlugin"]
+    assert runtime.plugins[1].root_span_kind == SpanKind.SERVER
+    off = ServiceRuntime.from_settings(settings.model_copy(update={"otel_enabled": False}))
+    assert [type(plugin).__name__ for plugin in off.plugins] == ["ObservabilityPlugin"]

@@ -304,8 +304,15 @@ def test_a_function_directory_serves_its_function_and_unknown_functions_are_404(
     shutil.copy(EXAMPLES_EVENTS / "payments.failed.py", base / "billing" / "payments.failed.py")
     shutil.copy(EXAMPLES_EVENTS / "_helpers.py", base / "billing" / "_helpers.py")
     url = f"sqlite:///{tmp_path / 'layout.db'}"
-    settings = Settings(database_url=url, events_dir=base, rollup_interval=0)
+    settings = Settings(
+        database_url=url, events_dir=base, rollup_interval=0, webhook_max_body_bytes=4096
+    )
     with serving(settings) as running:
+        huge = example("payments.failed.update.json")
+        huge["event"]["data"]["new"]["note"] = "x" * 5000
+        too_large = running.client.post("/hooks/billing", json=huge)
+        assert too_large.status_code == 413
+        assert too_large.json()["field"] == "body"
         answer = running.client.post("/hooks/billing", json=example("payments.failed.update.json"))
         assert answer.status_code == 200, "no secret configured: open"
         assert [e["name"] for e in answer.json()["events"]] == ["payments.failed"]
