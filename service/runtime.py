@@ -14,9 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
@@ -26,16 +30,22 @@ from detector.observability.rollup import RollupResult, rollup
 
 from .metrics import MetricsMiddleware, ServiceMetrics
 from .settings import Settings
+from .storage import invocations, open_engine
 from .webhook import WebhookReceiver
 
 log = logging.getLogger("service.runtime")
+
+# The dashboard covers a moving 30-day window: refresh at least this often.
+WINDOW_REFRESH_S = 3600.0
 
 
 class PeriodicRollup:
     """Runs the rollup (metrics_hourly + dashboard_stats refresh) every `interval` seconds.
 
-    The first run happens at start, so a fresh dashboard has its series at once. A run
-    that fails is logged and counted, and the next one is tried at the next interval.
+    The first run happens at start, so a fresh dashboard has its series at once. Later
+    runs are skipped while no invocation changed (one cheap query instead of a refresh
+    and its change notification), except once an hour, when the dashboard's 30-day
+    window moves. A run that fails is logged and counted, and retried at the next interval.
     """
 
     def __init__(
@@ -45,13 +55,36 @@ class PeriodicRollup:
         self.interval = interval
         self.metrics = metrics
         self.runs = 0
+        self.skipped = 0
         self.last_result: RollupResult | None = None
         self._task: asyncio.Task[None] | None = None
+        self._engine: AsyncEngine | None = None
+        self._seen: tuple[Any, ...] | None = None
+        self._last_run = 0.0
 
-    async def run_once(self) -> RollupResult | None:
-        """One rollup now; None (logged, counted) when it failed."""
+    async def _fingerprint(self) -> tuple[Any, ...]:
+        """Count and latest update of invocations: equal fingerprints, nothing to roll up."""
+        if self._engine is None:
+            self._engine = open_engine(self.database_url, pool_size=1)
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(sa.func.count(), sa.func.max(invocations.c.updated_at))
+                )
+            ).one()
+        return tuple(row)
+
+    async def run_once(self, *, force: bool = False) -> RollupResult | None:
+        """One rollup now, unless nothing changed (`force` runs it anyway); None when it
+        was skipped or failed (logged, counted)."""
         try:
+            seen = await self._fingerprint()
+            fresh = time.monotonic() - self._last_run < WINDOW_REFRESH_S
+            if not force and seen == self._seen and fresh:
+                self.skipped += 1
+                return None
             result = await rollup(self.database_url)
+            self._seen, self._last_run = seen, time.monotonic()
         except Exception as exc:
             log.warning("rollup failed: %s: %s", type(exc).__name__, str(exc)[:200])
             if self.metrics is not None:
@@ -78,6 +111,9 @@ class PeriodicRollup:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
 
 
 @dataclass(slots=True)
