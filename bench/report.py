@@ -102,7 +102,7 @@ def write_section(section: Section, path: Path = RESULTS) -> None:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0–100) by linear interpolation."""
+    """The q-th percentile (0 to 100) by linear interpolation."""
     if not values:
         return float("nan")
     ordered = sorted(values)
