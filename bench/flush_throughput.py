@@ -53,6 +53,8 @@ def _patches(n: int, invocation_id: str, event_id: str) -> list[Batch]:
                     "error_type": None,
                     "error_message": None,
                 },
+                # Started and finished since the last flush, as the plugin marks them.
+                new=True,
             )
         )
         log_id = str(uuid.uuid4())

@@ -61,6 +61,9 @@ class Patch:
     values: dict[str, Any]
     size: int = 0
     first_seen: float = field(default_factory=time.monotonic)
+    # The row was started in this buffer and never written: writers may insert it
+    # straight (COPY), falling back to the upsert if it turns out to exist.
+    new: bool = False
 
 
 # The columns that can be large; the rest are small and covered by the overhead.
@@ -198,8 +201,14 @@ class BoundedBuffer:
                 oldest.append(self._logs[0].first_seen)
         return time.monotonic() - min(oldest) if oldest else None
 
-    def add_execution(self, table: str, row_id: str, values: dict[str, Any]) -> int:
-        """Merge `values` into the row's pending patch; returns the buffered record count."""
+    def add_execution(
+        self, table: str, row_id: str, values: dict[str, Any], *, new: bool = False
+    ) -> int:
+        """Merge `values` into the row's pending patch; returns the buffered record count.
+
+        `new=True` says these values start the row (nothing wrote it before); it marks
+        the patch only when it creates it.
+        """
         size = estimate_size(values, 0)
         with self._lock:
             self.recorded[table] += 1
@@ -207,7 +216,7 @@ class BoundedBuffer:
             patch = self._executions.get(key)
             if patch is None:
                 size += _RECORD_OVERHEAD
-                self._executions[key] = Patch(table, row_id, values, size)
+                self._executions[key] = Patch(table, row_id, values, size, new=new)
             else:
                 patch.values.update(values)
                 patch.size += size
@@ -289,6 +298,7 @@ class BoundedBuffer:
                     newer.values = merged
                     newer.size = estimate_size(merged, _RECORD_OVERHEAD)
                     newer.first_seen = min(newer.first_seen, patch.first_seen)
+                    newer.new = patch.new  # the failed write created nothing
                     self._executions.move_to_end(key, last=False)
                     self._bytes += newer.size
                 else:

@@ -471,8 +471,8 @@ class ObservabilityPlugin(Plugin):
                     exc_info=exc,
                 )
 
-    def _add(self, table: str, row_id: str, values: dict[str, Any]) -> None:
-        self.buffer.add_execution(table, row_id, values)
+    def _add(self, table: str, row_id: str, values: dict[str, Any], new: bool = False) -> None:
+        self.buffer.add_execution(table, row_id, values, new=new)
 
     def _json(self, snapshot: Snapshot) -> str | None:
         """Final JSON text of a snapshot: redacted, made safe, capped."""
@@ -537,7 +537,7 @@ class ObservabilityPlugin(Plugin):
             )
             row["error_message"] = message
             row["error_stack"] = self._stack(error)
-        self._add("invocations", invocation.invocation_id, row)
+        self._add("invocations", invocation.invocation_id, row, new=True)
 
     def _event_identity(self, event: EventInfo) -> dict[str, Any]:
         # Every patch carries the NOT NULL identity columns: it must be insertable alone.
@@ -554,7 +554,7 @@ class ObservabilityPlugin(Plugin):
         row = self._event_identity(event)
         row["event_module_path"] = event.module_path
         row["status"] = EventStatus.DETECTING.value
-        self._add("event_executions", event.event_execution_id, row)
+        self._add("event_executions", event.event_execution_id, row, new=True)
 
     def _convert_detection_end(
         self,
@@ -628,7 +628,7 @@ class ObservabilityPlugin(Plugin):
         row["status"] = JobStatus.RUNNING.value
         if options is not None:
             row["job_options"] = self._json(options)
-        self._add("job_executions", job.job_execution_id, row)
+        self._add("job_executions", job.job_execution_id, row, new=True)
 
     def _convert_job_end(
         self,
