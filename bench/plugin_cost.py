@@ -17,7 +17,7 @@ take the GIL during a chunk, which the timing includes). Per job:
   options and the result (as JSON strings: span attributes are primitives), status,
   attempts, duration, and the log line as a span event with its level, seq and source.
 
-Cost per job = on − off (wall time of the timed chunks). Also shown: CPU time of the
+Cost per job = on - off (wall time of the timed chunks). Also shown: CPU time of the
 host thread, and CPU time of the background thread (our writer; the span worker).
 """
 
@@ -253,8 +253,7 @@ async def run(quick: bool) -> Section:
             f"{cpu_us['off']:.2f} | - |",
             f"| ObservabilityPlugin on, buffered (total) | {us['on']:.2f} | "
             f"{cpu_us['on']:.2f} | {bg_us['on']:.2f} (writer: convert, redact, write) |",
-            f"| **ObservabilityPlugin cost (on - off)** | **{ours:.2f}** | **{ours_cpu:.2f}** "
-            "| |",
+            f"| **ObservabilityPlugin cost (on - off)** | **{ours:.2f}** | **{ours_cpu:.2f}** | |",
             f"| OpenTelemetry SDK span + BatchSpanProcessor (no-op exporter) | {span:.2f} | "
             f"{span_cpu:.2f} | {bg_us['span']:.2f} (worker; exports nothing) |",
             "",
