@@ -81,8 +81,12 @@ def machine() -> str:
         ).stdout.strip()
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}" + (
-        f", commit {commit}" if commit else ""
+    # The machine is shared: the load says how much else ran while this was measured.
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return (
+        f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
+        + (f", commit {commit}" if commit else "")
+        + load
     )
 
 
