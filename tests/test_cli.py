@@ -302,7 +302,6 @@ def test_replay_shows_what_differs_after_an_event_module_changes(
     changed = cli("replay", invocation_id, "--db", db_url, "--fail-on-diff", expect=1)
     assert "1 event(s) differ" in changed
     assert "orders.shipped" in changed and "not detected" in changed
-    assert "session variables were redacted" in changed
     assert "no invocation" in cli(
         "replay", "00000000-0000-4000-8000-000000000000", "--db", db_url, expect=1
     )
