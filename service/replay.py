@@ -222,8 +222,9 @@ def _restore_session_variables(
 ) -> tuple[Any, dict[str, str] | None]:
     """Rebuild `event.session_variables` when redaction replaced the whole object.
 
-    A deny-list word matching the key (`session`, the default before 0.1's redaction
-    fix) stores `"session_variables": "[redacted]"`, which is not a valid Hasura payload.
+    A deny-list word matching the key (a user's `session`, or records made when the
+    default list held it) stores `"session_variables": "[redacted]"`, which is not a
+    valid Hasura payload.
     The role and user were recorded in their own columns: replay uses those (and says so).
     """
     event = payload.get("event") if isinstance(payload, dict) else None
