@@ -1,0 +1,86 @@
+"""What compiling GraphQL arguments to SQL needs to know, and small shared SQL helpers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause
+
+from .errors import ACCESS_DENIED, EngineError
+from .metadata import Catalog, ColumnInfo, TableInfo
+from .permissions import RolePermissions, SessionVariable, TableAccess
+
+
+@dataclass
+class CompileContext:
+    """Per-request facts for compiling: the catalog, the role, its session, the dialect."""
+
+    catalog: Catalog
+    permissions: RolePermissions
+    dialect: str
+    session_variables: Mapping[str, str] = field(default_factory=dict)
+    stringify_numeric: bool = False
+    max_rows: int | None = None
+
+    @property
+    def sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def access(self, table_name: str) -> TableAccess:
+        return self.permissions.require(table_name)
+
+    def table(self, name: str) -> TableInfo:
+        return self.catalog.table(name)
+
+    def session_value(self, marker: SessionVariable, path: str) -> str:
+        value = self.session_variables.get(marker.name)
+        if value is None:
+            raise EngineError(ACCESS_DENIED, f'missing session variable: "{marker.name}"', path)
+        return value
+
+
+def new_alias(table: TableInfo) -> FromClause:
+    """A fresh anonymous alias of `table` (self-relationships need distinct names)."""
+    return table.sa_table.alias()
+
+
+def column_of(alias: FromClause, column: ColumnInfo) -> ColumnElement[Any]:
+    return alias.c[column.name]
+
+
+def bind(value: Any, column_type: sa.types.TypeEngine[Any]) -> ColumnElement[Any]:
+    """A bound parameter processed by the column's type (uuid, timestamptz, jsonb...)."""
+    return sa.bindparam(None, value, type_=column_type)
+
+
+def in_values(
+    ctx: CompileContext, expression: ColumnElement[Any], column: ColumnInfo, values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """`expression IN values` as one bound parameter, whatever the number of values.
+
+    PostgreSQL gets `= ANY($1::type[])`; SQLite `IN (SELECT value FROM json_each(?))`.
+    One parameter keeps statements (and their plans) identical for any batch size, and
+    stays clear of the drivers' parameter-count limits.
+    """
+    if ctx.sqlite:
+        processor = column.sa_column.type.bind_processor(_SQLITE_DIALECT)
+        items = [processor(value) if processor else value for value in values]
+        table = sa.func.json_each(
+            sa.bindparam(None, json.dumps(items), type_=sa.Text)
+        ).table_valued("value")
+        return expression.in_(sa.select(table.c.value))
+    array_type = postgresql.ARRAY(column.sa_column.type)
+    return expression == sa.any_(sa.bindparam(None, list(values), type_=array_type))
+
+
+_SQLITE_DIALECT = sqlite.dialect()
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
