@@ -16,7 +16,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EVENT_DETECTOR_", extra="ignore")
+    # populate_by_name: `Settings(admin_secret=...)` must work, not only the env aliases.
+    model_config = SettingsConfigDict(
+        env_prefix="EVENT_DETECTOR_", extra="ignore", populate_by_name=True
+    )
 
     database_url: str = Field(
         default="sqlite:///event-detector.db",
