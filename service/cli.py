@@ -21,7 +21,9 @@ def serve(
     """Serve the GraphQL API and the web client."""
     overrides = {"database_url": db} if db else {}
     settings = Settings(**overrides, host=host, port=port)
-    typer.echo(f"event-detector serving on http://{host}:{port}/ (database {settings.database_url})")
+    typer.echo(
+        f"event-detector serving on http://{host}:{port}/ (database {settings.database_url})"
+    )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 

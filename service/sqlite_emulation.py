@@ -191,8 +191,18 @@ def _type_rank(value: Any) -> int:
     return 5
 
 
-def json_compare(left: Any, right: Any) -> int:
+def json_compare(left: Any, right: Any, *, top_level: bool = True) -> int:
     """jsonb's btree ordering of two parsed values: -1, 0 or 1."""
+    if top_level and isinstance(left, list) != isinstance(right, list):
+        if not isinstance(left, dict) and not isinstance(right, dict):
+            # PostgreSQL stores a top-level scalar as a one-element "raw scalar" array:
+            # element counts decide first (so [] sorts below any scalar), then the
+            # scalar sorts below the array.
+            left_count = len(left) if isinstance(left, list) else 1
+            right_count = len(right) if isinstance(right, list) else 1
+            if left_count != right_count:
+                return -1 if left_count < right_count else 1
+            return -1 if not isinstance(left, list) else 1
     left_rank, right_rank = _type_rank(left), _type_rank(right)
     if left_rank != right_rank:
         return -1 if left_rank < right_rank else 1
@@ -202,12 +212,10 @@ def json_compare(left: Any, right: Any) -> int:
         left_items = list(jsonb_order(left).items())
         right_items = list(jsonb_order(right).items())
         for (lk, lv), (rk, rv) in zip(left_items, right_items, strict=True):
-            key_order = json_compare(len(lk.encode()), len(rk.encode())) or json_compare(
-                lk.encode(), rk.encode()
-            )
-            if key_order:
-                return key_order
-            value_order = json_compare(lv, rv)
+            left_key, right_key = (len(lk.encode()), lk.encode()), (len(rk.encode()), rk.encode())
+            if left_key != right_key:
+                return -1 if left_key < right_key else 1
+            value_order = json_compare(lv, rv, top_level=False)
             if value_order:
                 return value_order
         return 0
@@ -215,7 +223,7 @@ def json_compare(left: Any, right: Any) -> int:
         if len(left) != len(right):
             return -1 if len(left) < len(right) else 1
         for lv, rv in zip(left, right, strict=True):
-            order = json_compare(lv, rv)
+            order = json_compare(lv, rv, top_level=False)
             if order:
                 return order
         return 0

@@ -5,7 +5,7 @@ API returns them before serialisation: aware datetimes, str UUIDs, JSON values),
 compute expected answers from the same rows, independently of the engine.
 
 Shape (`Dataset.invocations` etc.):
-- 36 invocations over three source functions, five statuses, two operations, spread
+- 36 invocations (by default) over three source functions, five statuses, two operations, spread
   over ~22 hours; some durations, emails, correlation ids and payloads are null;
   correlation ids shared in groups of three;
 - cascades three levels deep: an invocation's job changes a row whose event triggers a
@@ -83,11 +83,13 @@ def _payload(i: int) -> Any:
     return data
 
 
-def build_dataset() -> Dataset:
-    """The dataset (same rows every call)."""
+def build_dataset(invocations: int = 36) -> Dataset:
+    """The dataset (same rows every call); `invocations` scales it (at least 26)."""
+    if invocations < 26:
+        raise ValueError("the dataset needs at least 26 invocations for its cascades")
     ds = Dataset()
     job_counter = 0
-    for i in range(36):
+    for i in range(invocations):
         created = BASE_TIME + timedelta(
             minutes=37 * i, seconds=i, microseconds=(i * 12345) % 1_000_000
         )
@@ -245,7 +247,7 @@ def build_dataset() -> Dataset:
             if job["invocation_id"] == child["id"]:
                 job["correlation_id"] = parent["correlation_id"]
     # A dangling source_job_id (the parent job row not written yet): no enforced FK.
-    ds.invocations[35]["source_job_id"] = _id("job", 999, 0, 0)
+    ds.invocations[-1]["source_job_id"] = _id("job", 999, 0, 0)
     for hour in range(6):
         for f, function in enumerate(FUNCTIONS):
             bucket = BASE_TIME + timedelta(hours=hour)
