@@ -92,3 +92,21 @@ def test_levels_without_parents_cost_nothing(server: RunningServer) -> None:
     )
     assert data["invocations"] == []
     assert count == 1
+
+
+def test_sibling_aggregates_of_one_relationship_share_a_statement(server: RunningServer) -> None:
+    count, data = statements_for(
+        server,
+        """query ($n: Int!) { invocations(order_by: {created_at: asc}, limit: $n) { id
+             all: event_executions_aggregate { aggregate { count } }
+             detected: event_executions_aggregate(where: {detected: {_eq: true}}) { aggregate { count } }
+             undetected: event_executions_aggregate(where: {detected: {_eq: false}}) { aggregate { count } }
+           } }""",
+        {"n": 100},
+    )
+    assert count == 2  # the invocations, then one GROUP BY for the three aggregates
+    for row in data["invocations"]:
+        events = [e for e in DATASET.event_executions if e["invocation_id"] == row["id"]]
+        assert row["all"]["aggregate"]["count"] == len(events)
+        assert row["detected"]["aggregate"]["count"] == sum(e["detected"] for e in events)
+        assert row["undetected"]["aggregate"]["count"] == sum(not e["detected"] for e in events)

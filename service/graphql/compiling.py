@@ -12,6 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
+from detector.observability.sqltypes import UUID
+
 from .errors import ACCESS_DENIED, EngineError
 from .metadata import Catalog, ColumnInfo, TableInfo
 from .permissions import RolePermissions, SessionVariable, TableAccess
@@ -27,10 +29,22 @@ class CompileContext:
     session_variables: Mapping[str, str] = field(default_factory=dict)
     stringify_numeric: bool = False
     max_rows: int | None = None
+    _aliases_used: dict[str, int] = field(default_factory=dict)
 
     @property
     def sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    def alias(self, table: TableInfo) -> FromClause:
+        """An alias of `table` not used before by this context.
+
+        Aliases are named `<table>_<n>` and shared between requests (building an alias
+        of a wide table costs more than the rest of a statement), so statements of the
+        same shape are identical and hit SQLAlchemy's and the driver's caches.
+        """
+        index = self._aliases_used.get(table.name, 0)
+        self._aliases_used[table.name] = index + 1
+        return shared_alias(table, index)
 
     def access(self, table_name: str) -> TableAccess:
         return self.permissions.require(table_name)
@@ -45,9 +59,21 @@ class CompileContext:
         return value
 
 
-def new_alias(table: TableInfo) -> FromClause:
-    """A fresh anonymous alias of `table` (self-relationships need distinct names)."""
-    return table.sa_table.alias()
+_SHARED_ALIASES: dict[tuple[str, int], FromClause] = {}
+_MAX_SHARED_ALIASES = 64
+
+
+def shared_alias(table: TableInfo, index: int) -> FromClause:
+    """The alias `<table>_<index>` of `table`, built once."""
+    if index >= _MAX_SHARED_ALIASES:
+        return table.sa_table.alias()
+    key = (table.name, index)
+    alias = _SHARED_ALIASES.get(key)
+    if alias is None:
+        alias = table.sa_table.alias(f"{table.name}_{index}")
+        alias.c  # noqa: B018 - build the column collection once
+        _SHARED_ALIASES[key] = alias
+    return alias
 
 
 def column_of(alias: FromClause, column: ColumnInfo) -> ColumnElement[Any]:
@@ -75,7 +101,16 @@ def in_values(
             sa.bindparam(None, json.dumps(items), type_=sa.Text)
         ).table_valued("value")
         return expression.in_(sa.select(table.c.value))
-    array_type = postgresql.ARRAY(column.sa_column.type)
+    # Keys come straight from earlier result rows, already in the driver's form: bind
+    # them with the PostgreSQL type itself, skipping per-item Python conversion.
+    column_type = column.sa_column.type
+    if isinstance(column_type, UUID):
+        item_type: sa.types.TypeEngine[Any] = postgresql.UUID(as_uuid=False)
+    elif isinstance(column_type, sa.types.TypeDecorator):
+        item_type = column_type
+    else:
+        item_type = column_type
+    array_type = postgresql.ARRAY(item_type)
     return expression == sa.any_(sa.bindparam(None, list(values), type_=array_type))
 
 

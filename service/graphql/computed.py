@@ -57,8 +57,11 @@ def _event_job_success_rate(row: FromClause) -> ColumnElement[Any]:
     return _rate(row.c.jobs_succeeded, row.c.jobs_count)
 
 
+_JOBS = models.JobExecution.__table__.alias("avg_job_duration_jobs")  # type: ignore[attr-defined]
+
+
 def _invocation_avg_job_duration(row: FromClause) -> ColumnElement[Any]:
-    jobs = models.JobExecution.__table__.alias()  # type: ignore[attr-defined]
+    jobs = _JOBS
     average = (
         sa.select(sa.func.round(sa.func.avg(jobs.c.duration_ms), 2))
         .where(jobs.c.invocation_id == row.c.id)

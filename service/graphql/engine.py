@@ -270,6 +270,11 @@ class GraphQLEngine:
             )
         return self._schemas[role]
 
+    def warm_up(self) -> None:
+        """Build the schema of admin and of every role in the metadata now."""
+        for role in (ADMIN_ROLE, *sorted(self.catalog.roles)):
+            self.schema(role)
+
     def sdl(self, role: str = ADMIN_ROLE) -> str:
         """The schema of `role` in SDL."""
         return self.schema(role).as_str()

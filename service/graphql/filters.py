@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from .compiling import CompileContext, bind, json_text, new_alias
+from .compiling import CompileContext, bind, json_text
 from .errors import validation_failed
 from .metadata import ColumnInfo, Relationship, TableInfo
 from .permissions import SessionVariable
@@ -165,7 +165,7 @@ def _relationship(
     ctx: CompileContext, relationship: Relationship, outer: FromClause, value: Any, path: str
 ) -> ColumnElement[bool]:
     target = ctx.table(relationship.target)
-    inner = new_alias(target)
+    inner = ctx.alias(target)
     condition = sa.and_(
         related_condition(ctx, relationship, outer, inner),
         compile_where(ctx, target, inner, value, path),
@@ -182,7 +182,7 @@ def _aggregate_predicate(
         here = f"{path}.{function}"
         if spec is None:
             raise validation_failed(f"unexpected null value for field '{function}'", here)
-        inner = new_alias(target)
+        inner = ctx.alias(target)
         where = related_condition(ctx, relationship, outer, inner)
         if spec.get("filter") is not None:
             where = sa.and_(

@@ -27,7 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from .aggregates import aggregate_function
-from .compiling import CompileContext, in_values, new_alias
+from .compiling import CompileContext, in_values
 from .dberrors import translate
 from .errors import validation_failed
 from .filters import compile_where, count_expression
@@ -50,6 +50,9 @@ from .plan import (
 )
 
 PARTITION = "_part"
+
+VALUES_AS_FETCHED = frozenset({"jsonb", "String", "Boolean", "Int", "uuid"})
+"""Column scalars whose fetched values are already what the response holds."""
 
 
 @dataclass
@@ -110,7 +113,7 @@ def build_rows_query(
     selected as `_part`. `cap` limits the rows of the whole statement (cap + 1 are
     fetched so the caller can tell when it was exceeded).
     """
-    alias = new_alias(table)
+    alias = ctx.alias(table)
     access = ctx.access(table.name)
     conditions: list[ColumnElement[bool]] = []
     if access.filter:
@@ -263,35 +266,110 @@ async def complete_rows(
 ) -> list[dict[str, Any]]:
     """Shape fetched rows into response dicts, loading each relationship in one go."""
     index = {label: position for position, label in enumerate(labels)}
-    getters: list[tuple[str, Callable[[Any], Any]]] = []
+    measured = await _measure_siblings(fetcher, plan, rows, index)
+    fields: list[tuple[str, Field]] = []
     for output in plan.outputs:
-        getters.append((output.key, await _getter(fetcher, output, rows, index)))
-    return [{key: get(row) for key, get in getters} for row in rows]
+        fields.append((output.key, await _field(fetcher, output, rows, index, measured)))
+    build = _row_builder(tuple(fields))
+    return [build(row) for row in rows]
 
 
 def _keys(rows: Sequence[Any], position: int) -> list[Any]:
     return list(dict.fromkeys(row[position] for row in rows if row[position] is not None))
 
 
-async def _getter(
-    fetcher: Fetcher, output: Any, rows: Sequence[Any], index: dict[str, int]
-) -> Callable[[Any], Any]:
+@dataclass(frozen=True)
+class Field:
+    """How one response key gets its value from a fetched row.
+
+    `constant` (when `position` is None and `function` is None), the row's value at
+    `position` (through `function` when set, skipping nulls), or `function(row)` when
+    `whole_row`.
+    """
+
+    position: int | None = None
+    function: Callable[[Any], Any] | None = None
+    constant: Any = None
+    whole_row: bool = False
+
+
+def _row_builder(fields: tuple[tuple[str, Field], ...]) -> Callable[[Any], dict[str, Any]]:
+    """A function building one response dict from a row, specialised for `fields`.
+
+    Thousands of rows go through it per request, so it is generated as one dict
+    display (`{"id": row[0], "__typename": C1, ...}`) instead of a loop over getters;
+    keys and values are never interpolated as code, only as names and indexes.
+    """
+    namespace: dict[str, Any] = {}
+    items: list[str] = []
+    for number, (key, field) in enumerate(fields):
+        name = f"k{number}"
+        namespace[name] = key
+        if field.whole_row:
+            namespace[f"f{number}"] = field.function
+            items.append(f"{name}: f{number}(row)")
+        elif field.position is None:
+            namespace[f"c{number}"] = field.constant
+            items.append(f"{name}: c{number}")
+        elif field.function is None:
+            items.append(f"{name}: row[{int(field.position)}]")
+        else:
+            namespace[f"f{number}"] = field.function
+            position = int(field.position)
+            items.append(
+                f"{name}: (None if (v{number} := row[{position}]) is None else f{number}(v{number}))"
+            )
+    source = "lambda row: {" + ", ".join(items) + "}"
+    return eval(source, namespace)
+
+
+async def _measure_siblings(
+    fetcher: Fetcher, plan: RowPlan, rows: Sequence[Any], index: dict[str, int]
+) -> dict[str, dict[Any, dict[str, dict[str, Any]]]]:
+    """Aggregate blocks of sibling `<rel>_aggregate` fields of one relationship, together."""
+    by_relationship: dict[str, list[ArrayAggregateOut]] = {}
+    for output in plan.outputs:
+        if (
+            isinstance(output, ArrayAggregateOut)
+            and _blocks(output.plan)
+            and measurable_together(output.args)
+        ):
+            by_relationship.setdefault(output.relationship.name, []).append(output)
+    measured: dict[str, dict[Any, dict[str, dict[str, Any]]]] = {}
+    for siblings in by_relationship.values():
+        if len(siblings) < 2:
+            continue
+        relationship = siblings[0].relationship
+        target = fetcher.ctx.table(relationship.target)
+        keys = _keys(rows, index[f"c_{relationship.source_column}"])
+        partition = Partition(target.columns[relationship.target_column], keys)
+        requests = [(output.plan, output.args) for output in siblings]
+        results = await measure_together(fetcher, target, requests, partition)
+        for output, values in zip(siblings, results, strict=True):
+            measured[output.key] = values
+    return measured
+
+
+async def _field(
+    fetcher: Fetcher,
+    output: Any,
+    rows: Sequence[Any],
+    index: dict[str, int],
+    measured: dict[str, dict[Any, dict[str, dict[str, Any]]]],
+) -> Field:
     if isinstance(output, ConstOut):
-        value = output.value
-        return lambda row: value
+        return Field(constant=output.value)
     if isinstance(output, ColumnOut):
         position = index[f"c_{output.column.name}"]
-        serialize = output.serialize
         if output.json_path is not None:
             steps = parse_json_path(output.json_path, output.key)
-            return lambda row: follow_json_path(row[position], steps)
-        if output.column.scalar == "jsonb":
-            return lambda row: row[position]
-        return lambda row: None if (value := row[position]) is None else serialize(value)
+            return Field(position=position, function=lambda value: follow_json_path(value, steps))
+        if output.column.scalar in VALUES_AS_FETCHED:
+            return Field(position=position)
+        return Field(position=position, function=output.serialize)
     if isinstance(output, ComputedOut):
         position = index[f"f_{output.computed.name}"]
-        serialize = output.serialize
-        return lambda row: None if (value := row[position]) is None else serialize(value)
+        return Field(position=position, function=output.serialize)
     relationship = output.relationship
     position = index[f"c_{relationship.source_column}"]
     keys = _keys(rows, position)
@@ -299,14 +377,16 @@ async def _getter(
     target_column = target.columns[relationship.target_column]
     if isinstance(output, ObjectRelationshipOut):
         related = await _related_objects(fetcher, output.plan, target_column, keys)
-        return lambda row: related.get(row[position])
+        return Field(function=lambda row: related.get(row[position]), whole_row=True)
     if isinstance(output, ArrayRelationshipOut):
         grouped = await _related_lists(fetcher, output.plan, output.args, target_column, keys)
-        return lambda row: grouped.get(row[position], [])
+        return Field(function=lambda row: grouped.get(row[position], []), whole_row=True)
     assert isinstance(output, ArrayAggregateOut)
-    aggregates = await aggregate(fetcher, output.plan, output.args, Partition(target_column, keys))
+    aggregates = await aggregate(
+        fetcher, output.plan, output.args, Partition(target_column, keys), measured.get(output.key)
+    )
     empty = empty_aggregate(output.plan)
-    return lambda row: aggregates.get(row[position], empty)
+    return Field(function=lambda row: aggregates.get(row[position], empty), whole_row=True)
 
 
 async def _related_objects(
@@ -365,21 +445,119 @@ def _aggregate_columns(plan: AggregatePlan) -> list[ColumnInfo]:
     return list(needed.values())
 
 
+def _measures(
+    ctx: CompileContext,
+    blocks: list[AggregateFieldsOut],
+    column_of: Callable[[ColumnInfo], ColumnElement[Any]],
+    condition: ColumnElement[bool] | None,
+    first_label: int = 0,
+) -> tuple[list[ColumnElement[Any]], list[tuple[str, str, str | None]]]:
+    """SELECT expressions for aggregate blocks, and their (block, member, item) slots.
+
+    With `condition`, every aggregate only sees rows matching it (`FILTER (WHERE …)`).
+    """
+    selected: list[ColumnElement[Any]] = []
+    slots: list[tuple[str, str, str | None]] = []
+
+    def add(expression: Any, slot: tuple[str, str, str | None]) -> None:
+        if condition is not None:
+            expression = expression.filter(condition)
+        selected.append(expression.label(f"a{first_label + len(selected)}"))
+        slots.append(slot)
+
+    for block in blocks:
+        for member in block.outputs:
+            if isinstance(member, CountOut):
+                columns = [column_of(c) for c in member.columns]
+                add(count_expression(ctx, columns, member.distinct), (block.key, member.key, None))
+            elif isinstance(member, OperationOut):
+                for item in member.outputs:
+                    if isinstance(item, ConstOut):
+                        continue
+                    expression = aggregate_function(
+                        ctx, member.operation, column_of(item.column), item.column.scalar
+                    )
+                    add(expression, (block.key, member.key, item.key))
+    return selected, slots
+
+
+def _blocks(plan: AggregatePlan) -> list[AggregateFieldsOut]:
+    return [output for output in plan.outputs if isinstance(output, AggregateFieldsOut)]
+
+
+def measurable_together(args: SelectArgs) -> bool:
+    """Whether aggregate blocks under `args` can share a statement with siblings."""
+    return args.limit is None and not args.offset and not args.distinct_on
+
+
+async def measure_together(
+    fetcher: Fetcher,
+    table: TableInfo,
+    requests: list[tuple[AggregatePlan, SelectArgs]],
+    partition: Partition,
+) -> list[dict[Any, dict[str, dict[str, Any]]]]:
+    """Aggregate blocks of several sibling `<rel>_aggregate` fields in one statement.
+
+    Dashboards ask for `total`, `detected` and `undetected` counts of the same
+    relationship side by side; each differs only by `where`, so one GROUP BY with a
+    `FILTER (WHERE …)` per field answers them all. Returns, per request, the blocks by
+    parent key.
+    """
+    ctx = fetcher.ctx
+    results: list[dict[Any, dict[str, dict[str, Any]]]] = [{} for _ in requests]
+    if not partition.keys:
+        return results
+    alias = ctx.alias(table)
+    access = ctx.access(table.name)
+    key_column = alias.c[partition.column.name]
+    conditions = [in_values(ctx, key_column, partition.column, partition.keys)]
+    if access.filter:
+        conditions.append(compile_where(ctx, table, alias, access.filter))
+    selected: list[ColumnElement[Any]] = []
+    layout: list[tuple[int, int, list[tuple[str, str, str | None]]]] = []
+    for plan, args in requests:
+        condition = None
+        if args.where is not None:
+            condition = compile_where(ctx, table, alias, args.where, f"{args.path}.args.where")
+        expressions, slots = _measures(
+            ctx, _blocks(plan), lambda c: alias.c[c.name], condition, len(selected)
+        )
+        layout.append((len(selected), len(expressions), slots))
+        selected.extend(expressions)
+    statement = (
+        sa.select(key_column.label(PARTITION), *selected)
+        .select_from(alias)
+        .where(*conditions)
+        .group_by(key_column)
+    )
+    for row in await fetcher.rows(statement):
+        for index, (plan, _) in enumerate(requests):
+            start, width, slots = layout[index]
+            measured = row[1 + start : 1 + start + width]
+            results[index][row[0]] = _shape_blocks(_blocks(plan), slots, measured)
+    return results
+
+
 async def aggregate(
-    fetcher: Fetcher, plan: AggregatePlan, args: SelectArgs, partition: Partition | None = None
+    fetcher: Fetcher,
+    plan: AggregatePlan,
+    args: SelectArgs,
+    partition: Partition | None = None,
+    measured: dict[Any, dict[str, dict[str, Any]]] | None = None,
 ) -> dict[Any, dict[str, Any]]:
     """`<table>_aggregate` results, by parent key (or under key None without partition).
 
     `limit`/`offset`/`distinct_on` select the rows before they are aggregated, as in
-    Hasura. One statement for all aggregate blocks, plus one per `nodes` selection.
+    Hasura. One statement for all aggregate blocks (unless `measured` already holds
+    them), plus one per `nodes` selection.
     """
     ctx = fetcher.ctx
     table = plan.table
     if partition is not None and not partition.keys:
         return {}
-    blocks = [output for output in plan.outputs if isinstance(output, AggregateFieldsOut)]
-    values: dict[Any, dict[str, Any]] = {}
-    if blocks:
+    blocks = _blocks(plan)
+    values: dict[Any, dict[str, Any]] = dict(measured or {})
+    if blocks and measured is None:
         columns = _aggregate_columns(plan)
 
         def columns_for(alias: FromClause) -> list[tuple[str, ColumnElement[Any]]]:
@@ -389,35 +567,14 @@ async def aggregate(
 
         rows_query, _ = build_rows_query(ctx, table, columns_for, args, partition)
         source = rows_query.subquery()
-        selected: list[ColumnElement[Any]] = []
-        slots: list[tuple[str, str, str | None]] = []  # (block key, member key, column key)
-        for block in blocks:
-            for member in block.outputs:
-                if isinstance(member, CountOut):
-                    expression = count_expression(
-                        ctx, [source.c[f"c_{c.name}"] for c in member.columns], member.distinct
-                    )
-                    selected.append(expression.label(f"a{len(selected)}"))
-                    slots.append((block.key, member.key, None))
-                elif isinstance(member, OperationOut):
-                    for item in member.outputs:
-                        if isinstance(item, ConstOut):
-                            continue
-                        expression = aggregate_function(
-                            ctx,
-                            member.operation,
-                            source.c[f"c_{item.column.name}"],
-                            item.column.scalar,
-                        )
-                        selected.append(expression.label(f"a{len(selected)}"))
-                        slots.append((block.key, member.key, item.key))
+        selected, slots = _measures(ctx, blocks, lambda c: source.c[f"c_{c.name}"], None)
         statement = sa.select(*selected).select_from(source)
         if partition is not None:
             statement = sa.select(source.c[PARTITION], *selected).group_by(source.c[PARTITION])
         for row in await fetcher.rows(statement):
             parent = row[0] if partition is not None else None
-            measured = row[1:] if partition is not None else row
-            values[parent] = _shape_blocks(blocks, slots, measured)
+            measured_row = row[1:] if partition is not None else row
+            values[parent] = _shape_blocks(blocks, slots, measured_row)
     nodes: dict[str, dict[Any, list[dict[str, Any]]]] = {}
     for output in plan.outputs:
         if isinstance(output, NodesOut):

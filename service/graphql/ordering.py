@@ -19,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from .aggregates import aggregate_function
-from .compiling import CompileContext, new_alias
+from .compiling import CompileContext
 from .errors import validation_failed
 from .filters import related_condition
 from .metadata import TableInfo
@@ -87,7 +87,7 @@ def _terms(
         if key in table.object_relationships:
             relationship = table.object_relationships[key]
             target = ctx.table(relationship.target)
-            inner = new_alias(target)
+            inner = ctx.alias(target)
             for term in _terms(ctx, target, inner, value, here):
                 subquery = (
                     sa.select(term.expression)
@@ -106,7 +106,7 @@ def _terms(
             relationship = table.array_relationships[key.removesuffix("_aggregate")]
             target = ctx.table(relationship.target)
             for function, spec in value.items():
-                inner = new_alias(target)
+                inner = ctx.alias(target)
                 where = related_condition(ctx, relationship, alias, inner)
                 if function == "count":
                     descending, nulls_first = _direction(spec, f"{here}.count")

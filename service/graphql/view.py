@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -91,3 +92,8 @@ class GraphQLView(GraphQL):
 
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:  # type: ignore[override]
         return self.engine.format(result)
+
+    def encode_json(self, data: object) -> str:
+        # Large results (thousands of nodes) encode ~10x faster with orjson. Text, not
+        # bytes: WebSocket frames must stay text frames for the GraphQL protocols.
+        return orjson.dumps(data).decode()
