@@ -17,8 +17,11 @@ from .report import Section, write_section
 def available() -> list[str]:
     here = Path(__file__).parent
     skip = {"report", "__main__", "__init__"}
-    return sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name not in skip
-                  and not m.name.startswith("_"))
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules([str(here)])
+        if m.name not in skip and not m.name.startswith("_")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,8 +41,10 @@ class Section:
 
     def render(self) -> str:
         lines = [f"<!-- section:{self.key} -->", f"## {self.title}", ""]
-        lines.append(f"_{machine()} · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · "
-                     f"{'quick' if self.quick else 'full'} mode_")
+        lines.append(
+            f"_{machine()} · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · "
+            f"{'quick' if self.quick else 'full'} mode_"
+        )
         lines.append("")
         if self.targets:
             lines += ["| target | goal | measured | met |", "|---|---|---|---|"]
@@ -79,9 +81,8 @@ def machine() -> str:
         ).stdout.strip()
     except OSError:
         pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
-        + (f", commit {commit}" if commit else "")
+    return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}" + (
+        f", commit {commit}" if commit else ""
     )
 
 

@@ -26,6 +26,7 @@ class EventModuleError(DetectorError):
     def __init__(self, name: str, path: str | None, problem: str) -> None:
         self.name = name
         self.path = path
+        self.problem = problem
         where = f" ({path})" if path else ""
         super().__init__(f"event module `{name}`{where}: {problem}")
 
@@ -37,6 +38,8 @@ class JobTimeoutError(DetectorError, TimeoutError):
         self.job_name = job_name
         self.seconds = seconds
         self.deadline = deadline
+        # True for a sync job: its worker thread cannot be stopped and may still run.
+        self.thread_still_running = False
         if deadline:
             message = f"job `{job_name}` was cancelled: the invocation's deadline was reached"
         else:
@@ -46,3 +49,17 @@ class JobTimeoutError(DetectorError, TimeoutError):
 
 class ConfigurationError(DetectorError, ValueError):
     """An option passed to the library is invalid; the message names it."""
+
+
+class InvalidTrackingToken(DetectorError, ValueError):
+    """A string is not a tracking token (`source|correlation_id|job_execution_id`)."""
+
+    def __init__(self, text: object, problem: str) -> None:
+        self.text = text
+        self.problem = problem
+        shown = repr(text) if not isinstance(text, str) else repr(text[:80])
+        super().__init__(f"invalid tracking token {shown}: {problem}")
+
+
+class DeadlineExceededError(DetectorError, TimeoutError):
+    """The invocation's deadline (minus its safety margin) was reached before this step ended."""

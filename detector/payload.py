@@ -86,6 +86,8 @@ class HasuraEvent:
     delivery_info: DeliveryInfo = field(default_factory=DeliveryInfo)
     trace_context: TraceContext | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # The `context` option of `listen_to` (empty outside an invocation).
+    context: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def row(self) -> dict[str, Any] | None:
@@ -94,14 +96,17 @@ class HasuraEvent:
 
     @property
     def role(self) -> str | None:
+        """The `x-hasura-role` session variable."""
         return self.session_variables.get("x-hasura-role")
 
     @property
     def user_id(self) -> str | None:
+        """The `x-hasura-user-id` session variable."""
         return self.session_variables.get("x-hasura-user-id")
 
     @property
     def user_email(self) -> str | None:
+        """The `x-hasura-user-email` session variable."""
         return self.session_variables.get("x-hasura-user-email")
 
     @property
@@ -146,7 +151,9 @@ def _row(data: Mapping[str, Any], key: str) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise InvalidEventPayload(f"event.data.{key}", f"must be an object or null, got {_kind(value)}")
+        raise InvalidEventPayload(
+            f"event.data.{key}", f"must be an object or null, got {_kind(value)}"
+        )
     return dict(value)
 
 
@@ -162,7 +169,9 @@ def _created_at(payload: Mapping[str, Any]) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidEventPayload("created_at", f"is not an ISO-8601 timestamp: {value[:40]!r}") from None
+        raise InvalidEventPayload(
+            "created_at", f"is not an ISO-8601 timestamp: {value[:40]!r}"
+        ) from None
     # Hasura sends UTC without an offset.
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
@@ -252,9 +261,9 @@ def parse_hasura_event(payload: Any) -> HasuraEvent:
     if op is None:
         raise InvalidEventPayload("event.op", "is missing")
     if not isinstance(op, str) or op not in _OPS:
-        shown = op if isinstance(op, str) else _kind(op)
+        shown = repr(op[:40]) if isinstance(op, str) else _kind(op)
         raise InvalidEventPayload(
-            "event.op", f"must be one of INSERT, UPDATE, DELETE, MANUAL, got {str(shown)[:40]!r}"
+            "event.op", f"must be one of INSERT, UPDATE, DELETE, MANUAL, got {shown}"
         )
     if "data" not in event:
         raise InvalidEventPayload("event.data", "is missing")
@@ -263,7 +272,10 @@ def parse_hasura_event(payload: Any) -> HasuraEvent:
     operation = Operation(op)
     for key in _REQUIRED_ROWS[operation]:
         if (old if key == "old" else new) is None:
-            raise InvalidEventPayload(f"event.data.{key}", f"must be an object for a {op} event")
+            article = "an" if op in ("INSERT", "UPDATE") else "a"
+            raise InvalidEventPayload(
+                f"event.data.{key}", f"must be an object for {article} {op} event"
+            )
     return HasuraEvent(
         op=operation,
         old=old,
@@ -283,18 +295,30 @@ def _event(event: HasuraEvent | Mapping[str, Any]) -> HasuraEvent:
     return event if isinstance(event, HasuraEvent) else parse_hasura_event(event)
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Equality of JSON values: `true` differs from `1` (Python says `True == 1`)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same_value(a[key], b[key]) for key in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def column_has_changed(column: str, event: HasuraEvent | Mapping[str, Any]) -> bool:
     """True when both rows exist, both have `column`, and its value differs.
 
-    Values are compared by equality (nested objects and arrays by content).
-    `null → value` is a change; `null → null` is not; names are case-sensitive.
+    Values are compared as JSON values: nested objects and arrays by content, `1` equals
+    `1.0`, but `true` differs from `1`. `null → value` is a change; `null → null` is not;
+    names are case-sensitive. A raw payload is validated first (`InvalidEventPayload`).
     """
     parsed = _event(event)
     if parsed.old is None or parsed.new is None:
         return False
     if column not in parsed.old or column not in parsed.new:
         return False
-    return bool(parsed.old[column] != parsed.new[column])
+    return not _same_value(parsed.old[column], parsed.new[column])
 
 
 def changed_columns(event: HasuraEvent | Mapping[str, Any]) -> list[str]:
@@ -307,6 +331,6 @@ def changed_columns(event: HasuraEvent | Mapping[str, Any]) -> list[str]:
     if parsed.old is None or parsed.new is None:
         return []
     old, new = parsed.old, parsed.new
-    changed = [key for key in new if key not in old or old[key] != new[key]]
+    changed = [key for key in new if key not in old or not _same_value(old[key], new[key])]
     changed += [key for key in old if key not in new]
     return changed

@@ -53,7 +53,9 @@ class InvocationInfo:
 
     `event` is None for a rejected payload (then `error` says why). `received_at` and
     `started_at` are UTC wall-clock times. `source_job_id` is the job execution that
-    caused this row change (from a tracking token), if any.
+    caused this row change (from a tracking token), if any; `source_tracking_token` is
+    that token as found in the row. `delivery_attempt` is Hasura's
+    `delivery_info.current_retry` + 1.
     """
 
     invocation_id: str
@@ -67,9 +69,11 @@ class InvocationInfo:
     source_job_id: str | None = None
     delivery_attempt: int = 1
     error: BaseException | None = None
+    source_tracking_token: str | None = None
 
     @property
     def context(self) -> dict[str, Any]:
+        """The `context` option (a dict, empty when none was given)."""
         return self.options.context
 
 
@@ -100,6 +104,7 @@ class JobInfo:
 
     @property
     def invocation(self) -> InvocationInfo:
+        """The invocation this job belongs to."""
         return self.event.invocation
 
 
@@ -129,6 +134,10 @@ ErrorScope = Literal["invocation", "module", "detector", "handler", "job"]
 class Plugin:
     """Base class of plugins. Override any hook; the defaults do nothing.
 
+    A rejected payload (`InvalidEventPayload`) still gets `on_configure` →
+    `on_invocation_start` (with `event=None`) → `on_invocation_end` (status `rejected`) →
+    `flush`, and then the error is raised to the caller.
+
     Hook order for one invocation: `on_configure` → `on_invocation_start` → per event
     (concurrently across events) `on_detection_start` → `on_detection_end` → if detected
     `on_handler_start` → per job `on_job_start` → `on_job_end` → `on_handler_end` →
@@ -145,7 +154,12 @@ class Plugin:
             cls.name = cls.__name__
 
     async def on_configure(self, options: ListenOptions) -> ListenOptions | None:
-        """Inspect or change the options before the invocation starts (return new ones or None)."""
+        """Inspect or change the options before the invocation starts.
+
+        Return new `ListenOptions`, a dict of changes, or None (changes made in place are
+        kept). Runs before the payload is validated; options that fail validation are
+        dropped and counted as an error of this hook.
+        """
         return None
 
     async def on_invocation_start(self, invocation: InvocationInfo) -> None:

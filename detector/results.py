@@ -31,6 +31,8 @@ class _Serialisable:
         """JSON-ready dict (datetimes as ISO-8601); `camel=True` gives camelCase keys."""
         out: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]
+            if not f.metadata.get("serialise", True):
+                continue
             key = _camel(f.name) if camel else f.name
             out[key] = _plain(getattr(self, f.name), camel)
         return out
@@ -56,6 +58,10 @@ class JobResult(_Serialisable):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     job_execution_id: str | None = None
+    # The exception itself, for plugins (stack traces); never serialised.
+    exception: BaseException | None = field(
+        default=None, repr=False, compare=False, metadata={"serialise": False}
+    )
 
 
 @dataclass(slots=True)
@@ -74,6 +80,10 @@ class EventResult(_Serialisable):
     event_execution_id: str | None = None
     detection_duration_ms: float | None = None
     handler_duration_ms: float | None = None
+    # The detection or handler exception, for plugins (stack traces); never serialised.
+    exception: BaseException | None = field(
+        default=None, repr=False, compare=False, metadata={"serialise": False}
+    )
 
 
 @dataclass(slots=True)
@@ -94,8 +104,10 @@ class ListenResult(_Serialisable):
 
     @property
     def detected_events(self) -> list[EventResult]:
+        """The events whose detector said yes."""
         return [event for event in self.events if event.detected]
 
     @property
     def jobs(self) -> list[JobResult]:
+        """Every job of every event, in event order."""
         return [job for event in self.events for job in event.jobs]

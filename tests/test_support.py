@@ -14,7 +14,13 @@ async def test_database_has_observability_tables(db_url: str) -> None:
                 conn = await conn.execution_options(
                     schema_translate_map={None: "event_detector_observability"}
                 )
-            count = await conn.scalar(sa.text("SELECT count(*) FROM invocations")) if db_url.startswith("sqlite") else await conn.scalar(sa.text("SELECT count(*) FROM event_detector_observability.invocations"))
+            count = (
+                await conn.scalar(sa.text("SELECT count(*) FROM invocations"))
+                if db_url.startswith("sqlite")
+                else await conn.scalar(
+                    sa.text("SELECT count(*) FROM event_detector_observability.invocations")
+                )
+            )
     finally:
         await engine.dispose()
     assert count == 0

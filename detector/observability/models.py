@@ -61,9 +61,7 @@ def _created_at() -> Any:
     )
 
 
-def _column(
-    type_: Any, *args: Any, nullable: bool = True, default: Any = None, **kw: Any
-) -> Any:
+def _column(type_: Any, *args: Any, nullable: bool = True, default: Any = None, **kw: Any) -> Any:
     return Field(default=default, sa_column=sa.Column(type_, *args, nullable=nullable, **kw))
 
 
@@ -82,6 +80,7 @@ class Invocation(SQLModel, table=True):
         sa.Index("idx_invocations_status", "status"),
         sa.Index("idx_invocations_source_function", "source_function"),
         sa.Index("idx_invocations_source_table", "source_table"),
+        sa.Index("idx_invocations_source_operation", "source_operation"),
         sa.Index("idx_invocations_correlation_id", "correlation_id"),
         sa.Index("idx_invocations_source_job_id", "source_job_id"),
         sa.Index("idx_invocations_source_event_id", "source_event_id"),
@@ -286,11 +285,23 @@ class DashboardStats(SQLModel, table=True):
 
     A materialized view on PostgreSQL (refreshed concurrently by the service and by
     `event-detector rollup`); a table kept equal to that view's definition on SQLite.
-    It has no primary key in the database: (hour_bucket, source_function) is unique.
+    It has no primary key in the database: (hour_bucket, source_function) is unique (an
+    index); the primary key declared here only lets the ORM map rows. Buckets are UTC
+    hours; the window is the last 30 days.
     """
 
     __tablename__ = "dashboard_stats"
-    __table_args__ = ({"info": {"materialized_view": True}},)
+    __table_args__ = (
+        # The unique index REFRESH MATERIALIZED VIEW CONCURRENTLY needs.
+        sa.Index(
+            "idx_dashboard_stats_hour_bucket_source_function",
+            "hour_bucket",
+            "source_function",
+            unique=True,
+        ),
+        sa.Index("idx_dashboard_stats_source_function", "source_function"),
+        {"info": {"materialized_view": True}},
+    )
 
     hour_bucket: datetime = Field(sa_column=sa.Column(Timestamptz(), primary_key=True))
     source_function: str = Field(sa_column=sa.Column(sa.Text(), primary_key=True))

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from detector.observability.models import POSTGRES_SCHEMA, metadata
+from detector.observability.migrate import upgrade_async
 
 
 def async_url(url: str) -> str:
@@ -21,22 +18,12 @@ def async_url(url: str) -> str:
 
 
 async def prepare_database(url: str) -> None:
-    """Create the current observability schema in an empty database.
+    """Bring an empty (or older) database to the current observability schema.
 
-    TODO(storage): replace with the migrations once they exist, so every test runs on a
-    migrated database.
+    Runs the real migrations (`detector.observability.migrate`), so every test runs on a
+    database built the way users build theirs.
     """
-    engine = create_async_engine(async_url(url))
-    try:
-        async with engine.begin() as conn:
-            if url.startswith("postgresql"):
-                await conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {POSTGRES_SCHEMA}"))
-                conn = await conn.execution_options(
-                    schema_translate_map={None: POSTGRES_SCHEMA}
-                )
-            await conn.run_sync(metadata.create_all)
-    finally:
-        await engine.dispose()
+    await upgrade_async(url)
 
 
 async def create_postgres_database(admin_url: str) -> str:
@@ -63,5 +50,5 @@ async def drop_postgres_database(admin_url: str, url: str) -> None:
         await conn.close()
 
 
-def run(coro):  # noqa: ANN001, ANN201 - tiny sync bridge for sync fixtures
+def run(coro):
     return asyncio.run(coro)

@@ -75,8 +75,19 @@ def running_postgres() -> Iterator[PostgresServer]:
     user = "postgres"
     init = subprocess.run(
         _as_postgres(
-            [_pg_bin("initdb"), "-D", str(data), "-U", user, "-A", "trust", "-E", "UTF8",
-             "--no-locale", "--no-sync"]
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                user,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ]
         ),
         capture_output=True,
         text=True,
@@ -91,8 +102,21 @@ def running_postgres() -> Iterator[PostgresServer]:
     )
     log = base / "server.log"
     start = subprocess.run(
-        _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
-                      "-w", "-t", "30", "start"]),
+        _as_postgres(
+            [
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ]
+        ),
         capture_output=True,
         text=True,
     )
@@ -117,3 +141,80 @@ def _wait_for_port(port: int, timeout: float = 15.0) -> None:
             return
         time.sleep(0.05)
     raise PostgresUnavailable(f"PostgreSQL did not accept connections on port {port}")
+
+
+class StoppablePostgres:
+    """A private server that a fault test can stop and start again on the same port."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="event-detector-pg-faults-"))
+        self.data, self.sockets = self.base / "data", self.base / "run"
+        self.sockets.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "postgres", "postgres")
+            shutil.chown(self.sockets, "postgres", "postgres")
+        init = subprocess.run(
+            _as_postgres(
+                [
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if init.returncode != 0:
+            raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
+        self.port = free_port()
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c full_page_writes=off"
+        )
+        log = self.base / "server.log"
+        started = subprocess.run(
+            _as_postgres(
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(log),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "30",
+                    "start",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if started.returncode != 0:
+            raise PostgresUnavailable(f"pg_ctl start failed: {started.stderr[-500:]}")
+        _wait_for_port(self.port)
+
+    def stop(self) -> None:
+        # `fast`: committed data survives (as when a real server restarts).
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+        )
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)

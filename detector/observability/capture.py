@@ -1,0 +1,229 @@
+"""What the plugin keeps of a value: redaction, safe serialisation and size caps.
+
+Everything the plugin stores as JSON (payloads, contexts, job options, results, log data)
+goes through `Sanitizer.to_json` before it is buffered:
+
+1. keys whose lower-cased name contains a deny-list word (SPEC §5a: `api_token` matches
+   `token`) keep the key and get the value `"[redacted]"`;
+2. the user's `redact(value, path)` callback sees every value (path = tuple of keys and
+   list indexes from the root) and returns what to keep;
+3. anything JSON cannot hold becomes a safe description: circular references, arbitrary
+   objects, bytes, NaN/infinity; datetimes, UUIDs, Decimals, enums, sets, dataclasses and
+   exceptions get a faithful JSON form;
+4. a value whose JSON text exceeds the cap is replaced by an explicit truncation marker.
+
+None of this raises: a value that defeats every rule becomes a description of its type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+REDACTED = "[redacted]"
+
+DEFAULT_REDACT_KEYS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "api_key",
+    "apikey",
+    "card",
+    "ssn",
+    "cookie",
+    "session",
+    "private_key",
+    "credential",
+)
+"""Deny-list words matched case-insensitively as substrings of keys (SPEC §5a)."""
+
+MAX_DEPTH = 32
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_SIMPLE = (str, int, bool, type(None))
+
+Path = tuple[str | int, ...]
+RedactCallback = Callable[[Any, Path], Any]
+
+
+def _describe(value: Any) -> str:
+    kind = type(value)
+    return f"[{kind.__module__}.{kind.__qualname__} object]"
+
+
+def truncate_text(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters with a marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    return f"{text[:limit]}… [truncated {cut} characters]"
+
+
+class Sanitizer:
+    """Turns any value into redacted, JSON-safe, size-capped data.
+
+    `redact_keys` are deny-list words (case-insensitive substrings of keys); `redact` is the
+    user's callback; `max_value_bytes` caps the JSON text of one value (in characters).
+    Thread-safe: it holds no per-call state.
+    """
+
+    def __init__(
+        self,
+        *,
+        redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        redact: RedactCallback | None = None,
+        max_value_bytes: int = 64 * 1024,
+    ) -> None:
+        words = sorted({word.lower() for word in redact_keys if word})
+        self._deny = re.compile("|".join(re.escape(w) for w in words)) if words else None
+        self._redact = redact
+        self.max_value_bytes = max_value_bytes
+        self.redaction_errors = 0
+
+    def is_denied(self, key: str) -> bool:
+        """Whether values under `key` are redacted by the deny-list."""
+        return self._deny is not None and self._deny.search(key.lower()) is not None
+
+    def clean(self, value: Any) -> Any:
+        """`value` as redacted JSON-safe data (dicts, lists, str, int, float, bool, None)."""
+        return self._clean(value, (), set(), 0)
+
+    def to_json(self, value: Any) -> str | None:
+        """Compact JSON text of the cleaned `value`, capped; None stays None (SQL NULL)."""
+        if value is None:
+            return None
+        cleaned = value if self._is_flat(value) else self.clean(value)
+        try:
+            text = _ENCODER.encode(cleaned)
+        except (TypeError, ValueError):  # pragma: no cover - clean() output is JSON-safe
+            text = json.dumps(_describe(value))
+        if len(text) > self.max_value_bytes:
+            return json.dumps(self._truncated(cleaned, text), separators=(",", ":"))
+        return text
+
+    def _is_flat(self, value: Any) -> bool:
+        """A scalar, or a dict of str keys to simple scalars none of them denied: such a
+        value needs no cleaning (the common case of options and results; a fast path)."""
+        if self._redact is not None:
+            return False
+        kind = value.__class__
+        if kind is str or kind is int or kind is bool:
+            return True
+        if kind is not dict:
+            return False
+        deny = self._deny
+        for key, item in value.items():
+            if key.__class__ is not str or item.__class__ not in _SIMPLE:
+                return False
+            if deny is not None and deny.search(key.lower()):
+                return False
+        return True
+
+    def _truncated(self, cleaned: Any, text: str) -> dict[str, Any]:
+        marker: dict[str, Any] = {
+            "_truncated": True,
+            "_reason": f"value exceeds the cap of {self.max_value_bytes} characters",
+            "_original_size": len(text),
+            "_type": type(cleaned).__name__,
+        }
+        if isinstance(cleaned, dict):
+            marker["_keys"] = list(cleaned)[:20]
+        preview = max(0, min(1000, self.max_value_bytes // 4))
+        marker["_preview"] = text[:preview]
+        return marker
+
+    def _clean(self, value: Any, path: Path, active: set[int], depth: int) -> Any:
+        if self._redact is not None:
+            try:
+                value = self._redact(value, path)
+            except Exception:
+                # A failing callback must not leak what it was meant to hide.
+                self.redaction_errors += 1
+                return "[redaction failed]"
+        if value is None or isinstance(value, bool | int | str):
+            return value
+        if isinstance(value, float):
+            return value if math.isfinite(value) else str(value)
+        if depth >= MAX_DEPTH:
+            return "[max depth reached]"
+        if isinstance(value, Mapping | list | tuple | set | frozenset) or dataclasses.is_dataclass(
+            value
+        ):
+            marker = id(value)
+            if marker in active:
+                return "[circular reference]"
+            active.add(marker)
+            try:
+                return self._container(value, path, active, depth)
+            finally:
+                active.discard(marker)
+        return self._scalar(value)
+
+    def _container(self, value: Any, path: Path, active: set[int], depth: int) -> Any:
+        if isinstance(value, Mapping):
+            items: Iterable[tuple[Any, Any]] = value.items()
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            items = ((f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value))
+        else:
+            if isinstance(value, set | frozenset):
+                try:
+                    value = sorted(value)
+                except TypeError:
+                    value = list(value)
+            return [
+                self._clean(item, (*path, index), active, depth + 1)
+                for index, item in enumerate(value)
+            ]
+        out: dict[str, Any] = {}
+        try:
+            for key, item in items:
+                name = key if isinstance(key, str) else str(key)
+                if self.is_denied(name):
+                    out[name] = REDACTED
+                else:
+                    out[name] = self._clean(item, (*path, name), active, depth + 1)
+        except Exception:
+            return _describe(value)
+        return out
+
+    def _scalar(self, value: Any) -> Any:
+        try:
+            if isinstance(value, datetime | date | time):
+                return value.isoformat()
+            if isinstance(value, timedelta):
+                return value.total_seconds()
+            if isinstance(value, uuid.UUID | PurePath):
+                return str(value)
+            if isinstance(value, Decimal):
+                # Kept exact as text: a float could change the amount.
+                return str(value)
+            if isinstance(value, enum.Enum):
+                return self._scalar_or_plain(value.value)
+            if isinstance(value, bytes | bytearray | memoryview):
+                return f"[bytes: {len(value)} bytes]"
+            if isinstance(value, BaseException):
+                return {"type": type(value).__name__, "message": truncate_text(str(value), 2000)}
+            if callable(value):
+                name = getattr(value, "__qualname__", None) or getattr(value, "__name__", "")
+                return f"[function {name}]" if name else _describe(value)
+            model_dump = getattr(value, "model_dump", None)  # pydantic models
+            if callable(model_dump):
+                return self.clean(model_dump(mode="json"))
+        except Exception:
+            pass
+        return _describe(value)
+
+    def _scalar_or_plain(self, value: Any) -> Any:
+        if value is None or isinstance(value, bool | int | str):
+            return value
+        return self._scalar(value)

@@ -1,0 +1,224 @@
+"""Create or upgrade the observability schema with the versioned migrations (alembic).
+
+`upgrade(url)` brings a database to the latest revision (`head`); it is idempotent and
+safe to run from several processes at once (PostgreSQL: an advisory lock; SQLite: an
+immediate transaction). `current_revision(url)` says where a database stands (None for
+an empty database). URLs: `sqlite:///path.db` or `postgresql://user:pass@host:port/db`.
+
+PostgreSQL is reached through asyncpg, SQLite through the standard library, so the
+plugin needs no other driver. The sync functions may be called from any thread; from
+async code use the `*_async` twins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from .models import POSTGRES_SCHEMA
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Any constant works; it only has to be the same in every process.
+_ADVISORY_LOCK_KEY = 7_311_904_251
+
+T = TypeVar("T")
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    """The revision `upgrade` brings a database to."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite:")
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql:", "postgres:", "postgresql+asyncpg:"))
+
+
+def check_url(url: str) -> None:
+    """Raise `ValueError` naming the problem unless `url` is a supported database URL."""
+    if not (is_sqlite(url) or is_postgres(url)):
+        raise ValueError(
+            f"unsupported database URL {redact_url(url)!r}: "
+            "use sqlite:///path.db or postgresql://user:pass@host:port/db"
+        )
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by `***`, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a `sqlite:///path` URL (`:memory:` stays as is)."""
+    return sa.engine.make_url(url).database or ":memory:"
+
+
+def asyncpg_url(url: str) -> str:
+    """A SQLAlchemy URL for asyncpg from a plain `postgresql://` URL."""
+    made = sa.engine.make_url(url)
+    return made.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def _sqlite_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(
+        f"sqlite:///{sqlite_path(url)}", connect_args={"timeout": 30}, poolclass=sa.NullPool
+    )
+
+    # The driver's own transaction handling is off so that BEGIN IMMEDIATE takes the
+    # write lock up front: two processes migrating the same file run one after the other.
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _alembic(connection: sa.Connection, action: Callable[[Config], None]) -> None:
+    config = _config()
+    config.attributes["connection"] = connection
+    action(config)
+
+
+def _revision_of(connection: sa.Connection) -> str | None:
+    options: dict[str, Any] = {}
+    if connection.dialect.name == "postgresql":
+        options["version_table_schema"] = POSTGRES_SCHEMA
+    return MigrationContext.configure(connection, opts=options).get_current_revision()
+
+
+def _upgrade_connection(connection: sa.Connection, revision: str) -> str | None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+        )
+        connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {POSTGRES_SCHEMA}")
+    _alembic(connection, lambda config: command.upgrade(config, revision))
+    return _revision_of(connection)
+
+
+def _run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, even if this thread runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(factory())
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="event-detector-migrate")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+async def _postgres(url: str, work: Callable[[sa.Connection], T], *, write: bool) -> T:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(asyncpg_url(url), poolclass=sa.NullPool)
+    try:
+        if write:
+            async with engine.begin() as conn:
+                return await conn.run_sync(work)
+        async with engine.connect() as conn:
+            return await conn.run_sync(work)
+    finally:
+        await engine.dispose()
+
+
+def _sqlite(url: str, work: Callable[[sa.Connection], T], *, write: bool) -> T:
+    path = sqlite_path(url)
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = _sqlite_engine(url)
+    try:
+        with engine.begin() if write else engine.connect() as conn:
+            return work(conn)
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> str | None:
+    """Bring the database at `url` to `revision` (default: the latest); returns the revision.
+
+    Creates the schema (and, on SQLite, the file) when missing. Raises `ValueError` for an
+    unsupported URL and the driver's error when the database cannot be reached.
+    """
+    check_url(url)
+    if is_sqlite(url):
+        return _sqlite(url, lambda c: _upgrade_connection(c, revision), write=True)
+    return _run_coroutine(
+        lambda: _postgres(url, lambda c: _upgrade_connection(c, revision), write=True)
+    )
+
+
+async def upgrade_async(url: str, revision: str = "head") -> str | None:
+    """`upgrade` for async callers (SQLite work runs in a worker thread)."""
+    check_url(url)
+    if is_sqlite(url):
+        return await asyncio.to_thread(upgrade, url, revision)
+    return await _postgres(url, lambda c: _upgrade_connection(c, revision), write=True)
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database at `url` is at, or None if it was never migrated."""
+    check_url(url)
+    if is_sqlite(url):
+        return _sqlite(url, _revision_of, write=False)
+    return _run_coroutine(lambda: _postgres(url, _revision_of, write=False))
+
+
+async def current_revision_async(url: str) -> str | None:
+    """`current_revision` for async callers."""
+    check_url(url)
+    if is_sqlite(url):
+        return await asyncio.to_thread(current_revision, url)
+    return await _postgres(url, _revision_of, write=False)
+
+
+def downgrade(url: str, revision: str) -> str | None:
+    """Take the database at `url` back to `revision` (`base` drops everything). For tests
+    and operators; the plugin never downgrades."""
+    check_url(url)
+
+    def work(connection: sa.Connection) -> str | None:
+        _alembic(connection, lambda config: command.downgrade(config, revision))
+        return _revision_of(connection)
+
+    if is_sqlite(url):
+        return _sqlite(url, work, write=True)
+    return _run_coroutine(lambda: _postgres(url, work, write=True))

@@ -1,0 +1,1 @@
+"""Alembic migrations of the observability schema (run them with `migrate.upgrade`)."""

@@ -1,0 +1,75 @@
+"""Writers: where the plugin's batches go (PostgreSQL, SQLite, or a GraphQL endpoint).
+
+A writer is the narrow seam between the plugin and a store (like OpenTelemetry's
+`SpanExporter`). It runs on the plugin's writer thread, one call at a time, and raises:
+
+- `StoreUnavailable` when the store cannot be reached or used right now (the plugin keeps
+  the batch and retries with backoff);
+- `RecordsRejected` when the store refused the data itself (a constraint, a type): the
+  plugin bisects the batch to find the records at fault and quarantines them.
+
+Messages are short and never contain record values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..buffer import Batch
+from .base import (
+    COLUMN_KINDS,
+    RecordsRejected,
+    SchemaMissing,
+    StoreUnavailable,
+    WriteError,
+)
+
+
+class Writer(Protocol):
+    """What the plugin needs from a store."""
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect and check the schema (raise `SchemaMissing` with what to do)."""
+
+    async def write(self, batch: Batch) -> None:
+        """Upsert the execution patches and insert the log lines, atomically."""
+
+    async def write_quarantined(self, rows: list[dict[str, Any]]) -> None:
+        """Insert rows into `quarantined_records`."""
+
+    async def write_instance(self, row: dict[str, Any]) -> None:
+        """Upsert this plugin's `plugin_instances` row."""
+
+    async def close(self) -> None:
+        """Release connections; `open` may be called again later."""
+
+
+def writer_for(
+    database_url: str | None, graphql_url: str | None, admin_secret: str | None = None
+) -> Writer:
+    """The writer for a configured store."""
+    if graphql_url:
+        from .graphql import GraphQLWriter
+
+        return GraphQLWriter(graphql_url, admin_secret=admin_secret)
+    assert database_url
+    if database_url.startswith("sqlite:"):
+        from .sqlite import SQLiteWriter
+
+        return SQLiteWriter(database_url)
+    from .postgres import PostgresWriter
+
+    return PostgresWriter(database_url)
+
+
+__all__ = [
+    "COLUMN_KINDS",
+    "RecordsRejected",
+    "SchemaMissing",
+    "StoreUnavailable",
+    "WriteError",
+    "Writer",
+    "writer_for",
+]

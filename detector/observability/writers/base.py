@@ -1,0 +1,85 @@
+"""Shared pieces of the writers: errors and the column kinds read from the models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..buffer import Patch
+from ..models import metadata
+from ..sqltypes import JSONB, UUID, Timestamptz
+
+
+class WriteError(Exception):
+    """A write failed; the message is short and holds no record values."""
+
+
+class StoreUnavailable(WriteError):
+    """The store cannot be reached or used now; retry later."""
+
+
+class SchemaMissing(StoreUnavailable):
+    """The observability tables are not there; the message says how to create them."""
+
+
+class RecordsRejected(WriteError):
+    """The store refused some of the records (constraint, type): isolate and quarantine."""
+
+
+def _kind(column: sa.Column[Any]) -> str:
+    type_ = column.type
+    if isinstance(type_, UUID):
+        return "uuid"
+    if isinstance(type_, Timestamptz):
+        return "timestamptz"
+    if isinstance(type_, JSONB):
+        return "jsonb"
+    if isinstance(type_, sa.Boolean):
+        return "boolean"
+    if isinstance(type_, sa.BigInteger):
+        return "bigint"
+    if isinstance(type_, sa.Integer):
+        return "integer"
+    if isinstance(type_, sa.Float):
+        return "float8"
+    if isinstance(type_, sa.Numeric):
+        return "numeric"
+    return "text"
+
+
+COLUMN_KINDS: dict[str, dict[str, str]] = {
+    table.name: {column.name: _kind(column) for column in table.columns}
+    for table in metadata.sorted_tables
+}
+"""table → column → PostgreSQL type name, derived from the models (one source of truth)."""
+
+# Columns an upsert never changes once the row exists.
+NEVER_UPDATED = frozenset({"id", "created_at"})
+
+
+def group_by_columns(patches: Iterable[Patch]) -> dict[tuple[str, tuple[str, ...]], list[Patch]]:
+    """Patches grouped by (table, column names): one statement per group.
+
+    An upsert must name the same columns for every row it carries, and must only update
+    the columns a patch really has (others keep their stored values).
+    """
+    groups: dict[tuple[str, tuple[str, ...]], list[Patch]] = {}
+    for patch in patches:
+        # Insertion order, not sorted: hooks build their columns in a fixed order, so
+        # equal column sets share a group without the cost of sorting every patch.
+        key = (patch.table, tuple(patch.values))
+        groups.setdefault(key, []).append(patch)
+    return groups
+
+
+def short_error(exc: BaseException, table: str | None = None) -> str:
+    """A one-line description of a write error without any record values."""
+    parts = [type(exc).__name__]
+    for attribute in ("sqlstate", "constraint_name", "column_name", "table_name"):
+        value = getattr(exc, attribute, None)
+        if value:
+            parts.append(f"{attribute}={value}")
+    where = f"{table}: " if table else ""
+    return (where + " ".join(parts))[:300]

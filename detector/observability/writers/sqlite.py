@@ -1,0 +1,193 @@
+"""SQLiteWriter: executemany upserts through the standard library's sqlite3.
+
+WAL mode (readers such as the service never block the writer), a busy timeout for
+concurrent writers, foreign keys on. SQLite has no trigger for `updated_at`, so the
+writer sets it on every upsert. Values are stored in the formats `sqltypes` defines
+(canonical uuid text, fixed-width UTC timestamps, JSON text).
+
+The writer runs on the plugin's dedicated thread, so blocking calls are fine here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from ..buffer import Batch, Patch
+from ..migrate import sqlite_path, upgrade
+from ..sqltypes import SQLITE_TIMESTAMP_FORMAT, timestamp_to_sqlite
+from .base import (
+    COLUMN_KINDS,
+    NEVER_UPDATED,
+    RecordsRejected,
+    SchemaMissing,
+    StoreUnavailable,
+    group_by_columns,
+    short_error,
+)
+
+_HAS_UPDATED_AT = {t for t, columns in COLUMN_KINDS.items() if "updated_at" in columns}
+
+
+def upsert_sql(table: str, columns: tuple[str, ...], *, ignore: bool = False) -> str:
+    """`INSERT … ON CONFLICT(id) DO UPDATE` of `columns` (and `updated_at`) into `table`."""
+    names = list(columns)
+    if table in _HAS_UPDATED_AT and "updated_at" not in names:
+        names.append("updated_at")
+    placeholders = ", ".join("?" for _ in names)
+    updates = [c for c in names if c not in NEVER_UPDATED]
+    if ignore or not updates:
+        action = "DO NOTHING"
+    else:
+        action = "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders}) ON CONFLICT(id) {action}"
+    )
+
+
+def _converter(kind: str) -> Any:
+    if kind == "timestamptz":
+        return lambda v: None if v is None else timestamp_to_sqlite(v)
+    if kind == "boolean":
+        return lambda v: None if v is None else int(v)
+    return None
+
+
+def _rows(table: str, columns: tuple[str, ...], patches: list[Patch], now: str) -> list[tuple]:
+    kinds = COLUMN_KINDS[table]
+    converters = [_converter(kinds[c]) for c in columns]
+    stamp = table in _HAS_UPDATED_AT and "updated_at" not in columns
+    rows = []
+    for patch in patches:
+        values = patch.values
+        row = [
+            convert(values.get(c)) if convert else values.get(c)
+            for c, convert in zip(columns, converters, strict=True)
+        ]
+        if stamp:
+            row.append(now)
+        rows.append(tuple(row))
+    return rows
+
+
+class SQLiteWriter:
+    """Writes batches to an SQLite file; creates or upgrades the schema when it opens."""
+
+    name = "sqlite"
+
+    def __init__(self, url: str, *, auto_migrate: bool = True, busy_timeout: float = 5.0) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self.auto_migrate = auto_migrate
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self.statements = 0
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        try:
+            if self.auto_migrate:
+                upgrade(self.url)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            present = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'invocations'"
+            ).fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {short_error(exc)}") from None
+        if not present:
+            conn.close()
+            raise SchemaMissing(
+                f"the observability tables are missing in {self.path}: run "
+                "`event-detector migrate --db <url>`"
+            )
+        self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _transaction(self, work: Any) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                work(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            raise RecordsRejected(short_error(exc) + f": {str(exc)[:120]}") from None
+        except (sqlite3.InterfaceError, sqlite3.DataError, OverflowError) as exc:
+            raise RecordsRejected(short_error(exc)) from None
+        except sqlite3.OperationalError as exc:
+            message = str(exc)
+            if "no such table" in message or "has no column" in message:
+                raise SchemaMissing(
+                    f"{message[:120]}: run `event-detector migrate --db <url>`"
+                ) from None
+            raise StoreUnavailable(f"{short_error(exc)}: {message[:120]}") from None
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(short_error(exc)) from None
+
+    async def write(self, batch: Batch) -> None:
+        """Write one batch in one transaction (BEGIN IMMEDIATE)."""
+        await self.open()
+        now = datetime.now(UTC).strftime(SQLITE_TIMESTAMP_FORMAT)
+
+        def work(conn: sqlite3.Connection) -> None:
+            for (table, columns), patches in group_by_columns(batch.executions).items():
+                conn.executemany(upsert_sql(table, columns), _rows(table, columns, patches, now))
+                self.statements += 1
+            if batch.logs:
+                columns = tuple(batch.logs[0].values)
+                conn.executemany(
+                    upsert_sql("job_logs", columns, ignore=True),
+                    _rows("job_logs", columns, batch.logs, now),
+                )
+                self.statements += 1
+
+        self._transaction(work)
+
+    async def write_quarantined(self, rows: list[dict[str, Any]]) -> None:
+        import json
+
+        await self.open()
+        now = datetime.now(UTC).strftime(SQLITE_TIMESTAMP_FORMAT)
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO quarantined_records (id, created_at, table_name, record_id, "
+                "record, error) VALUES (lower(hex(randomblob(4))) || '-' || "
+                "lower(hex(randomblob(2))) || '-4' || substr(lower(hex(randomblob(2))), 2) "
+                "|| '-a' || substr(lower(hex(randomblob(2))), 2) || '-' || "
+                "lower(hex(randomblob(6))), ?, ?, ?, ?, ?)",
+                [
+                    (now, r["table_name"], r["record_id"], json.dumps(r["record"]), r["error"])
+                    for r in rows
+                ],
+            )
+
+        self._transaction(work)
+
+    async def write_instance(self, row: dict[str, Any]) -> None:
+        await self.open()
+        now = datetime.now(UTC).strftime(SQLITE_TIMESTAMP_FORMAT)
+        columns = tuple(row)
+        patch = Patch("plugin_instances", row["id"], row)
+        self._transaction(
+            lambda conn: conn.execute(
+                upsert_sql("plugin_instances", columns),
+                _rows("plugin_instances", columns, [patch], now)[0],
+            )
+        )

@@ -1,0 +1,197 @@
+"""Reliability: the store goes away and comes back; the buffer fills; the process exits.
+
+The host never sees an exception, every execution record reaches the store once it is
+back, and drops happen only as designed and are counted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detector.observability import ObservabilityPlugin
+from detector.observability.buffer import BODY_DROPPED, BoundedBuffer
+from detector.status import JobStatus
+from tests.support import db
+from tests.support.observability import InvocationDriver, rows
+from tests.support.pgserver import StoppablePostgres
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def flaky_server() -> Iterator[StoppablePostgres]:
+    server = StoppablePostgres()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def flaky_url(flaky_server: StoppablePostgres) -> Iterator[str]:
+    flaky_server.start() if not _up(flaky_server) else None
+    url = db.run(db.create_postgres_database(flaky_server.url()))
+    db.run(db.prepare_database(url))
+    yield url
+    if not _up(flaky_server):
+        flaky_server.start()
+    db.run(db.drop_postgres_database(flaky_server.url(), url))
+
+
+def _up(server: StoppablePostgres) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", server.port), 0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+async def _one_invocation(plugin: Any, jobs: int = 2) -> InvocationDriver:
+    run = InvocationDriver(plugin)
+    await run.start()
+    event = await run.event("orders.shipped")
+    await run.detected(event, True)
+    started = [await run.job_start(event, f"job{n}") for n in range(jobs)]
+    await run.log("working", event=event)
+    await run.handler_end(event, [await run.job_end(j, JobStatus.COMPLETED) for j in started])
+    await run.end()
+    return run
+
+
+def _wait_until(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+async def test_store_down_at_start_then_mid_run_then_back(
+    flaky_server: StoppablePostgres, flaky_url: str
+) -> None:
+    flaky_server.stop()  # down before the plugin ever connects
+    plugin = ObservabilityPlugin(
+        flaky_url, flush_interval=0.1, retry_initial_delay=0.05, retry_max_delay=0.3
+    )
+    try:
+        early = [await _one_invocation(plugin) for _ in range(3)]
+        assert _wait_until(lambda: plugin.stats()["failed_flushes"] >= 2, 10)
+        assert plugin.stats()["last_error"]
+
+        flaky_server.start()
+        assert _wait_until(lambda: plugin.stats()["buffered_records"] == 0, 20)
+
+        flaky_server.stop()  # down mid-run, with a connection the writer had open
+        middle = [await _one_invocation(plugin) for _ in range(3)]
+        assert not plugin.force_flush(0.5)  # nothing can be written now, and no exception
+
+        flaky_server.start()
+        assert plugin.force_flush(20)
+        stored = {r["id"]: r for r in await rows(flaky_url, "invocations")}
+        expected = {run.info.invocation_id for run in early + middle}
+        assert set(stored) == expected
+        assert all(r["status"] == "completed" for r in stored.values())
+        assert len(await rows(flaky_url, "job_executions")) == 12
+        assert len(await rows(flaky_url, "job_logs")) == 6
+        stats = plugin.stats()
+        assert stats["dropped_total"] == 0 and stats["quarantined"] == 0
+        assert stats["written"]["job_executions"] == 12
+    finally:
+        plugin.shutdown_sync(2)
+
+
+def test_over_the_bound_logs_go_first_then_bodies_then_records() -> None:
+    buffer = BoundedBuffer(max_bytes=40_000)
+    for n in range(10):
+        buffer.add_execution(
+            "invocations", f"i{n}", {"id": f"i{n}", "source_event_payload": "x" * 1000}
+        )
+    for n in range(10):
+        buffer.add_log(f"l{n}", {"id": f"l{n}", "message": "m" * 100})
+    assert dict(buffer.dropped) == {}
+
+    buffer.add_execution("invocations", "big", {"id": "big", "source_event_payload": "y" * 9000})
+    assert buffer.dropped["log_lines_buffer_full"] > 0  # oldest log lines first
+    assert buffer.dropped.get("payload_bodies_buffer_full", 0) == 0
+
+    for n in range(5):
+        buffer.add_execution("job_executions", f"j{n}", {"id": f"j{n}", "result": "r" * 3000})
+    assert buffer.dropped["log_lines_buffer_full"] == 10
+    assert buffer.dropped["payload_bodies_buffer_full"] > 0
+    batch = buffer.take(100)
+    first = batch.executions[0]
+    assert first.id == "i0" and first.values["source_event_payload"] == BODY_DROPPED
+    assert buffer.nbytes == 0
+
+    tiny = BoundedBuffer(max_bytes=5_000)
+    for n in range(10):
+        tiny.add_execution("invocations", f"i{n}", {"id": f"i{n}"})
+    assert tiny.dropped["execution_records_buffer_full"] > 0
+    kept = [p.id for p in tiny.take(100).executions]
+    assert kept[-1] == "i9" and "i0" not in kept  # oldest records go first
+    assert tiny.nbytes == 0
+
+
+def test_requeued_records_merge_under_newer_patches() -> None:
+    buffer = BoundedBuffer(max_bytes=10**6)
+    buffer.add_execution("job_executions", "j", {"id": "j", "status": "running", "job_name": "a"})
+    failed = buffer.take(10)
+    buffer.add_execution("job_executions", "j", {"id": "j", "status": "completed"})
+    buffer.requeue(failed)
+    [patch] = buffer.take(10).executions
+    assert patch.values == {"id": "j", "status": "completed", "job_name": "a"}
+
+
+EXIT_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, os, sys, time
+    sys.path.insert(0, {root!r})
+    from detector.observability import ObservabilityPlugin
+    from tests.support.observability import InvocationDriver
+
+    async def main():
+        plugin = ObservabilityPlugin({url!r}, flush_interval=3600)
+        for _ in range(5):
+            await InvocationDriver(plugin).start()
+        print("recorded", flush=True)
+        if {mode!r} == "sigterm":
+            time.sleep(60)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["exit", "sigterm"])
+def test_interpreter_exit_and_sigterm_flush_the_buffer(mode: str, db_url: str) -> None:
+    script = EXIT_SCRIPT.format(root=str(ROOT), url=db_url, mode=mode)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "recorded"
+    if mode == "sigterm":
+        os.kill(process.pid, signal.SIGTERM)
+    code = process.wait(30)
+    assert code == (143 if mode == "sigterm" else 0), (
+        process.stderr.read() if process.stderr else ""
+    )
+    assert len(db.run(rows(db_url, "invocations"))) == 5
