@@ -153,17 +153,7 @@ def _fill_sql(invocations: int) -> list[str]:
             JOIN {S}.invocations i ON i.id = md5('inv' || g)::uuid
             CROSS JOIN generate_series(1, 2) e
             CROSS JOIN generate_series(0, {JOBS_PER_EVENT - 1}) j""",
-        f"""INSERT INTO {S}.dashboard_stats (hour_bucket, source_function, total_invocations,
-              successful_invocations, failed_invocations, total_events_detected, total_jobs_run,
-              total_jobs_succeeded, total_jobs_failed, avg_duration_ms, min_duration_ms, max_duration_ms,
-              p95_duration_ms)
-            SELECT date_trunc('hour', created_at), source_function, count(*),
-                   count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'),
-                   sum(events_detected_count), sum(total_jobs_run), sum(total_jobs_succeeded),
-                   sum(total_jobs_failed), avg(total_duration_ms), min(total_duration_ms),
-                   max(total_duration_ms),
-                   percentile_cont(0.95) WITHIN GROUP (ORDER BY total_duration_ms)
-            FROM {S}.invocations GROUP BY 1, 2""",
+        f"REFRESH MATERIALIZED VIEW {S}.dashboard_stats",
         "ANALYZE",
     ]
 

@@ -119,3 +119,21 @@ _SQLITE_DIALECT = sqlite.dialect()
 
 def json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def readable(ctx: CompileContext, expression: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`expression` typed so that SQLite's numbers read back unrounded.
+
+    SQLAlchemy turns SQLite's floats for a `NUMERIC` without scale into Decimals cut to
+    ten digits; PostgreSQL's `numeric` keeps them all. Reading them as floats keeps both
+    backends answering the same number.
+    """
+    column_type = expression.type
+    if (
+        ctx.sqlite
+        and isinstance(column_type, sa.Numeric)
+        and not isinstance(column_type, sa.Float)
+        and getattr(column_type, "scale", None) is None
+    ):
+        return sa.type_coerce(expression, sa.Float())
+    return expression

@@ -6,8 +6,9 @@ a SQLAlchemy expression over the row's alias, so the engine filters, orders and 
 computed fields in SQL on PostgreSQL and SQLite alike, without depending on the
 functions existing in the database.
 
-Rates and averages are rounded to two decimals, so both backends print the same
-number (PostgreSQL's `numeric` division carries ~20 digits, SQLite's `REAL` ~17).
+The expressions are those of the SQL functions in `schema.sql` (rates rounded to two
+decimals, 100 when nothing ran; the average job duration unrounded, 0 when no job ran);
+`tests/test_graphql_computed.py` checks them against the functions on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ _JOBS = models.JobExecution.__table__.alias("avg_job_duration_jobs")  # type: ig
 def _invocation_avg_job_duration(row: FromClause) -> ColumnElement[Any]:
     jobs = _JOBS
     average = (
-        sa.select(sa.func.round(sa.func.avg(jobs.c.duration_ms), 2))
+        sa.select(sa.func.avg(jobs.c.duration_ms))
         .where(jobs.c.invocation_id == row.c.id)
         .scalar_subquery()
     )

@@ -27,7 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from .aggregates import aggregate_function
-from .compiling import CompileContext, in_values
+from .compiling import CompileContext, in_values, readable
 from .dberrors import translate
 from .errors import validation_failed
 from .filters import compile_where, count_expression
@@ -200,7 +200,7 @@ def build_rows_query(
 # --- rows ------------------------------------------------------------------------------------------
 
 
-def row_columns(plan: RowPlan) -> ColumnsFor:
+def row_columns(plan: RowPlan, ctx: CompileContext) -> ColumnsFor:
     """The columns a row plan needs: selected columns, computed fields, join keys."""
     wanted: list[tuple[str, Any]] = []
     seen: set[str] = set()
@@ -228,9 +228,9 @@ def row_columns(plan: RowPlan) -> ColumnsFor:
         result: list[tuple[str, ColumnElement[Any]]] = []
         for label, build in wanted:
             if isinstance(build, str):
-                result.append((label, alias.c[build]))
+                result.append((label, readable(ctx, alias.c[build])))
             else:
-                result.append((label, build.function.build(alias)))
+                result.append((label, readable(ctx, build.function.build(alias))))
         return result
 
     return columns_for
@@ -254,7 +254,12 @@ async def select_rows(
     """The rows of a root list field (or `_by_pk` with `extra_condition`), shaped by `plan`."""
     ctx = fetcher.ctx
     statement, labels = build_rows_query(
-        ctx, plan.table, row_columns(plan), args, extra_condition=extra_condition, cap=ctx.max_rows
+        ctx,
+        plan.table,
+        row_columns(plan, ctx),
+        args,
+        extra_condition=extra_condition,
+        cap=ctx.max_rows,
     )
     rows = await fetcher.rows(statement)
     _check_cap(ctx, plan.table, rows, plan.path)
@@ -396,7 +401,11 @@ async def _related_objects(
         return {}
     partition = Partition(column, keys)
     statement, labels = build_rows_query(
-        fetcher.ctx, plan.table, row_columns(plan), SelectArgs(path=plan.path), partition
+        fetcher.ctx,
+        plan.table,
+        row_columns(plan, fetcher.ctx),
+        SelectArgs(path=plan.path),
+        partition,
     )
     rows = await fetcher.rows(statement)
     shaped = await complete_rows(fetcher, plan, rows, labels)
@@ -414,7 +423,7 @@ async def _related_lists(
         return {}
     ctx = fetcher.ctx
     statement, labels = build_rows_query(
-        ctx, plan.table, row_columns(plan), args, Partition(column, keys), cap=ctx.max_rows
+        ctx, plan.table, row_columns(plan, ctx), args, Partition(column, keys), cap=ctx.max_rows
     )
     rows = await fetcher.rows(statement)
     _check_cap(ctx, plan.table, rows, plan.path)
@@ -462,7 +471,7 @@ def _measures(
     def add(expression: Any, slot: tuple[str, str, str | None]) -> None:
         if condition is not None:
             expression = expression.filter(condition)
-        selected.append(expression.label(f"a{first_label + len(selected)}"))
+        selected.append(readable(ctx, expression).label(f"a{first_label + len(selected)}"))
         slots.append(slot)
 
     for block in blocks:

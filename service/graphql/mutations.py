@@ -494,7 +494,7 @@ async def _returning_rows(
     if not keys:
         return {}
     pk = [table.columns[name] for name in table.primary_key]
-    plan_columns = row_columns(plan)
+    plan_columns = row_columns(plan, ctx)
 
     def columns_for(alias: Any) -> list[tuple[str, ColumnElement[Any]]]:
         columns = plan_columns(alias)

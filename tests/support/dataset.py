@@ -12,7 +12,11 @@ Shape (`Dataset.invocations` etc.):
   child invocation (`source_job_id`), whose job triggers a grandchild;
 - 0-3 event executions per invocation (detected or not), 0-3 jobs per detected event,
   varied statuses, null durations, jsonb options and results;
-- log lines for detectors (no job) and jobs; metrics_hourly and dashboard_stats rows.
+- log lines for detectors (no job) and jobs.
+
+`insert_dataset` then runs the real rollup, which writes `metrics_hourly` and refreshes
+`dashboard_stats` (a materialized view on PostgreSQL), and reads those rows back into the
+dataset, so tests compare the API with what the database holds.
 """
 
 from __future__ import annotations
@@ -26,9 +30,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from detector.observability.models import POSTGRES_SCHEMA, metadata
+from detector.observability.rollup import rollup
 from tests.support.db import async_url
 
-BASE_TIME = datetime(2026, 1, 10, 0, 0, tzinfo=UTC)
+# Two days ago at midnight UTC: inside the 30-day window of dashboard_stats.
+BASE_TIME = (datetime.now(UTC) - timedelta(days=2)).replace(
+    hour=0, minute=0, second=0, microsecond=0
+)
 FUNCTIONS = ("orders_handler", "users_handler", "payments_handler")
 INVOCATION_STATUSES = ("completed", "failed", "completed", "running", "timeout", "rejected")
 NAMESPACE = uuid.UUID("6f1c0d4e-8f7a-4c1e-9a57-3b0f6a2c1d00")
@@ -248,60 +256,29 @@ def build_dataset(invocations: int = 36) -> Dataset:
                 job["correlation_id"] = parent["correlation_id"]
     # A dangling source_job_id (the parent job row not written yet): no enforced FK.
     ds.invocations[-1]["source_job_id"] = _id("job", 999, 0, 0)
-    for hour in range(6):
-        for f, function in enumerate(FUNCTIONS):
-            bucket = BASE_TIME + timedelta(hours=hour)
-            total = 3 + (hour * 3 + f) % 7
-            ds.dashboard_stats.append(
-                {
-                    "hour_bucket": bucket,
-                    "source_function": function,
-                    "total_invocations": total,
-                    "successful_invocations": total - (hour + f) % 3,
-                    "failed_invocations": (hour + f) % 3,
-                    "total_events_detected": total * 2,
-                    "total_jobs_run": total * 3,
-                    "total_jobs_succeeded": total * 3 - (hour + f) % 3,
-                    "total_jobs_failed": (hour + f) % 3,
-                    "avg_duration_ms": None if (hour + f) % 5 == 4 else 100 + hour * 10 + f + 0.25,
-                    "min_duration_ms": 10 + f,
-                    "max_duration_ms": 900 + hour,
-                    "p95_duration_ms": 850.5 + hour + f,
-                }
-            )
-            ds.metrics_hourly.append(
-                {
-                    "id": _id("metrics", hour, f),
-                    "hour_bucket": bucket,
-                    "source_function": function,
-                    "total_invocations": total,
-                    "successful_invocations": total - (hour + f) % 3,
-                    "failed_invocations": (hour + f) % 3,
-                    "total_events_detected": total * 2,
-                    "total_jobs_run": total * 3,
-                    "total_jobs_failed": (hour + f) % 3,
-                    "avg_duration_ms": 100 + hour * 10 + f + 0.5,
-                    "min_duration_ms": 10 + f,
-                    "max_duration_ms": 900 + hour,
-                    "p95_duration_ms": 850 + hour + f,
-                    "top_detected_events": [{"event_name": "orders.shipped", "count": hour + f}],
-                    "most_failed_jobs": [],
-                    "created_at": bucket + timedelta(hours=1),
-                    "updated_at": bucket + timedelta(hours=1),
-                }
-            )
     return ds
 
 
+ROLLED_UP = ("metrics_hourly", "dashboard_stats")
+
+
 async def insert_dataset(url: str, dataset: Dataset) -> None:
-    """Insert `dataset` into a database that has the observability schema."""
+    """Insert `dataset` into a migrated database, roll it up, and read the rollups back."""
     engine = create_async_engine(async_url(url))
     try:
         async with engine.begin() as conn:
             if url.startswith("postgresql"):
                 conn = await conn.execution_options(schema_translate_map={None: POSTGRES_SCHEMA})
             for name, rows in dataset.tables().items():
-                if rows:
+                if rows and name not in ROLLED_UP:
                     await conn.execute(sa.insert(metadata.tables[name]), rows)
+        await rollup(url)
+        async with engine.connect() as conn:
+            if url.startswith("postgresql"):
+                conn = await conn.execution_options(schema_translate_map={None: POSTGRES_SCHEMA})
+            for name in ROLLED_UP:
+                result = await conn.execute(sa.select(metadata.tables[name]))
+                rows = [dict(row._mapping) for row in result]
+                getattr(dataset, name)[:] = rows
     finally:
         await engine.dispose()
