@@ -20,7 +20,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -137,19 +136,4 @@ def _prepare_sqlite_connection(
         await_(driver._execute(raw.create_collation, name, collation))
 
 
-def count_statements(database: Database) -> contextlib.AbstractContextManager[list[int]]:
-    """A context manager yielding a one-item list set to the statements run inside it."""
-
-    @contextlib.contextmanager
-    def counting() -> Any:
-        box = [0]
-        before = database.statements_executed
-        try:
-            yield box
-        finally:
-            box[0] = database.statements_executed - before
-
-    return counting()
-
-
-__all__ = ["Database", "async_database_url", "count_statements", "sa"]
+__all__ = ["Database", "async_database_url"]

@@ -324,3 +324,42 @@ def test_row_filters_with_session_variables_apply_everywhere(
             await database.dispose()
 
     asyncio.run(scenario())
+
+
+def test_rs256_tokens_with_a_namespace_path_and_stringified_claims() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from service.graphql.auth import Authenticator, AuthError
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    config = {
+        "type": "RS256",
+        "key": public_pem,
+        "claims_namespace_path": "$.app.hasura",
+        "claims_format": "stringified_json",
+        "audience": "dashboard",
+    }
+    authenticator = Authenticator(admin_secret=SECRET, jwt_secret=json.dumps(config))
+    claims = json.dumps({**VIEWER_CLAIMS, "x-hasura-user-id": "42"})
+    signed = jwt.encode(
+        {"aud": "dashboard", "exp": int(time.time()) + 60, "app": {"hasura": claims}},
+        private,
+        algorithm="RS256",
+    )
+    session = authenticator.authenticate({"Authorization": f"Bearer {signed}"})
+    assert session.role == "viewer"
+    assert session.variables["x-hasura-user-id"] == "42"
+    wrong_audience = jwt.encode(
+        {"aud": "other", "exp": int(time.time()) + 60, "app": {"hasura": claims}},
+        private,
+        algorithm="RS256",
+    )
+    with pytest.raises(AuthError) as refused:
+        authenticator.authenticate({"Authorization": f"Bearer {wrong_audience}"})
+    assert refused.value.code == "invalid-jwt"

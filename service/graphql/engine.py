@@ -76,6 +76,7 @@ class RequestContext:
     response: Any = None
     connection_params: Mapping[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    """Free room for transports built on this context (e.g. the subscription engine)."""
 
 
 class EngineExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -357,7 +358,8 @@ class GraphQLEngine:
         root_type = schema.get_root_type(operation.operation)
         assert root_type is not None
         tables: set[str] = set()
-        for key, nodes in planner.collect(root_type, [_as_field(operation)]).items():
+        # collect() walks the selection sets of the nodes it is given; so does an operation.
+        for key, nodes in planner.collect(root_type, [operation]).items():  # type: ignore[list-item]
             node = nodes[0]
             if node.name.value.startswith("__"):
                 continue
@@ -372,11 +374,6 @@ class GraphQLEngine:
         from .view import GraphQLView
 
         return GraphQLView(self, **options)
-
-
-def _as_field(operation: OperationDefinitionNode) -> Any:
-    # collect() walks the selection set of the nodes it is given; an operation has one.
-    return operation
 
 
 def _root_tables(

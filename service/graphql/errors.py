@@ -11,6 +11,7 @@ The engine raises `EngineError` with a code; graphql-core's own errors are mappe
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -94,8 +95,6 @@ def format_error(error: GraphQLError, document: DocumentNode | None = None) -> d
 
 def _hasura_message(message: str) -> str:
     """graphql-core's wording, rephrased the way Hasura words the common cases."""
-    import re
-
     match = re.match(r"Cannot query field '([^']+)' on type '([^']+)'", message)
     if match:
         return f"field '{match.group(1)}' not found in type: '{match.group(2)}'"
