@@ -1109,3 +1109,31 @@ def test_tables_read_names_every_table_an_operation_touches(server: RunningServe
         "invocations",
         "job_executions",
     }
+
+
+def test_abuse_limits_are_validation_errors(server: RunningServer) -> None:
+    deep = "{ invocations { " + "job_executions { invocation { " * 6 + "id" + " } }" * 6 + " } }"
+    [error] = errors(server, deep)
+    assert error["extensions"]["code"] == "validation-failed"
+    assert "depth" in error["message"]
+    aliases = " ".join(f"a{i}: __typename" for i in range(201))
+    [error] = errors(server, f"{{ {aliases} }}")
+    assert error["extensions"]["code"] == "validation-failed"
+    assert "alias" in error["message"].lower()
+    tokens = "{ " + " ".join(["__typename"] * 20_001) + " }"
+    [error] = errors(server, tokens)
+    assert error["extensions"]["code"] == "validation-failed"
+    assert "tokens" in error["message"]
+    response = server.client.post("/v1/graphql", json=[{"query": "{ __typename }"}] * 21)
+    assert response.status_code == 200
+    assert response.json()["errors"][0]["message"] == "Too many operations"
+
+
+def test_concurrent_requests_are_all_answered(server: RunningServer) -> None:
+    import concurrent.futures
+
+    query = "{ invocations(order_by: {id: asc}) { id event_executions { id } } invocations_aggregate { aggregate { count } } }"
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        bodies = list(pool.map(lambda _: server.post(query), range(24)))
+    assert all("errors" not in body for body in bodies)
+    assert all(len(body["data"]["invocations"]) == len(INVOCATIONS) for body in bodies)
