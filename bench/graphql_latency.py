@@ -282,9 +282,11 @@ async def run(quick: bool) -> Section:
         operations = _operations(datetime.now(UTC), ids)
         statements = await _statements_per_request(url, operations)
         process, base = _serve(url)
+        load_before = os.getloadavg()[0]
         try:
             timings = await _time(base, operations, runs)
             rows = await _rows_returned(base, operations)
+            load_after = os.getloadavg()[0]
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -294,7 +296,8 @@ async def run(quick: bool) -> Section:
         f"over {DAYS} days (filled with generate_series in {fill_seconds:.0f} s). "
         f"Service: uvicorn (one process) on PostgreSQL 15, requests one at a time over loopback HTTP, "
         f"{runs} timed requests per operation after 10 warm-up requests; queries sent as Apollo sends "
-        "them (with `__typename`).",
+        "them (with `__typename`). The machine is shared: 1-minute load average "
+        f"{load_before:.1f} before and {load_after:.1f} after the timed requests.",
         "",
         "| operation | p50 ms | p95 ms | max ms | SQL statements / request | rows in response |",
         "|---|---|---|---|---|---|",
