@@ -76,10 +76,6 @@ def shared_alias(table: TableInfo, index: int) -> FromClause:
     return alias
 
 
-def column_of(alias: FromClause, column: ColumnInfo) -> ColumnElement[Any]:
-    return alias.c[column.name]
-
-
 def bind(value: Any, column_type: sa.types.TypeEngine[Any]) -> ColumnElement[Any]:
     """A bound parameter processed by the column's type (uuid, timestamptz, jsonb...)."""
     return sa.bindparam(None, value, type_=column_type)

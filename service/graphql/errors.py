@@ -33,7 +33,6 @@ INVALID_JWT = "invalid-jwt"
 INVALID_HEADERS = "invalid-headers"
 CONSTRAINT_VIOLATION = "constraint-violation"
 DATA_EXCEPTION = "data-exception"
-NOT_SUPPORTED = "not-supported"
 UNEXPECTED = "unexpected"
 
 

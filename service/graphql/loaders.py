@@ -338,6 +338,8 @@ async def _measure_siblings(
             isinstance(output, ArrayAggregateOut)
             and _blocks(output.plan)
             and measurable_together(output.args)
+            # A role's row limit selects rows before aggregating: not shareable.
+            and fetcher.ctx.access(output.plan.table.name).limit is None
         ):
             by_relationship.setdefault(output.relationship.name, []).append(output)
     measured: dict[str, dict[Any, dict[str, dict[str, Any]]]] = {}
