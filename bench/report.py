@@ -81,8 +81,12 @@ def machine() -> str:
         ).stdout.strip()
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}" + (
-        f", commit {commit}" if commit else ""
+    # The machine is shared: the load says how much else ran while this was measured.
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return (
+        f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
+        + (f", commit {commit}" if commit else "")
+        + load
     )
 
 
@@ -102,7 +106,7 @@ def write_section(section: Section, path: Path = RESULTS) -> None:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0–100) by linear interpolation."""
+    """The q-th percentile (0 to 100) by linear interpolation."""
     if not values:
         return float("nan")
     ordered = sorted(values)

@@ -60,7 +60,11 @@ _overrides_cache: dict[type, frozenset[str]] = {}
 
 
 def _overridden_hooks(plugin: Plugin) -> frozenset[str]:
-    """Names of the hooks `plugin` implements (its class's, plus instance attributes)."""
+    """Names of the hooks `plugin` implements (its class's, plus instance attributes).
+
+    An instance attribute set to None opts out of that hook (a plugin configured not to
+    record logs sets `self.on_log = None`, so no log capture is installed for it).
+    """
     cls = type(plugin)
     names = _overrides_cache.get(cls)
     if names is None:
@@ -68,8 +72,12 @@ def _overridden_hooks(plugin: Plugin) -> frozenset[str]:
             name for name in HOOKS if getattr(cls, name, None) is not getattr(Plugin, name)
         )
         _overrides_cache[cls] = names
-    instance_names = getattr(plugin, "__dict__", {}).keys() & set(HOOKS)
-    return names | instance_names if instance_names else names
+    instance = getattr(plugin, "__dict__", {})
+    instance_names = instance.keys() & set(HOOKS)
+    if not instance_names:
+        return names
+    opted_out = {name for name in instance_names if instance[name] is None}
+    return (names | instance_names) - opted_out
 
 
 def record_hook_error(plugin: Plugin, hook: str, error: BaseException) -> None:

@@ -13,6 +13,10 @@ Threading: `on_log` is called from the thread that logged (a sync job runs in a 
 thread). If a plugin's `on_log` is a plain method it is called right there and must be
 thread-safe and non-blocking; if it is a coroutine function it is scheduled on the
 invocation's event loop.
+
+A plugin instance may opt out of a hook its class implements by setting the instance
+attribute to None (`self.on_log = None`): the library then treats the hook as absent
+(for `on_log`, no log capture is installed on its behalf).
 """
 
 from __future__ import annotations

@@ -44,6 +44,41 @@ def test_deny_list_matches_keys_by_case_insensitive_substring() -> None:
     }
 
 
+def test_session_variables_survive_while_the_secrets_inside_them_are_redacted() -> None:
+    cleaned = Sanitizer().clean(
+        {
+            "session_variables": {
+                "x-hasura-role": "user",
+                "x-hasura-user-id": "u-1",
+                "x-hasura-admin-secret": "hunter2",
+                "x-hasura-session-token": "st",
+                "x-hasura-session-id": "sid",
+                "x-hasura-access-token": "at",
+            },
+            "session_id": "s1",
+            "SessionId": "s2",
+            "session_token": "s3",
+            "user_session_key": "s4",
+            "session_count": 3,
+        }
+    )
+    assert cleaned == {
+        "session_variables": {
+            "x-hasura-role": "user",
+            "x-hasura-user-id": "u-1",
+            "x-hasura-admin-secret": "[redacted]",
+            "x-hasura-session-token": "[redacted]",
+            "x-hasura-session-id": "[redacted]",
+            "x-hasura-access-token": "[redacted]",
+        },
+        "session_id": "[redacted]",
+        "SessionId": "[redacted]",
+        "session_token": "[redacted]",
+        "user_session_key": "[redacted]",
+        "session_count": 3,
+    }
+
+
 def test_user_keys_and_callback_redact_by_path() -> None:
     seen: list[tuple[Any, ...]] = []
 

@@ -195,3 +195,39 @@ def test_interpreter_exit_and_sigterm_flush_the_buffer(mode: str, db_url: str) -
         process.stderr.read() if process.stderr else ""
     )
     assert len(db.run(rows(db_url, "invocations"))) == 5
+
+
+def test_an_inbox_over_its_share_is_converted_by_the_poster_in_order() -> None:
+    converted: list[int] = []
+
+    def convert(entry: int) -> None:
+        converted.append(entry)
+        buffer.add_log(f"l{entry}", {"id": f"l{entry}", "message": "m" * 50})
+
+    buffer = BoundedBuffer(max_bytes=40_000, converter=convert)
+    for n in range(30):  # 30 entries x 1,000 bytes: over the inbox's 10,000-byte share
+        buffer.post(n, 1_000)
+    assert buffer.absorbed_by_posters >= 2  # the host paid: the writer was not there
+    assert converted == list(range(len(converted))) and len(converted) >= 20
+    assert buffer.inbox_depth == len(buffer) - len(converted)
+    batch = buffer.take(100)  # taking converts the rest first, still in posting order
+    assert converted == list(range(30))
+    assert [patch.id for patch in batch.logs] == [f"l{n}" for n in range(30)]
+    assert buffer.nbytes == 0
+
+
+async def test_a_record_that_cannot_be_converted_is_counted_and_the_rest_written(
+    tmp_path: Path,
+) -> None:
+    plugin = ObservabilityPlugin(
+        f"sqlite:///{tmp_path / 'o.db'}", flush_interval=60, handle_sigterm=False
+    )
+    try:
+        plugin.buffer.post((99, "an entry kind nobody knows"))
+        run = await _one_invocation(plugin)
+        assert plugin.force_flush(10)
+        assert plugin.stats()["conversion_errors"] == 1
+        [row] = await rows(f"sqlite:///{tmp_path / 'o.db'}", "invocations")
+        assert row["id"] == run.info.invocation_id and row["status"] == "completed"
+    finally:
+        plugin.shutdown_sync()

@@ -1,5 +1,14 @@
 """The plugin's in-memory buffer: bounded, coalescing, and dropping by priority.
 
+Two stages. Hooks `post` raw entries into an *inbox* (an append under a lock held for
+a few instructions: the only work on the host's path). The writer thread `absorb`s the
+inbox: a converter turns each entry into rows (redacted, serialised, capped) that merge
+into the record buffer below. Absorbing is serialised, so entries are applied in the
+order they were posted (a job's end never lands before its start). If the inbox grows
+past its share of the memory bound (the writer is far behind), the posting thread
+absorbs it itself: the host then pays the conversion (backpressure) and the drop policy
+below applies as usual.
+
 Execution records (invocations, event and job executions) are *patches*: the columns a
 hook knows, keyed by (table, id). A patch for a row already in the buffer merges into it,
 so a row started and finished between two flushes is written once. Log lines are
@@ -19,6 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +41,11 @@ BODY_DROPPED = '{"_dropped":"buffer full: body not recorded"}'
 # Rough per-record overhead of a dict of a dozen columns in CPython, in bytes.
 _RECORD_OVERHEAD = 1200
 _LOG_OVERHEAD = 700
+
+# Share of the memory bound the inbox may hold before the posting thread absorbs it.
+INBOX_SHARE = 4
+# What an inbox entry costs beyond the deferred JSON text it carries (tuple, references).
+INBOX_ENTRY_BYTES = 200
 
 DROP_LOG_LINES = "log_lines_buffer_full"
 DROP_BODIES = "payload_bodies_buffer_full"
@@ -46,6 +61,9 @@ class Patch:
     values: dict[str, Any]
     size: int = 0
     first_seen: float = field(default_factory=time.monotonic)
+    # The row was started in this buffer and never written: writers may insert it
+    # straight (COPY), falling back to the upsert if it turns out to exist.
+    new: bool = False
 
 
 # The columns that can be large; the rest are small and covered by the overhead.
@@ -86,32 +104,94 @@ class Batch:
         return [*self.executions, *self.logs]
 
 
-class BoundedBuffer:
-    """Coalescing execution patches plus a FIFO of log lines, within a memory bound."""
+Converter = Callable[[Any], None]
+"""Turns one inbox entry into records (calling `add_execution`/`add_log`); never raises."""
 
-    def __init__(self, max_bytes: int) -> None:
+
+class BoundedBuffer:
+    """Coalescing execution patches plus a FIFO of log lines, within a memory bound.
+
+    `max_bytes` bounds the records and the inbox together: the inbox may hold up to a
+    quarter of it (when a `converter` is given), the records the rest.
+    """
+
+    def __init__(self, max_bytes: int, converter: Converter | None = None) -> None:
         self.max_bytes = max_bytes
+        self._converter = converter
+        self.inbox_max_bytes = max_bytes // INBOX_SHARE if converter is not None else 0
+        # The bound the converted records are held to.
+        self._limit = max_bytes - self.inbox_max_bytes
         self._lock = threading.Lock()
+        self._inbox_lock = threading.Lock()
+        self._absorb_lock = threading.Lock()
+        self._inbox: list[Any] = []
+        self._inbox_bytes = 0
         self._executions: OrderedDict[tuple[str, str], Patch] = OrderedDict()
         self._logs: deque[Patch] = deque()
         self._bytes = 0
         self.dropped: Counter[str] = Counter()
         self.recorded: Counter[str] = Counter()
         self.coalesced = 0
+        self.absorbed_by_posters = 0
 
     def reset_after_fork(self) -> None:
-        """A fresh lock and an empty buffer (the parent process writes its own records)."""
+        """Fresh locks and an empty buffer (the parent process writes its own records)."""
         self._lock = threading.Lock()
+        self._inbox_lock = threading.Lock()
+        self._absorb_lock = threading.Lock()
+        self._inbox = []
+        self._inbox_bytes = 0
         self._executions.clear()
         self._logs.clear()
         self._bytes = 0
 
     @property
     def nbytes(self) -> int:
-        return self._bytes
+        """Estimated memory of the buffered records and of the inbox."""
+        return self._bytes + self._inbox_bytes
 
     def __len__(self) -> int:
-        return len(self._executions) + len(self._logs)
+        return len(self._executions) + len(self._logs) + len(self._inbox)
+
+    @property
+    def inbox_depth(self) -> int:
+        """Entries posted and not yet converted."""
+        return len(self._inbox)
+
+    def post(self, entry: Any, nbytes: int = INBOX_ENTRY_BYTES) -> int:
+        """Add a raw entry to the inbox (the host's path: no conversion, no I/O).
+
+        `nbytes` is what the entry holds beyond references (its deferred JSON texts).
+        Returns the inbox depth. Over the inbox's share of the bound, converts the inbox
+        right here (backpressure) so that the drop policy keeps memory bounded.
+        """
+        with self._inbox_lock:
+            inbox = self._inbox
+            inbox.append(entry)
+            self._inbox_bytes += nbytes
+            over = self._inbox_bytes > self.inbox_max_bytes
+        if over:
+            self.absorbed_by_posters += 1
+            self.absorb()
+        return len(inbox)
+
+    def absorb(self) -> int:
+        """Convert every entry in the inbox into records, in posting order; returns how many.
+
+        Serialised: two threads absorbing at once apply their entries one after the other.
+        """
+        converter = self._converter
+        if converter is None:
+            return 0
+        with self._absorb_lock:
+            with self._inbox_lock:
+                entries: Iterable[Any] = self._inbox
+                count = len(self._inbox)
+                self._inbox = []
+                self._inbox_bytes = 0
+            for entry in entries:
+                converter(entry)
+        return count
 
     def oldest_age(self) -> float | None:
         """Seconds since the oldest buffered record was recorded, or None when empty."""
@@ -121,8 +201,14 @@ class BoundedBuffer:
                 oldest.append(self._logs[0].first_seen)
         return time.monotonic() - min(oldest) if oldest else None
 
-    def add_execution(self, table: str, row_id: str, values: dict[str, Any]) -> int:
-        """Merge `values` into the row's pending patch; returns the buffered record count."""
+    def add_execution(
+        self, table: str, row_id: str, values: dict[str, Any], *, new: bool = False
+    ) -> int:
+        """Merge `values` into the row's pending patch; returns the buffered record count.
+
+        `new=True` says these values start the row (nothing wrote it before); it marks
+        the patch only when it creates it.
+        """
         size = estimate_size(values, 0)
         with self._lock:
             self.recorded[table] += 1
@@ -130,13 +216,13 @@ class BoundedBuffer:
             patch = self._executions.get(key)
             if patch is None:
                 size += _RECORD_OVERHEAD
-                self._executions[key] = Patch(table, row_id, values, size)
+                self._executions[key] = Patch(table, row_id, values, size, new=new)
             else:
                 patch.values.update(values)
                 patch.size += size
                 self.coalesced += 1
             self._bytes += size
-            if self._bytes > self.max_bytes:
+            if self._bytes > self._limit:
                 self._make_room()
             return len(self._executions) + len(self._logs)
 
@@ -147,16 +233,17 @@ class BoundedBuffer:
             self.recorded[LOG_TABLE] += 1
             self._logs.append(Patch(LOG_TABLE, row_id, values, size))
             self._bytes += size
-            if self._bytes > self.max_bytes:
+            if self._bytes > self._limit:
                 self._make_room()
             return len(self._executions) + len(self._logs)
 
     def _make_room(self) -> None:
         # Called with the lock held.
-        while self._bytes > self.max_bytes and self._logs:
+        limit = self._limit
+        while self._bytes > limit and self._logs:
             self._bytes -= self._logs.popleft().size
             self.dropped[DROP_LOG_LINES] += 1
-        if self._bytes <= self.max_bytes:
+        if self._bytes <= limit:
             return
         for patch in self._executions.values():
             stripped = 0
@@ -169,15 +256,19 @@ class BoundedBuffer:
                 patch.size -= stripped
                 self._bytes -= stripped
                 self.dropped[DROP_BODIES] += 1
-            if self._bytes <= self.max_bytes:
+            if self._bytes <= limit:
                 return
-        while self._bytes > self.max_bytes and self._executions:
+        while self._bytes > limit and self._executions:
             _, patch = self._executions.popitem(last=False)
             self._bytes -= patch.size
             self.dropped[DROP_RECORDS] += 1
 
     def take(self, max_records: int) -> Batch:
-        """Remove and return up to `max_records` records, oldest first, parents first."""
+        """Remove and return up to `max_records` records, oldest first, parents first.
+
+        Converts the inbox first, so every record posted before the call can be taken.
+        """
+        self.absorb()
         with self._lock:
             executions: list[Patch] = []
             while self._executions and len(executions) < max_records:
@@ -207,6 +298,7 @@ class BoundedBuffer:
                     newer.values = merged
                     newer.size = estimate_size(merged, _RECORD_OVERHEAD)
                     newer.first_seen = min(newer.first_seen, patch.first_seen)
+                    newer.new = patch.new  # the failed write created nothing
                     self._executions.move_to_end(key, last=False)
                     self._bytes += newer.size
                 else:
@@ -216,5 +308,5 @@ class BoundedBuffer:
             for patch in reversed(batch.logs):
                 self._logs.appendleft(patch)
                 self._bytes += patch.size
-            if self._bytes > self.max_bytes:
+            if self._bytes > self._limit:
                 self._make_room()

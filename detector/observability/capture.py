@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import json.encoder
 import math
 import re
 import uuid
@@ -42,11 +43,19 @@ DEFAULT_REDACT_KEYS: tuple[str, ...] = (
     "card",
     "ssn",
     "cookie",
-    "session",
+    "session_token",
+    "session_id",
+    "session-id",
+    "sessionid",
+    "session_key",
     "private_key",
     "credential",
 )
-"""Deny-list words matched case-insensitively as substrings of keys (SPEC §5a)."""
+"""Deny-list words matched case-insensitively as substrings of keys (SPEC §5a).
+
+Not the bare word `session`: it would redact Hasura's whole `session_variables` object
+(role and user, which users need); the secrets inside it are caught by their own words
+(`x-hasura-admin-secret` by `secret`, any `…-token` by `token`)."""
 
 MAX_DEPTH = 32
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -227,3 +236,50 @@ class Sanitizer:
         if value is None or isinstance(value, bool | int | str):
             return value
         return self._scalar(value)
+
+
+class SnapshotEncoder:
+    """Freezes a value as compact JSON text, fast (the C encoder), without cleaning it.
+
+    The plugin's hooks take this snapshot on the host's path so that the writer thread
+    can clean it later (`Sanitizer.to_json(json.loads(text))`) and still record the
+    value as it was when the hook ran. Types JSON lacks get the same JSON form the
+    sanitizer gives them (datetimes, UUIDs, Decimals, enums, sets, dataclasses,
+    exceptions, bytes, other objects as a description). Raises (TypeError, ValueError,
+    RecursionError) for what only the sanitizer can describe: circular references and
+    keys JSON cannot hold; callers then fall back to `Sanitizer.to_json`.
+    """
+
+    def __init__(self) -> None:
+        self._describer = Sanitizer(redact_keys=())
+        make = getattr(json.encoder, "c_make_encoder", None)
+        if make is not None:
+            # No circular-reference markers: a cycle ends in RecursionError, which the
+            # caller turns into the sanitizer's "[circular reference]".
+            self._encode = make(
+                None, self._default, json.encoder.encode_basestring, None, ":", ",",
+                False, False, True,
+            )  # fmt: skip
+        else:  # pragma: no cover - interpreters without the C accelerator
+            encoder = json.JSONEncoder(
+                separators=(",", ":"), ensure_ascii=False, default=self._default
+            )
+            self._encode = lambda value, _level: [encoder.encode(value)]
+
+    def encode(self, value: Any) -> str:
+        """`value` as JSON text (see the class docstring for what raises)."""
+        return "".join(self._encode(value, 0))
+
+    def _default(self, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return dict(value)
+        if isinstance(value, set | frozenset):
+            try:
+                return sorted(value)
+            except TypeError:
+                return list(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+        if isinstance(value, enum.Enum):
+            return value.value
+        return self._describer._scalar(value)

@@ -102,6 +102,7 @@ class BackgroundFlusher:
         self._next_attempt = 0.0
         self._last_report = 0.0
         self._migrated = False
+        self._drops_seen = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -266,8 +267,21 @@ class BackgroundFlusher:
                     continue
                 self._succeeded(time.monotonic() - started)
             await self._write_quarantine()
+            self._warn_about_drops()
             await self._report()
             return len(self.buffer) == 0
+
+    def _warn_about_drops(self) -> None:
+        """Say so when the bounded buffer dropped records since the last flush."""
+        dropped = self.buffer.dropped
+        full = sum(count for reason, count in dropped.items() if reason.endswith("_buffer_full"))
+        if full > self._drops_seen:
+            log.warning(
+                "observability: the buffer was full (the store is down or slower than records "
+                "arrive): %d records dropped so far, log lines first (plugin.stats()['dropped'])",
+                full,
+            )
+        self._drops_seen = full
 
     async def _open(self) -> None:
         if self.config.should_migrate and not self._migrated and self.config.database_url:

@@ -1,10 +1,14 @@
 """ObservabilityPlugin: records every invocation, event, job and log line (SPEC §1.7).
 
-Recording is an append to an in-memory buffer: each hook turns what it is told into the
-columns it knows (redacted, serialised and capped right there) and merges them into the
-row's pending patch. Nothing on that path does I/O or waits. A background thread writes
-the buffer (see `flusher.py`); `stats()` says what was recorded, written, dropped and
-quarantined. The host never sees an exception from this plugin.
+Recording is an append to an in-memory inbox: each hook posts what it was told (the
+library's objects, plus a snapshot of user values taken as compact JSON text by the C
+encoder, so later mutations of those values cannot change the record) and returns. The
+writer thread (see `flusher.py`) converts entries into rows — redaction, safe
+serialisation, size caps, error stacks, log line caps — before anything is written, so
+nothing leaves the process unredacted; then it writes the rows in batches. With a
+`redact` callback, user values are cleaned on the calling thread instead, so the
+callback sees them exactly as they were. `stats()` says what was recorded, written,
+dropped and quarantined. The host never sees an exception from this plugin.
 
     from detector.observability import ObservabilityPlugin
     plugin = ObservabilityPlugin("postgresql://…")          # or sqlite:///…, or graphql_url=…
@@ -13,7 +17,9 @@ quarantined. The host never sees an exception from this plugin.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import json
 import logging
 import os
 import signal
@@ -21,15 +27,15 @@ import threading
 import traceback
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..plugins import CapturedLog, EventInfo, InvocationInfo, JobInfo, ListenOptions, Plugin
+from ..plugins import CapturedLog, EventInfo, InvocationInfo, JobInfo, Plugin
 from ..results import JobResult, ListenResult
 from ..status import EventStatus, InvocationStatus, JobStatus, Operation
 from .buffer import BoundedBuffer
-from .capture import Sanitizer, truncate_text
+from .capture import Sanitizer, SnapshotEncoder, truncate_text
 from .config import ObservabilityConfig
 from .flusher import BackgroundFlusher
 from .writers import Writer, writer_for
@@ -66,18 +72,44 @@ def _uuid_or_none(value: Any) -> str | None:
         return None
 
 
+class _CleanJSON:
+    """JSON text already redacted and capped on the calling thread (the writer keeps it)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+# A user value as an entry carries it: None, raw JSON text (redacted and capped by the
+# writer thread), or text cleaned already.
+Snapshot = str | _CleanJSON | None
+
+# Inbox entry kinds (the first item of each entry tuple).
+_INVOCATION_START = 0
+_DETECTION_START = 1
+_DETECTION_END = 2
+_HANDLER_END = 3
+_JOB_START = 4
+_JOB_END = 5
+_LOG = 6
+_INVOCATION_ERROR = 7
+_INVOCATION_END = 8
+_ENTRY_BYTES = 200
+
+
 class _LogCap:
     """Log lines seen and dropped for one job (or one event's / invocation's own lines)."""
 
     __slots__ = ("dropped", "event_id", "first_dropped_seq", "invocation_id", "job_id", "seen")
 
-    def __init__(self, record: CapturedLog) -> None:
+    def __init__(self, invocation_id: str, event_id: str | None, job_id: str | None) -> None:
         self.seen = 0
         self.dropped = 0
         self.first_dropped_seq = 0
-        self.invocation_id = record.invocation_id
-        self.event_id = record.event_execution_id
-        self.job_id = record.job_execution_id
+        self.invocation_id = invocation_id
+        self.event_id = event_id
+        self.job_id = job_id
 
 
 class ObservabilityPlugin(Plugin):
@@ -89,6 +121,9 @@ class ObservabilityPlugin(Plugin):
     With neither URL, the embedded default `sqlite:///event-detector.db` is used.
     `writer` replaces the store entirely (for tests and custom stores).
     Raises `ConfigurationError` for bad options; never raises after that.
+
+    The recording hooks are plain methods (the library calls them without awaiting);
+    they are thread-safe.
     """
 
     name = "observability"
@@ -115,16 +150,41 @@ class ObservabilityPlugin(Plugin):
             redact=config.redact,
             max_value_bytes=config.max_value_bytes,
         )
-        self.buffer = BoundedBuffer(config.max_buffer_bytes)
+        self._snapshot_encoder = SnapshotEncoder()
+        # A redact callback must see values as they were: clean them on the calling thread.
+        self._eager = config.redact is not None
+        # Snapshots this long are truncated anyway: clean them now, keep the inbox small.
+        self._eager_over = 4 * config.max_value_bytes
+        self._enabled = config.enabled
+        self._capture_options = config.capture_job_options
+        self._capture_results = config.capture_results
+        self._capture_logs = config.enabled and config.capture_logs
+        self._wake_at = config.batch_size
+        self.buffer = BoundedBuffer(config.max_buffer_bytes, converter=self._convert)
         if writer is None:
             writer = writer_for(config.database_url, config.graphql_url, config.admin_secret)
             if config.database_url and config.database_url.startswith("sqlite:"):
                 writer.auto_migrate = config.should_migrate  # type: ignore[attr-defined]
         self.writer = writer
         self.flusher = BackgroundFlusher(self.buffer, writer, config)
-        self._log_lock = threading.Lock()
+        # Owned by the converter (absorbing is serialised): no lock needed.
         self._log_caps: dict[str, _LogCap] = {}
+        self._converters: dict[int, Callable[..., None]] = {
+            _INVOCATION_START: self._convert_invocation_start,
+            _DETECTION_START: self._convert_detection_start,
+            _DETECTION_END: self._convert_detection_end,
+            _HANDLER_END: self._convert_handler_end,
+            _JOB_START: self._convert_job_start,
+            _JOB_END: self._convert_job_end,
+            _LOG: self._convert_log,
+            _INVOCATION_ERROR: self._convert_invocation_error,
+            _INVOCATION_END: self._convert_invocation_end,
+        }
         self.hook_errors = 0
+        self.conversion_errors = 0
+        if not self._capture_logs:
+            # Opt out of on_log: the library then installs no log capture for this plugin.
+            self.on_log = None  # type: ignore[assignment]
         _register(self)
 
     # -- public API ------------------------------------------------------------------
@@ -140,6 +200,7 @@ class ObservabilityPlugin(Plugin):
             "instance_id": f.instance_id,
             "buffered_records": len(self.buffer),
             "buffered_bytes": self.buffer.nbytes,
+            "inbox_depth": self.buffer.inbox_depth,
             "recorded": dict(self.buffer.recorded),
             "coalesced": self.buffer.coalesced,
             "written": dict(f.written),
@@ -152,7 +213,9 @@ class ObservabilityPlugin(Plugin):
             "flush_lag_ms": None if age is None else int(age * 1000),
             "last_error": f.last_error,
             "hook_errors": self.hook_errors,
+            "conversion_errors": self.conversion_errors,
             "redaction_errors": self.sanitizer.redaction_errors,
+            "absorbed_by_host": self.buffer.absorbed_by_posters,
         }
 
     @property
@@ -181,10 +244,8 @@ class ObservabilityPlugin(Plugin):
     async def flush(self) -> None:
         """End of an invocation: in serverless mode wait for the write (bounded by
         `flush_timeout`); otherwise return at once (the writer flushes on its interval)."""
-        if not self.config.enabled or not self.config.serverless or not len(self.buffer):
+        if not self._enabled or not self.config.serverless or not len(self.buffer):
             return
-        import asyncio
-
         try:
             future = self.flusher.flush_future(self.config.flush_timeout)
             if future is not None:
@@ -193,22 +254,39 @@ class ObservabilityPlugin(Plugin):
             pass
 
     async def shutdown(self) -> None:
-        """Flush and stop without blocking the caller's loop."""
-        import asyncio
-
+        """Flush and stop without blocking the caller's loop (a no-op when nothing runs)."""
+        if not self.flusher.started and not len(self.buffer):
+            return
         try:
             await asyncio.to_thread(self.shutdown_sync)
+        except RuntimeError:
+            # At interpreter exit thread pools refuse work; the exit hook flushes instead.
+            self.shutdown_sync()
         except Exception:
             pass
 
-    # -- hooks: recording ------------------------------------------------------------
+    # -- hooks: recording (the host's path: post an entry, nothing else) ---------------
 
-    def _record(self, table: str, row_id: str, values: dict[str, Any]) -> None:
+    def _post(self, entry: tuple[Any, ...], nbytes: int = _ENTRY_BYTES) -> None:
         flusher = self.flusher
         if not flusher.started:
             flusher.ensure_started()
-        if self.buffer.add_execution(table, row_id, values) >= self.config.batch_size:
+        if self.buffer.post(entry, nbytes) >= self._wake_at:
             flusher.wake()
+
+    def _snapshot(self, value: Any) -> Snapshot:
+        """`value` frozen as it is now: raw JSON text, or cleaned text when it must be."""
+        if value is None:
+            return None
+        if not self._eager:
+            try:
+                text = self._snapshot_encoder.encode(value)
+            except Exception:  # circular, odd keys, too deep: the sanitizer describes them
+                text = None
+            if text is not None and len(text) <= self._eager_over:
+                return text
+        cleaned = self.sanitizer.to_json(value)
+        return None if cleaned is None else _CleanJSON(cleaned)
 
     def _failed_hook(self, hook: str, exc: BaseException) -> None:
         self.hook_errors += 1
@@ -217,34 +295,210 @@ class ObservabilityPlugin(Plugin):
                 "observability: %s failed (%s); recording goes on", hook, type(exc).__name__
             )
 
+    def on_invocation_start(self, invocation: InvocationInfo) -> None:  # type: ignore[override]
+        if not self._enabled:
+            return
+        try:
+            config = self.config
+            payload = self._snapshot(invocation.payload) if config.capture_payload else None
+            context = invocation.options.context
+            context = self._snapshot(context) if config.capture_context and context else None
+            error = invocation.error
+            # A rejected payload has no parsed event: read what is well-formed now.
+            source = None if invocation.event else _best_effort_source(invocation.payload)
+            self._post(
+                (
+                    _INVOCATION_START,
+                    invocation,
+                    payload,
+                    context,
+                    source,
+                    None if error is None else self._message(error),
+                    error,
+                ),
+                _ENTRY_BYTES + _text_size(payload) + _text_size(context),
+            )
+        except Exception as exc:
+            self._failed_hook("on_invocation_start", exc)
+
+    def on_detection_start(self, event: EventInfo) -> None:  # type: ignore[override]
+        if self._enabled:
+            self._post((_DETECTION_START, event))
+
+    def on_detection_end(  # type: ignore[override]
+        self, event: EventInfo, detected: bool, duration_ms: float, error: BaseException | None
+    ) -> None:
+        if not self._enabled:
+            return
+        try:
+            message = None if error is None else self._message(error)
+            self._post((_DETECTION_END, event, bool(detected), duration_ms, message, error))
+        except Exception as exc:
+            self._failed_hook("on_detection_end", exc)
+
+    def on_handler_end(  # type: ignore[override]
+        self,
+        event: EventInfo,
+        jobs: list[JobResult],
+        duration_ms: float,
+        error: BaseException | None,
+    ) -> None:
+        if not self._enabled:
+            return
+        try:
+            jobs = jobs or []
+            succeeded = sum(1 for job in jobs if job.status == JobStatus.COMPLETED)
+            message = None if error is None else self._message(error)
+            self._post((_HANDLER_END, event, len(jobs), succeeded, duration_ms, message, error))
+        except Exception as exc:
+            self._failed_hook("on_handler_end", exc)
+
+    def on_job_start(self, job: JobInfo) -> None:  # type: ignore[override]
+        if not self._enabled:
+            return
+        try:
+            options = job.options
+            snapshot = self._snapshot(options) if self._capture_options and options else None
+            if snapshot is None:
+                self._post((_JOB_START, job, None))
+            else:
+                self._post((_JOB_START, job, snapshot), _ENTRY_BYTES + _text_size(snapshot))
+        except Exception as exc:
+            self._failed_hook("on_job_start", exc)
+
+    def on_job_end(self, job: JobInfo, result: JobResult) -> None:  # type: ignore[override]
+        if not self._enabled:
+            return
+        try:
+            value = self._snapshot(result.result) if self._capture_results else None
+            # The result's fields are read now: the caller owns the object afterwards.
+            self._post(
+                (
+                    _JOB_END,
+                    job,
+                    result.status,
+                    result.started_at,
+                    result.ended_at,
+                    result.duration_ms,
+                    result.attempts,
+                    result.error,
+                    result.error_type,
+                    result.exception,
+                    value,
+                ),
+                _ENTRY_BYTES + _text_size(value),
+            )
+        except Exception as exc:
+            self._failed_hook("on_job_end", exc)
+
+    def on_error(  # type: ignore[override]
+        self,
+        error: BaseException,
+        scope: Any,
+        invocation: InvocationInfo,
+        event: EventInfo | None = None,
+        job: JobInfo | None = None,
+    ) -> None:
+        """Invocation-level errors (a missing events directory). Module, detector,
+        handler and job errors arrive with their end hooks, exception included."""
+        if not self._enabled or scope not in ("invocation", None):
+            return
+        try:
+            self._post((_INVOCATION_ERROR, invocation, self._message(error), error))
+        except Exception as exc:
+            self._failed_hook("on_error", exc)
+
+    def on_invocation_end(  # type: ignore[override]
+        self, invocation: InvocationInfo, result: ListenResult
+    ) -> None:
+        if not self._enabled:
+            return
+        try:
+            jobs = [job for event in result.events for job in event.jobs]
+            succeeded = sum(1 for job in jobs if job.status == JobStatus.COMPLETED)
+            detected = sum(1 for event in result.events if event.detected)
+            if result.error:
+                message = self._message(result.error)
+            elif result.timed_out:
+                message = "the invocation's deadline was reached"
+            else:
+                message = None
+            self._post(
+                (
+                    _INVOCATION_END,
+                    invocation,
+                    result.correlation_id,
+                    result.duration_ms,
+                    detected,
+                    len(jobs),
+                    succeeded,
+                    result.status,
+                    message,
+                )
+            )
+        except Exception as exc:
+            self._failed_hook("on_invocation_end", exc)
+
+    def on_log(self, record: CapturedLog) -> None:  # type: ignore[override]
+        """Post one log line (plain method: called from whichever thread logged)."""
+        try:
+            data = record.data
+            if data:
+                data = self._snapshot(data)
+                self._post((_LOG, record, data), _ENTRY_BYTES + _text_size(data))
+            else:
+                self._post((_LOG, record, None))
+        except Exception as exc:
+            self._failed_hook("on_log", exc)
+
+    def _message(self, error: BaseException | str) -> str:
+        text = error if isinstance(error, str) else (str(error).strip() or type(error).__name__)
+        return truncate_text(text, self.config.max_error_chars)
+
+    # -- conversion (the writer thread, one entry at a time, in posting order) ---------
+
+    def _convert(self, entry: tuple[Any, ...]) -> None:
+        try:
+            self._converters[entry[0]](*entry[1:])
+        except Exception as exc:
+            # A bug must not stop the writer: count it, say it once.
+            self.conversion_errors += 1
+            if self.conversion_errors == 1:
+                log.warning(
+                    "observability: could not convert a record (%s); later failures are "
+                    "only counted in plugin.stats()['conversion_errors']",
+                    type(exc).__name__,
+                    exc_info=exc,
+                )
+
+    def _add(self, table: str, row_id: str, values: dict[str, Any], new: bool = False) -> None:
+        self.buffer.add_execution(table, row_id, values, new=new)
+
+    def _json(self, snapshot: Snapshot) -> str | None:
+        """Final JSON text of a snapshot: redacted, made safe, capped."""
+        if snapshot is None:
+            return None
+        if snapshot.__class__ is _CleanJSON:
+            return snapshot.text  # type: ignore[union-attr]
+        return self.sanitizer.to_json(json.loads(snapshot))  # type: ignore[arg-type]
+
     def _stack(self, error: BaseException | None) -> str | None:
         if error is None or not self.config.capture_error_stacks:
             return None
         text = "".join(traceback.format_exception(error))
         return truncate_text(text, self.config.max_error_chars * 4)
 
-    def _message(self, error: BaseException | str | None) -> str | None:
-        if error is None:
-            return None
-        text = error if isinstance(error, str) else (str(error) or type(error).__name__)
-        return truncate_text(text, self.config.max_error_chars)
-
-    async def on_configure(self, options: ListenOptions) -> ListenOptions | None:
-        return None
-
-    async def on_invocation_start(self, invocation: InvocationInfo) -> None:
-        if not self.config.enabled:
-            return
-        try:
-            self._record("invocations", invocation.invocation_id, self._invocation_row(invocation))
-        except Exception as exc:
-            self._failed_hook("on_invocation_start", exc)
-
-    def _invocation_row(self, invocation: InvocationInfo) -> dict[str, Any]:
-        config = self.config
+    def _convert_invocation_start(
+        self,
+        invocation: InvocationInfo,
+        payload: Snapshot,
+        context: Snapshot,
+        source: dict[str, Any] | None,
+        message: str | None,
+        error: BaseException | None,
+    ) -> None:
         event = invocation.event
         options = invocation.options
-        payload = invocation.payload
         row: dict[str, Any] = {
             "id": invocation.invocation_id,
             "created_at": invocation.started_at,
@@ -258,14 +512,8 @@ class ObservabilityPlugin(Plugin):
             "event_modules_directory": (
                 str(options.events_dir) if options.modules is None and options.events_dir else None
             ),
-            "source_event_payload": self.sanitizer.to_json(payload)
-            if config.capture_payload
-            else None,
-            "context_data": (
-                self.sanitizer.to_json(options.context)
-                if config.capture_context and options.context
-                else None
-            ),
+            "source_event_payload": self._json(payload),
+            "context_data": self._json(context),
             "status": InvocationStatus.RUNNING.value,
         }
         if event is not None:
@@ -282,288 +530,223 @@ class ObservabilityPlugin(Plugin):
                 trace_id=event.trace_context.trace_id if event.trace_context else None,
             )
         else:
-            row.update(_best_effort_source(payload))
-        if invocation.error is not None:
+            row.update(source or {})
+        if error is not None:
             row["status"] = (
                 InvocationStatus.REJECTED.value if event is None else InvocationStatus.FAILED.value
             )
-            row["error_message"] = self._message(invocation.error)
-            row["error_stack"] = self._stack(invocation.error)
-        return row
-
-    async def on_detection_start(self, event: EventInfo) -> None:
-        if not self.config.enabled:
-            return
-        try:
-            invocation = event.invocation
-            self._record(
-                "event_executions",
-                event.event_execution_id,
-                {
-                    "id": event.event_execution_id,
-                    "invocation_id": invocation.invocation_id,
-                    "created_at": event.started_at,
-                    "correlation_id": invocation.correlation_id,
-                    "event_name": event.name,
-                    "event_module_path": event.module_path,
-                    "status": EventStatus.DETECTING.value,
-                },
-            )
-        except Exception as exc:
-            self._failed_hook("on_detection_start", exc)
+            row["error_message"] = message
+            row["error_stack"] = self._stack(error)
+        self._add("invocations", invocation.invocation_id, row, new=True)
 
     def _event_identity(self, event: EventInfo) -> dict[str, Any]:
         # Every patch carries the NOT NULL identity columns: it must be insertable alone.
+        invocation = event.invocation
         return {
             "id": event.event_execution_id,
-            "invocation_id": event.invocation.invocation_id,
+            "invocation_id": invocation.invocation_id,
             "created_at": event.started_at,
-            "correlation_id": event.invocation.correlation_id,
+            "correlation_id": invocation.correlation_id,
             "event_name": event.name,
         }
 
-    async def on_detection_end(
-        self, event: EventInfo, detected: bool, duration_ms: float, error: BaseException | None
-    ) -> None:
-        if not self.config.enabled:
-            return
-        try:
-            if error is not None:
-                status = EventStatus.DETECTION_FAILED
-            elif detected:
-                status = EventStatus.HANDLING
-            else:
-                status = EventStatus.NOT_DETECTED
-            row = self._event_identity(event)
-            row.update(
-                detected=bool(detected) and error is None,
-                detection_duration_ms=_ms(duration_ms),
-                status=status.value,
-            )
-            if error is not None:
-                row["detection_error"] = self._message(error)
-                row["detection_error_stack"] = self._stack(error)
-            self._record("event_executions", event.event_execution_id, row)
-        except Exception as exc:
-            self._failed_hook("on_detection_end", exc)
+    def _convert_detection_start(self, event: EventInfo) -> None:
+        row = self._event_identity(event)
+        row["event_module_path"] = event.module_path
+        row["status"] = EventStatus.DETECTING.value
+        self._add("event_executions", event.event_execution_id, row, new=True)
 
-    async def on_handler_start(self, event: EventInfo) -> None:
-        return None
-
-    async def on_handler_end(
+    def _convert_detection_end(
         self,
         event: EventInfo,
-        jobs: list[JobResult],
+        detected: bool,
         duration_ms: float,
+        message: str | None,
         error: BaseException | None,
     ) -> None:
-        if not self.config.enabled:
-            return
-        try:
-            jobs = list(jobs or [])
-            succeeded = sum(1 for job in jobs if job.status == JobStatus.COMPLETED)
-            row = self._event_identity(event)
-            row.update(
-                detected=True,
-                handler_duration_ms=_ms(duration_ms),
-                jobs_count=len(jobs),
-                jobs_succeeded=succeeded,
-                jobs_failed=len(jobs) - succeeded,
-                status=(EventStatus.HANDLER_FAILED if error else EventStatus.COMPLETED).value,
-            )
-            if error is not None:
-                row["handler_error"] = self._message(error)
-                row["handler_error_stack"] = self._stack(error)
-            self._record("event_executions", event.event_execution_id, row)
-        except Exception as exc:
-            self._failed_hook("on_handler_end", exc)
+        if error is not None:
+            status = EventStatus.DETECTION_FAILED
+        elif detected:
+            status = EventStatus.HANDLING
+        else:
+            status = EventStatus.NOT_DETECTED
+        row = self._event_identity(event)
+        row.update(
+            event_module_path=event.module_path,
+            detected=detected and error is None,
+            detection_duration_ms=_ms(duration_ms),
+            status=status.value,
+        )
+        if error is not None:
+            row["detection_error"] = message
+            row["detection_error_stack"] = self._stack(error)
+        self._add("event_executions", event.event_execution_id, row)
+        if status is not EventStatus.HANDLING:
+            self._close_log_cap(event.event_execution_id)
+
+    def _convert_handler_end(
+        self,
+        event: EventInfo,
+        jobs_count: int,
+        succeeded: int,
+        duration_ms: float,
+        message: str | None,
+        error: BaseException | None,
+    ) -> None:
+        row = self._event_identity(event)
+        row.update(
+            detected=True,
+            handler_duration_ms=_ms(duration_ms),
+            jobs_count=jobs_count,
+            jobs_succeeded=succeeded,
+            jobs_failed=jobs_count - succeeded,
+            status=(EventStatus.HANDLER_FAILED if error else EventStatus.COMPLETED).value,
+        )
+        if error is not None:
+            row["handler_error"] = message
+            row["handler_error_stack"] = self._stack(error)
+        self._add("event_executions", event.event_execution_id, row)
+        self._close_log_cap(event.event_execution_id)
 
     def _job_identity(self, job: JobInfo) -> dict[str, Any]:
-        invocation = job.event.invocation
+        event = job.event
+        invocation = event.invocation
         return {
             "id": job.job_execution_id,
             "invocation_id": invocation.invocation_id,
-            "event_execution_id": job.event.event_execution_id,
+            "event_execution_id": event.event_execution_id,
             "created_at": job.started_at,
             "correlation_id": invocation.correlation_id,
             "job_name": job.name,
         }
 
-    async def on_job_start(self, job: JobInfo) -> None:
-        if not self.config.enabled:
-            return
-        try:
-            row = self._job_identity(job)
-            row.update(
-                job_function_name=job.function_name,
-                started_at=job.started_at,
-                attempts=job.attempt,
-                status=JobStatus.RUNNING.value,
-            )
-            if self.config.capture_job_options:
-                row["job_options"] = self.sanitizer.to_json(dict(job.options))
-            self._record("job_executions", job.job_execution_id, row)
-        except Exception as exc:
-            self._failed_hook("on_job_start", exc)
+    def _convert_job_start(self, job: JobInfo, options: Snapshot) -> None:
+        row = self._job_identity(job)
+        row["job_function_name"] = job.function_name
+        row["started_at"] = job.started_at
+        row["attempts"] = 1
+        row["status"] = JobStatus.RUNNING.value
+        if options is not None:
+            row["job_options"] = self._json(options)
+        self._add("job_executions", job.job_execution_id, row, new=True)
 
-    async def on_job_end(self, job: JobInfo, result: JobResult) -> None:
-        if not self.config.enabled:
-            return
-        try:
-            status = result.status.value if hasattr(result.status, "value") else str(result.status)
-            row = self._job_identity(job)
-            row.update(
-                job_function_name=job.function_name,
-                started_at=result.started_at or job.started_at,
-                ended_at=result.ended_at,
-                duration_ms=_ms(result.duration_ms),
-                attempts=result.attempts,
-                status=status,
-                error_type=result.error_type,
-                error_message=self._message(result.error),
-            )
-            if self.config.capture_results:
-                row["result"] = self.sanitizer.to_json(result.result)
-            self._record("job_executions", job.job_execution_id, row)
-            self._close_log_cap(job.job_execution_id)
-        except Exception as exc:
-            self._failed_hook("on_job_end", exc)
-
-    async def on_error(
+    def _convert_job_end(
         self,
-        error: BaseException,
-        scope: Any,
-        invocation: InvocationInfo,
-        event: EventInfo | None = None,
-        job: JobInfo | None = None,
+        job: JobInfo,
+        status: Any,
+        started_at: datetime | None,
+        ended_at: datetime | None,
+        duration_ms: float,
+        attempts: int,
+        error: str | None,
+        error_type: str | None,
+        exception: BaseException | None,
+        value: Snapshot,
     ) -> None:
-        if not self.config.enabled:
-            return
-        try:
-            if scope == "job" and job is not None:
-                row = self._job_identity(job)
-                row.update(
-                    error_type=type(error).__name__,
-                    error_message=self._message(error),
-                    error_stack=self._stack(error),
-                )
-                self._record("job_executions", job.job_execution_id, row)
-            elif scope in ("detector", "module") and event is not None:
-                row = self._event_identity(event)
-                row.update(
-                    detection_error=self._message(error),
-                    detection_error_stack=self._stack(error),
-                )
-                self._record("event_executions", event.event_execution_id, row)
-            elif scope == "handler" and event is not None:
-                row = self._event_identity(event)
-                row.update(
-                    handler_error=self._message(error), handler_error_stack=self._stack(error)
-                )
-                self._record("event_executions", event.event_execution_id, row)
-            else:
-                self._record(
-                    "invocations",
-                    invocation.invocation_id,
-                    {
-                        "id": invocation.invocation_id,
-                        "created_at": invocation.started_at,
-                        "source_function": invocation.source_function or "unknown",
-                        "error_message": self._message(error),
-                        "error_stack": self._stack(error),
-                    },
-                )
-        except Exception as exc:
-            self._failed_hook("on_error", exc)
+        row = self._job_identity(job)
+        row.update(
+            job_function_name=job.function_name,
+            started_at=started_at or job.started_at,
+            ended_at=ended_at,
+            duration_ms=_ms(duration_ms),
+            attempts=attempts,
+            status=status.value if hasattr(status, "value") else str(status),
+            error_type=error_type,
+            error_message=None if error is None else self._message(error),
+        )
+        if exception is not None:
+            row["error_stack"] = self._stack(exception)
+        if self._capture_results:
+            row["result"] = self._json(value)
+        self._add("job_executions", job.job_execution_id, row)
+        self._close_log_cap(job.job_execution_id)
 
-    async def on_invocation_end(self, invocation: InvocationInfo, result: ListenResult) -> None:
-        if not self.config.enabled:
-            return
-        try:
-            jobs = [job for event in result.events for job in event.jobs]
-            succeeded = sum(1 for job in jobs if job.status == JobStatus.COMPLETED)
-            status = result.status.value if hasattr(result.status, "value") else str(result.status)
-            row: dict[str, Any] = {
+    def _convert_invocation_error(
+        self, invocation: InvocationInfo, message: str, error: BaseException
+    ) -> None:
+        self._add(
+            "invocations",
+            invocation.invocation_id,
+            {
                 "id": invocation.invocation_id,
                 "created_at": invocation.started_at,
                 "source_function": invocation.source_function or "unknown",
-                "correlation_id": result.correlation_id or invocation.correlation_id,
-                "total_duration_ms": _ms(result.duration_ms),
-                "events_detected_count": sum(1 for event in result.events if event.detected),
-                "total_jobs_run": len(jobs),
-                "total_jobs_succeeded": succeeded,
-                "total_jobs_failed": len(jobs) - succeeded,
-                "status": status,
-            }
-            # Never overwrite an error recorded earlier with nothing (upstream's bug).
-            if result.error:
-                row["error_message"] = self._message(result.error)
-            elif result.timed_out:
-                row["error_message"] = "the invocation's deadline was reached"
-            self._record("invocations", invocation.invocation_id, row)
-            self._close_log_caps_of(invocation.invocation_id)
-        except Exception as exc:
-            self._failed_hook("on_invocation_end", exc)
+                "error_message": message,
+                "error_stack": self._stack(error),
+            },
+        )
 
-    def on_log(self, record: CapturedLog) -> None:  # type: ignore[override]
-        """Buffer one log line (plain method: called from whichever thread logged)."""
+    def _convert_invocation_end(
+        self,
+        invocation: InvocationInfo,
+        correlation_id: str | None,
+        duration_ms: float,
+        detected: int,
+        jobs_run: int,
+        succeeded: int,
+        status: Any,
+        message: str | None,
+    ) -> None:
+        row: dict[str, Any] = {
+            "id": invocation.invocation_id,
+            "created_at": invocation.started_at,
+            "source_function": invocation.source_function or "unknown",
+            "correlation_id": correlation_id or invocation.correlation_id,
+            "total_duration_ms": _ms(duration_ms),
+            "events_detected_count": detected,
+            "total_jobs_run": jobs_run,
+            "total_jobs_succeeded": succeeded,
+            "total_jobs_failed": jobs_run - succeeded,
+            "status": status.value if hasattr(status, "value") else str(status),
+        }
+        # Never overwrite an error recorded earlier with nothing (upstream's bug).
+        if message:
+            row["error_message"] = message
+        self._add("invocations", invocation.invocation_id, row)
+        self._close_log_caps_of(invocation.invocation_id)
+
+    def _convert_log(self, record: CapturedLog, data: Snapshot) -> None:
         config = self.config
-        if not config.enabled or not config.capture_logs:
-            return
-        try:
-            key = record.job_execution_id or record.event_execution_id or record.invocation_id
-            with self._log_lock:
-                cap = self._log_caps.get(key)
-                if cap is None:
-                    cap = self._log_caps[key] = _LogCap(record)
-                cap.seen += 1
-                if cap.seen > config.max_logs_per_job:
-                    if not cap.dropped:
-                        cap.first_dropped_seq = record.seq
-                    cap.dropped += 1
-                    self.buffer.dropped[DROP_LOG_CAP] += 1
-                    return
-            self._add_log(
-                record.invocation_id,
-                record.event_execution_id,
-                record.job_execution_id,
-                record.created_at,
-                record.seq,
-                record.level.value if hasattr(record.level, "value") else str(record.level),
-                truncate_text(record.message, config.max_log_line_chars),
-                self.sanitizer.to_json(record.data) if record.data else None,
-                record.source,
-                record.line_number,
+        key = record.job_execution_id or record.event_execution_id or record.invocation_id
+        cap = self._log_caps.get(key)
+        if cap is None:
+            cap = self._log_caps[key] = _LogCap(
+                record.invocation_id, record.event_execution_id, record.job_execution_id
             )
-        except Exception as exc:
-            self._failed_hook("on_log", exc)
+        cap.seen += 1
+        if cap.seen > config.max_logs_per_job:
+            if not cap.dropped:
+                cap.first_dropped_seq = record.seq
+            cap.dropped += 1
+            self.buffer.dropped[DROP_LOG_CAP] += 1
+            return
+        level = record.level
+        self._add_log(
+            record.invocation_id,
+            record.event_execution_id,
+            record.job_execution_id,
+            record.created_at,
+            record.seq,
+            level.value if hasattr(level, "value") else str(level),
+            truncate_text(record.message, config.max_log_line_chars),
+            self._json(data),
+            record.source,
+            record.line_number,
+        )
 
     def _add_log(self, *values: Any) -> None:
-        row = dict(
-            zip(
-                _LOG_COLUMNS,
-                (str(uuid.UUID(bytes=os.urandom(16), version=4)), *values),
-                strict=True,
-            )
-        )
-        if not self.flusher.started:
-            self.flusher.ensure_started()
-        if self.buffer.add_log(row["id"], row) >= self.config.batch_size:
-            self.flusher.wake()
+        row_id = str(uuid.uuid4())
+        self.buffer.add_log(row_id, dict(zip(_LOG_COLUMNS, (row_id, *values), strict=True)))
 
     def _close_log_cap(self, key: str) -> None:
-        with self._log_lock:
-            cap = self._log_caps.pop(key, None)
+        cap = self._log_caps.pop(key, None)
         if cap is not None and cap.dropped:
             self._cap_marker(cap)
 
     def _close_log_caps_of(self, invocation_id: str) -> None:
-        with self._log_lock:
-            keys = [k for k, cap in self._log_caps.items() if cap.invocation_id == invocation_id]
-            caps = [self._log_caps.pop(k) for k in keys]
-        for cap in caps:
-            if cap.dropped:
-                self._cap_marker(cap)
+        keys = [k for k, cap in self._log_caps.items() if cap.invocation_id == invocation_id]
+        for key in keys:
+            self._close_log_cap(key)
 
     def _cap_marker(self, cap: _LogCap) -> None:
         # An explicit line where the dropped ones would have been.
@@ -580,6 +763,14 @@ class ObservabilityPlugin(Plugin):
             "event-detector",
             None,
         )
+
+
+def _text_size(snapshot: Snapshot) -> int:
+    if snapshot is None:
+        return 0
+    if snapshot.__class__ is _CleanJSON:
+        return len(snapshot.text)  # type: ignore[union-attr]
+    return len(snapshot)  # type: ignore[arg-type]
 
 
 def _best_effort_source(payload: Any) -> dict[str, Any]:

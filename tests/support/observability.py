@@ -20,7 +20,10 @@ from tests.support.db import async_url
 
 
 async def call(hook: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a plugin hook the way the library does: await it if it is awaitable."""
+    """Call a plugin hook the way the library does: await it if it is awaitable; a hook
+    the plugin opted out of (None) is not called."""
+    if hook is None:
+        return None
     outcome = hook(*args, **kwargs)
     if inspect.isawaitable(outcome):
         return await outcome
@@ -144,6 +147,7 @@ class InvocationDriver:
             started_at=job.started_at,
             ended_at=now(),
             job_execution_id=job.job_execution_id,
+            exception=error,  # as the library sets it
         )
         await call(self.plugin.on_job_end, job, outcome)
         return outcome

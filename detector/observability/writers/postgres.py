@@ -1,13 +1,20 @@
-"""PostgresWriter: bulk upserts through asyncpg.
+"""PostgresWriter: bulk writes through asyncpg, COPY wherever the rows are new.
 
-Execution patches go in one `INSERT … SELECT FROM unnest($1::uuid[], …) ON CONFLICT (id)
-DO UPDATE` per (table, column set), updating only the columns the patches carry; log
-lines go in with COPY (falling back to `INSERT … ON CONFLICT DO NOTHING` when a retried
-batch meets lines that were already written). One transaction per batch.
+- Rows the buffer knows are new (started, and possibly finished, since the last flush:
+  one coalesced patch each) and log lines go in with binary COPY, the fastest path into
+  PostgreSQL. If a retried batch meets rows that were written already (the commit
+  reached the server but its answer did not reach us), the COPY fails on the primary
+  key and that group is written by the upsert below instead (log lines: DO NOTHING).
+- Patches of rows written before (a job's end after its start was flushed) go in one
+  `INSERT … SELECT FROM unnest($1::uuid[], …) ON CONFLICT (id) DO UPDATE` per
+  (table, column set), updating only the columns the patches carry.
+
+One transaction per batch, parents before children.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -51,7 +58,14 @@ def _is_data_error(exc: BaseException) -> bool:
 
 
 class PostgresWriter:
-    """Writes batches to PostgreSQL over one asyncpg connection (reconnects as needed)."""
+    """Writes batches to PostgreSQL over two asyncpg connections (reconnects as needed).
+
+    Execution records and log lines of a batch are written concurrently, each on its own
+    connection and in its own transaction: the server works on both at once (log lines
+    carry no foreign keys, so their order against the executions does not matter). If
+    either fails the whole batch is retried or bisected; rows already committed by the
+    other half are then skipped or upserted, never duplicated.
+    """
 
     name = "postgresql"
 
@@ -62,15 +76,15 @@ class PostgresWriter:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self._conn: Any = None
+        self._log_conn: Any = None
         self.statements = 0
+        self.copied = 0  # rows written by COPY (the rest by upserts)
 
-    async def open(self) -> None:
+    async def _connect(self) -> Any:
         import asyncpg
 
-        if self._conn is not None and not self._conn.is_closed():
-            return
         try:
-            conn = await asyncpg.connect(
+            return await asyncpg.connect(
                 self.url,
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
@@ -80,37 +94,46 @@ class PostgresWriter:
             raise StoreUnavailable(
                 f"cannot connect to {redact_url(self.url)}: {short_error(exc)}"
             ) from None
-        present = await conn.fetchval(f"SELECT to_regclass('{S}.invocations') IS NOT NULL")
-        if not present:
-            await conn.close()
-            raise SchemaMissing(
-                f"the observability schema is missing in {redact_url(self.url)}: run "
-                "`event-detector migrate --db <url>` (or `psql -f schema.sql`), or pass "
-                "auto_migrate=True"
-            )
-        self._conn = conn
+
+    async def open(self) -> None:
+        if self._conn is None or self._conn.is_closed():
+            conn = await self._connect()
+            present = await conn.fetchval(f"SELECT to_regclass('{S}.invocations') IS NOT NULL")
+            if not present:
+                await conn.close()
+                raise SchemaMissing(
+                    f"the observability schema is missing in {redact_url(self.url)}: run "
+                    "`event-detector migrate --db <url>` (or `psql -f schema.sql`), or pass "
+                    "auto_migrate=True"
+                )
+            self._conn = conn
+        if self._log_conn is None or self._log_conn.is_closed():
+            self._log_conn = await self._connect()
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            try:
-                await conn.close(timeout=2)
-            except Exception:
-                conn.terminate()
+        conns = (self._conn, self._log_conn)
+        self._conn = self._log_conn = None
+        for conn in conns:
+            if conn is not None and not conn.is_closed():
+                try:
+                    await conn.close(timeout=2)
+                except Exception:
+                    conn.terminate()
 
-    async def _run(self, work: Any, table: str | None = None) -> Any:
+    async def _run(self, work: Any, table: str | None = None, *, logs: bool = False) -> Any:
         import asyncpg
 
         await self.open()
         try:
-            return await work(self._conn)
+            return await work(self._log_conn if logs else self._conn)
         except asyncpg.UndefinedTableError:
             await self.close()
             raise SchemaMissing(
                 "an observability table is missing: run `event-detector migrate`"
             ) from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            if _is_data_error(exc):
+            if _is_data_error(exc) or isinstance(exc, asyncpg.DataError):
+                # DataError: a value the driver could not encode for its column.
                 raise RecordsRejected(short_error(exc, getattr(exc, "table_name", table))) from None
             await self.close()
             raise StoreUnavailable(short_error(exc)) from None
@@ -119,34 +142,60 @@ class PostgresWriter:
             raise StoreUnavailable(short_error(exc)) from None
 
     async def write(self, batch: Batch) -> None:
-        """Write one batch in one transaction."""
+        """Write one batch: executions (one transaction) and log lines (another), at once."""
 
-        async def work(conn: Any) -> None:
+        async def executions(conn: Any) -> None:
             async with conn.transaction():
                 for (table, columns), patches in group_by_columns(batch.executions).items():
-                    await conn.execute(upsert_sql(table, columns), *_arrays(columns, patches))
-                    self.statements += 1
-                if batch.logs:
-                    await self._write_logs(conn, batch.logs)
+                    fresh = [p for p in patches if p.new]
+                    if fresh:
+                        await self._copy(conn, table, columns, fresh)
+                    if len(fresh) < len(patches):
+                        known = [p for p in patches if not p.new]
+                        await conn.execute(upsert_sql(table, columns), *_arrays(columns, known))
+                        self.statements += 1
 
-        await self._run(work)
+        async def logs(conn: Any) -> None:
+            async with conn.transaction():
+                for columns, lines in _log_groups(batch.logs).items():
+                    await self._copy(conn, "job_logs", columns, lines)
 
-    async def _write_logs(self, conn: Any, logs: list[Patch]) -> None:
+        await self.open()
+        work = []
+        if batch.executions:
+            work.append(self._run(executions))
+        if batch.logs:
+            work.append(self._run(logs, "job_logs", logs=True))
+        outcomes = await asyncio.gather(*work, return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        # The store being unavailable decides (retry everything); else a rejection.
+        for error in errors:
+            if not isinstance(error, RecordsRejected):
+                raise error
+        if errors:
+            raise errors[0]
+
+    async def _copy(
+        self, conn: Any, table: str, columns: tuple[str, ...], patches: list[Patch]
+    ) -> None:
+        """COPY rows believed new; on a primary-key clash, upsert them instead."""
         import asyncpg
 
-        columns = tuple(logs[0].values)
-        records = [tuple(p.values[c] for c in columns) for p in logs]
+        records = [tuple(map(p.values.__getitem__, columns)) for p in patches]
         try:
             async with conn.transaction():  # a savepoint: a failed COPY leaves the rest
                 await conn.copy_records_to_table(
-                    "job_logs", schema_name=S, columns=columns, records=records
+                    table, schema_name=S, columns=columns, records=records
                 )
-                self.statements += 1
-        except asyncpg.UniqueViolationError:
-            # A retried batch whose lines were written before the connection dropped.
-            sql = upsert_sql("job_logs", columns).split(" ON CONFLICT")[0]
-            await conn.execute(sql + " ON CONFLICT (id) DO NOTHING", *_arrays(columns, logs))
             self.statements += 1
+            self.copied += len(records)
+        except asyncpg.UniqueViolationError:
+            # A retried batch whose rows were written before the connection dropped.
+            sql = upsert_sql(table, columns)
+            if table == "job_logs":
+                sql = sql.split(" ON CONFLICT")[0] + " ON CONFLICT (id) DO NOTHING"
+            await conn.execute(sql, *_arrays(columns, patches))
+            self.statements += 2
 
     async def write_quarantined(self, rows: list[dict[str, Any]]) -> None:
         async def work(conn: Any) -> None:
@@ -173,3 +222,10 @@ class PostgresWriter:
 
 def _arrays(columns: tuple[str, ...], patches: list[Patch]) -> list[list[Any]]:
     return [[patch.values.get(column) for patch in patches] for column in columns]
+
+
+def _log_groups(logs: list[Patch]) -> dict[tuple[str, ...], list[Patch]]:
+    groups: dict[tuple[str, ...], list[Patch]] = {}
+    for patch in logs:
+        groups.setdefault(tuple(patch.values), []).append(patch)
+    return groups
