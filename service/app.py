@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import AsyncIterator
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
+from .db import Database
+from .graphql.engine import GraphQLEngine
 from .settings import Settings
+
+GRAPHQL_PATHS = ("/v1/graphql", "/graphql")
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -15,8 +23,35 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the application for `settings` (read from the environment when omitted)."""
+    """Build the application for `settings` (read from the environment when omitted).
+
+    `app.state` holds `settings`, `database` (`service.db.Database`) and `engine`
+    (`service.graphql.engine.GraphQLEngine`) for the other parts of the service.
+    """
     settings = settings or Settings()
-    app = Starlette(routes=[Route("/healthz", healthz)])
+    database = Database(settings.database_url, pool_size=settings.db_pool_size)
+    engine = GraphQLEngine(settings, database)
+    view = engine.view()
+    routes: list[Route | WebSocketRoute] = [Route("/healthz", healthz)]
+    for path in GRAPHQL_PATHS:
+        routes.append(Route(path, view))
+        routes.append(WebSocketRoute(path, view))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine.warm_up()
+        # Everything built so far (schemas, metadata, libraries) lives for the whole
+        # process: keep it out of the garbage collector's full scans, which otherwise
+        # pause large responses by tens of milliseconds.
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            await database.dispose()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
+    app.state.database = database
+    app.state.engine = engine
     return app
