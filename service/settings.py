@@ -22,7 +22,10 @@ DEFAULT_WEBHOOK_SECRET_HEADER = "x-event-detector-secret"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EVENT_DETECTOR_", extra="ignore")
+    # populate_by_name: `Settings(admin_secret=...)` must work, not only the env aliases.
+    model_config = SettingsConfigDict(
+        env_prefix="EVENT_DETECTOR_", extra="ignore", populate_by_name=True
+    )
 
     database_url: str = Field(
         default="sqlite:///event-detector.db",
@@ -54,6 +57,26 @@ class Settings(BaseSettings):
     )
     hasura_metadata_dir: Path = REPO_ROOT / "hasura" / "metadata"
     web_dir: Path = REPO_ROOT / "web"
+
+    # GraphQL abuse limits (answered with Hasura-style validation errors).
+    max_query_depth: int = Field(
+        default=12, ge=1, description="deepest field nesting per operation"
+    )
+    max_aliases: int = Field(default=200, ge=1, description="aliases per operation")
+    max_tokens: int = Field(default=20_000, ge=100, description="tokens per GraphQL document")
+    max_rows: int = Field(
+        default=50_000,
+        ge=1,
+        description="rows one select may return; a larger limit, or a result that would "
+        "exceed it, is a validation error (never a silent cut)",
+    )
+    max_batch_operations: int = Field(
+        default=20, ge=1, description="operations per batched HTTP request"
+    )
+    parser_cache_size: int = Field(
+        default=256, ge=1, description="parsed/validated documents cached"
+    )
+    db_pool_size: int = Field(default=10, ge=1, description="database connections kept per process")
 
     # -- webhook receiver (POST /hooks/<function>) ------------------------------------
     events_dir: Path | None = Field(

@@ -67,3 +67,28 @@ def db_url(empty_db_url: str) -> str:
 @pytest.fixture
 def examples_dir() -> Path:
     return EXAMPLES_DIR
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn, for modules that share one database per backend."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def module_db_url(
+    module_backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database with the observability schema shared by one test module, per backend."""
+    if module_backend == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'observability.db'}"
+        db.run(db.prepare_database(url))
+        yield url
+        return
+    admin_url = str(request.getfixturevalue("postgres_admin_url"))
+    url = db.run(db.create_postgres_database(admin_url))
+    try:
+        db.run(db.prepare_database(url))
+        yield url
+    finally:
+        db.run(db.drop_postgres_database(admin_url, url))

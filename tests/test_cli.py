@@ -347,6 +347,16 @@ def test_serve_demo_prints_the_dashboard_url_and_serves_data(tmp_path: Path) -> 
             json=json.loads((PAYLOADS / "orders.created.insert.json").read_text()),
         )
         assert delivered.status_code == 200
+        answer = httpx.post(
+            url + "v1/graphql",
+            json={
+                "query": "{ invocations_aggregate { aggregate { count } }"
+                " dashboard_stats(order_by: {hour_bucket: desc}, limit: 1) { total_invocations } }"
+            },
+        ).json()
+        assert "errors" not in answer, answer
+        assert answer["data"]["invocations_aggregate"]["aggregate"]["count"] > 200
+        assert answer["data"]["dashboard_stats"][0]["total_invocations"] > 0
         db_url = f"sqlite:///{database}"
         assert count(db_url, invocations) > 200
         dashboard = invocations.metadata.tables["dashboard_stats"]

@@ -1,0 +1,139 @@
+"""The service's database: one async SQLAlchemy engine over asyncpg or aiosqlite.
+
+`Database` owns the engine and what every connection needs:
+
+- PostgreSQL: the observability tables live in `POSTGRES_SCHEMA`; the models carry no
+  schema, so every statement is translated with `schema_translate_map`.
+- SQLite: WAL journal (readers never block the writer), a busy timeout, enforced
+  foreign keys (so deletes cascade as on PostgreSQL), and the functions, aggregates and
+  collation of `service.sqlite_emulation` that give filters PostgreSQL's semantics.
+
+It also counts the SQL statements it sends (`statements_executed`), for tests that
+bound the statements per request and for the service's metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_
+
+from detector.observability.models import POSTGRES_SCHEMA
+
+from . import sqlite_emulation
+
+logger = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def async_database_url(url: str) -> str:
+    """The SQLAlchemy async URL for `sqlite:///…` or `postgresql://…`.
+
+    URLs that already name an async driver pass through. Raises `ValueError` for any
+    other scheme, naming the accepted ones.
+    """
+    if url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        return url
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    raise ValueError(
+        f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
+    )
+
+
+class Database:
+    """An async engine for the observability database, on SQLite or PostgreSQL.
+
+    Use `read()` for queries (autocommit: no BEGIN/ROLLBACK round trips) and `begin()`
+    for writes in one transaction. Call `dispose()` on shutdown.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        async_url = async_database_url(url)
+        self.dialect = "sqlite" if async_url.startswith("sqlite") else "postgresql"
+        options: dict[str, Any] = {"echo": echo}
+        if self.dialect == "postgresql":
+            options.update(
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=False,
+                execution_options={"schema_translate_map": {None: POSTGRES_SCHEMA}},
+            )
+        else:
+            options.update(pool_size=pool_size, max_overflow=pool_size)
+        self.engine: AsyncEngine = create_async_engine(async_url, **options)
+        self._statements = itertools.count()
+        self._statements_seen = 0
+        event.listen(self.engine.sync_engine, "before_cursor_execute", self._count_statement)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _prepare_sqlite_connection)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def statements_executed(self) -> int:
+        """SQL statements sent since this `Database` was created (all connections)."""
+        return self._statements_seen
+
+    def _count_statement(self, *args: Any) -> None:
+        self._statements_seen = next(self._statements) + 1
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection in autocommit mode, for read-only statements."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection inside a transaction, committed on success."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def _prepare_sqlite_connection(
+    dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry
+) -> None:
+    """Pragmas and PostgreSQL emulation for a new SQLite connection."""
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA synchronous=NORMAL",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+    for name, (arity, function) in sqlite_emulation.SCALAR_FUNCTIONS.items():
+        dbapi_connection.create_function(name, arity, function, deterministic=True)
+    # aiosqlite exposes only create_function; aggregates and collations are registered
+    # on the underlying sqlite3 connection, inside aiosqlite's own worker thread.
+    driver = dbapi_connection.driver_connection  # type: ignore[attr-defined]
+    raw = driver._conn
+    for name, aggregate in sqlite_emulation.AGGREGATES.items():
+        await_(driver._execute(raw.create_aggregate, name, 1, aggregate))
+    for name, collation in sqlite_emulation.COLLATIONS.items():
+        await_(driver._execute(raw.create_collation, name, collation))
+
+
+__all__ = ["Database", "async_database_url"]
