@@ -217,7 +217,8 @@ async def _statements_per_request(
 
 def _serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "EVENT_DETECTOR_DATABASE_URL": url}
+    # No background rollup: its refresh would compete with the requests being timed.
+    env = {**os.environ, "EVENT_DETECTOR_DATABASE_URL": url, "EVENT_DETECTOR_ROLLUP_INTERVAL": "0"}
     process = subprocess.Popen(
         [
             sys.executable,

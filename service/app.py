@@ -13,6 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from .db import Database
 from .graphql.engine import GraphQLEngine
+from .runtime import ServiceRuntime
 from .settings import Settings
 
 GRAPHQL_PATHS = ("/v1/graphql", "/graphql")
@@ -25,14 +26,16 @@ async def healthz(request: Request) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the application for `settings` (read from the environment when omitted).
 
-    `app.state` holds `settings`, `database` (`service.db.Database`) and `engine`
-    (`service.graphql.engine.GraphQLEngine`) for the other parts of the service.
+    `app.state` holds `settings`, `database` (`service.db.Database`), `engine`
+    (`service.graphql.engine.GraphQLEngine`) and `runtime` (`service.runtime.ServiceRuntime`:
+    the webhook receiver, `metrics`, the periodic rollup) for the other parts of the service.
     """
     settings = settings or Settings()
     database = Database(settings.database_url, pool_size=settings.db_pool_size)
     engine = GraphQLEngine(settings, database)
+    runtime = ServiceRuntime.from_settings(settings)
     view = engine.view()
-    routes: list[Route | WebSocketRoute] = [Route("/healthz", healthz)]
+    routes: list[Route | WebSocketRoute] = [Route("/healthz", healthz), *runtime.routes()]
     for path in GRAPHQL_PATHS:
         routes.append(Route(path, view))
         routes.append(WebSocketRoute(path, view))
@@ -46,12 +49,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         gc.collect()
         gc.freeze()
         try:
-            yield
+            async with runtime.lifespan():
+                yield
         finally:
             await database.dispose()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=runtime.middleware(), lifespan=lifespan)
     app.state.settings = settings
     app.state.database = database
     app.state.engine = engine
+    app.state.runtime = runtime
     return app

@@ -2,17 +2,23 @@
 
 Every variable has the prefix `EVENT_DETECTOR_`; where Hasura has a name for the same
 setting (admin secret, unauthorized role, JWT secret, stringify numeric types), that
-name is accepted too. The README lists them all.
+name is accepted too. The observability plugin the webhook runs keeps its own
+`OBSERVABILITY_*` variables (capture switches, caps, flush interval): they are read
+here, once, into `observability_environ`, and handed to the plugin. The README lists
+them all.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_WEBHOOK_SECRET_HEADER = "x-event-detector-secret"
 
 
 class Settings(BaseSettings):
@@ -71,3 +77,102 @@ class Settings(BaseSettings):
         default=256, ge=1, description="parsed/validated documents cached"
     )
     db_pool_size: int = Field(default=10, ge=1, description="database connections kept per process")
+
+    # -- webhook receiver (POST /hooks/<function>) ------------------------------------
+    events_dir: Path | None = Field(
+        default=None,
+        description="events directory the webhook runs: a subdirectory named after the "
+        "function if there is one, else the directory itself for every function; unset "
+        "turns the webhook off",
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="shared secret Hasura sends in the secret header; unset accepts "
+        "deliveries without one (a warning is logged at start)",
+    )
+    webhook_secret_header: str = Field(
+        default=DEFAULT_WEBHOOK_SECRET_HEADER,
+        description="header carrying the webhook secret",
+    )
+    webhook_time_budget_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="time budget of one delivery (listen_to's time_budget_ms); Hasura's "
+        "own webhook timeout is 60 s",
+    )
+    webhook_max_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="larger deliveries are answered 413",
+    )
+    otel_enabled: bool = Field(
+        default=False,
+        description="add detector.otel.OpenTelemetryPlugin to webhook deliveries "
+        "(the process's global tracer and logger providers)",
+    )
+
+    # -- background work and maintenance ----------------------------------------------
+    rollup_interval: float = Field(
+        default=60.0,
+        ge=0,
+        description="seconds between rollups (metrics_hourly, dashboard_stats refresh); 0 = off",
+    )
+    instance_stale_after: float = Field(
+        default=300.0,
+        gt=0,
+        description="plugin_instances rows older than this many seconds are left out of /metrics",
+    )
+    retention_success_days: float = Field(
+        default=7.0, gt=0, description="`retention`: keep completed invocations this long"
+    )
+    retention_failure_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="`retention`: keep failed, timed-out, rejected (and stuck running) "
+        "invocations this long",
+    )
+    retention_log_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="`retention`: delete log lines older than this (unset: with their invocation)",
+    )
+    retention_payload_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="`retention`: null out payloads, contexts, job options and results "
+        "older than this, before rows are deleted",
+    )
+    retention_batch_size: int = Field(
+        default=1000, ge=1, description="`retention`: rows per delete statement"
+    )
+
+    # OBSERVABILITY_* variables, read once here and passed to the webhook's plugin.
+    observability_environ: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("webhook_secret_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        name = value.strip().lower()
+        if not name or any(c.isspace() or c in ':()<>@,;\\"/[]?={}' for c in name):
+            raise ValueError(f"{value!r} is not a valid HTTP header name")
+        return name
+
+    @field_validator("events_dir")
+    @classmethod
+    def _absolute_events_dir(cls, value: Path | None) -> Path | None:
+        # Resolved now: the webhook must not depend on the working directory later.
+        return None if value is None else value.expanduser().resolve()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _observability_environ(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "observability_environ" not in data:
+            data = {
+                **data,
+                "observability_environ": {
+                    key: value
+                    for key, value in os.environ.items()
+                    if key.startswith("OBSERVABILITY_")
+                },
+            }
+        return data

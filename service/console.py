@@ -1,0 +1,214 @@
+"""How the command line shows things: rich trees and tables, and progress bars.
+
+Kept apart from `cli.py` so each command there stays a few lines: parse options, call
+the concept's module, render here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.tree import Tree
+
+from detector import CapturedLog, EventStatus, HasuraEvent, ListenResult, changed_columns
+
+if TYPE_CHECKING:
+    from .inventory import Inventory
+    from .replay import ReplayReport
+    from .retention import RetentionCounts
+
+
+def progress_bar(console: Console, *, transient: bool = False) -> Progress:
+    """A progress bar (description, bar, n/total, elapsed) drawn on `console`."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=transient,
+    )
+
+
+@contextmanager
+def spinner(console: Console, message: str) -> Iterator[None]:
+    """A spinner while something of unknown length runs."""
+    with console.status(message):
+        yield
+
+
+def inventory_tree(inventory: Inventory) -> Tree:
+    """Functions → events → jobs, with import errors and warnings inline."""
+    tree = Tree(f"[bold]{escape(str(inventory.root))}[/]")
+    if not inventory.functions:
+        tree.add("[yellow]no event modules (*.py files not starting with `_`)[/]")
+    for function in inventory.functions:
+        branch = tree if function.name is None else tree.add(f"[cyan]{escape(function.name)}/[/]")
+        for event in function.events:
+            label = f"[bold]{escape(event.name)}[/]  [dim]{escape(event.path.name)}[/]"
+            if event.error is not None:
+                label += f"\n[red]✗ {escape(event.error)}[/]"
+            node = branch.add(label)
+            for job in event.jobs:
+                details = []
+                if job.function and job.function != job.name:
+                    details.append(f"fn {job.function}")
+                if job.timeout is not None:
+                    details.append(f"timeout {job.timeout:g}s")
+                if job.retries:
+                    details.append(f"retries {job.retries}")
+                suffix = f"  [dim]({escape(', '.join(details))})[/]" if details else ""
+                style = "yellow" if job.anonymous else "green"
+                node.add(f"[{style}]{escape(job.name)}[/]{suffix}  [dim]line {job.line}[/]")
+            for warning in event.warnings:
+                node.add(f"[yellow]⚠ {escape(warning)}[/]")
+    return tree
+
+
+def payload_summary(event: HasuraEvent) -> str:
+    """One line: trigger, table, operation, changed columns."""
+    parts = [f"{event.op.value} on {event.table or '?'}"]
+    if event.trigger_name:
+        parts.append(f"trigger {event.trigger_name}")
+    changed = changed_columns(event)
+    if changed:
+        parts.append("changed: " + ", ".join(sorted(changed)))
+    return " · ".join(parts)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def detection_table(
+    result: ListenResult, would_run: dict[str, list[str]], *, ran_jobs: bool
+) -> Table:
+    """Which detectors fired, and what each detected event runs (or would run)."""
+    table = Table(title="Detectors", show_lines=False)
+    table.add_column("event", overflow="fold")
+    table.add_column("detected")
+    table.add_column("status")
+    table.add_column("jobs run" if ran_jobs else "would run", overflow="fold")
+    for event in result.events:
+        if event.status == EventStatus.DETECTION_FAILED:
+            detected = "[red]error[/]"
+        else:
+            detected = "[green]yes[/]" if event.detected else "[dim]no[/]"
+        status = event.status.value
+        if event.error:
+            status += f"\n[red]{escape(_short(event.error, 200))}[/]"
+        if not event.detected:
+            jobs = ""
+        elif ran_jobs:
+            jobs = ", ".join(f"{job.name} ({job.status.value})" for job in event.jobs)
+        else:
+            jobs = ", ".join(would_run.get(event.name, [])) or "[dim]none declared[/]"
+        table.add_row(escape(event.name), detected, status, jobs)
+    return table
+
+
+def jobs_table(result: ListenResult) -> Table:
+    """Every job that ran: status, attempts, duration, result or error."""
+    table = Table(title="Jobs")
+    for column in ("event", "job", "status", "attempts", "ms", "result / error"):
+        table.add_column(column, overflow="fold")
+    for event in result.events:
+        for job in event.jobs:
+            colour = "green" if job.completed else "red"
+            outcome = job.error if job.error else _short(job.result)
+            table.add_row(
+                escape(event.name),
+                escape(job.name),
+                f"[{colour}]{job.status.value}[/]",
+                str(job.attempts),
+                f"{job.duration_ms:.1f}",
+                escape(_short(outcome, 120)),
+            )
+    return table
+
+
+def log_table(result: ListenResult, records: list[CapturedLog]) -> Table:
+    """Captured log lines in order, with the event and job that wrote them."""
+    events = {event.event_execution_id: event.name for event in result.events}
+    jobs = {job.job_execution_id: job.name for job in result.jobs}
+    table = Table(title="Logs")
+    for column in ("#", "level", "event / job", "source", "message"):
+        table.add_column(column, overflow="fold")
+    colours = {"error": "red", "warn": "yellow", "debug": "dim"}
+    for record in sorted(records, key=lambda r: r.seq):
+        level = record.level.value
+        owner = events.get(record.event_execution_id or "", "")
+        if record.job_execution_id:
+            owner += f" / {jobs.get(record.job_execution_id, '?')}"
+        table.add_row(
+            str(record.seq),
+            f"[{colours.get(level, 'default')}]{level}[/]",
+            escape(owner),
+            escape(record.source or ""),
+            escape(record.message),
+        )
+    return table
+
+
+def replay_table(report: ReplayReport) -> Table:
+    """Event by event: then → now, differences highlighted."""
+    table = Table(title=f"Replay of {report.invocation_id}")
+    table.add_column("event", overflow="fold")
+    table.add_column("then", overflow="fold")
+    table.add_column("now", overflow="fold")
+    table.add_column("jobs then → now", overflow="fold")
+    for row in report.rows:
+        mark = "[bold yellow]≠[/] " if row.changed else ""
+        then_jobs = ", ".join(row.then.jobs) or "—"
+        now_jobs = ", ".join(row.now.jobs) or "—"
+        jobs = then_jobs if then_jobs == now_jobs else f"{then_jobs} → {now_jobs}"
+        table.add_row(
+            mark + escape(row.event),
+            escape(row.then.describe()),
+            (
+                f"[bold yellow]{escape(row.now.describe())}[/]"
+                if row.changed
+                else escape(row.now.describe())
+            ),
+            escape(jobs),
+        )
+    return table
+
+
+def retention_table(counts: RetentionCounts) -> Table:
+    """What retention deleted or cleared (or would, in a dry run)."""
+    title = "Retention (dry run: nothing deleted)" if counts.dry_run else "Retention"
+    table = Table(title=title)
+    table.add_column("what")
+    table.add_column("action")
+    table.add_column("rows", justify="right")
+    delete, clear = ("to delete", "to clear") if counts.dry_run else ("deleted", "cleared")
+    rows = [
+        ("successful invocations", delete, counts.successful_invocations),
+        ("failed, timed-out, rejected, stuck invocations", delete, counts.failed_invocations),
+        ("event executions", delete, counts.event_executions),
+        ("job executions", delete, counts.job_executions),
+        ("log lines", delete, counts.job_logs),
+        ("invocation payloads and contexts", clear, counts.payloads_cleared),
+        ("job options and results", clear, counts.job_bodies_cleared),
+        ("quarantined records", delete, counts.quarantined_records),
+    ]
+    for label, action, count in rows:
+        table.add_row(label, action, str(count))
+    return table

@@ -1,0 +1,289 @@
+"""The Hasura webhook receiver: `POST /hooks/<function>` runs `listen_to` on each delivery.
+
+Point a Hasura event trigger at `https://<service>/hooks/<function>` and add the header
+`x-event-detector-secret: <EVENT_DETECTOR_WEBHOOK_SECRET>` to it. Each delivery:
+
+1. is checked against the shared secret (constant-time comparison) → 401 if wrong;
+2. finds its events directory under `EVENT_DETECTOR_EVENTS_DIR`: the subdirectory named
+   `<function>` if there is one, else the directory itself (one directory for every
+   function) → 404 when neither holds event modules;
+3. is parsed as JSON → 400 naming `body` when it is not (still recorded as `rejected`);
+4. runs `listen_to(payload, events_dir=…, source_function=<function>)` with the service's
+   observability plugin → 400 naming the field for a payload that is not a Hasura event
+   (recorded as `rejected` by the library), 500 with a short message only for our own
+   faults, else 200 with the result.
+
+Answering 200 when jobs failed is deliberate: Hasura retries non-2xx answers, and a retry
+re-runs every job; failures are in the body and in the recorded invocation. Each delivery
+is its own invocation: a Hasura retry (`delivery_info.current_retry`) is recorded with
+its `delivery_attempt`, and duplicates share `source_event_id`. Deliveries run
+concurrently on the server's event loop; the library and the plugin are safe for that.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+
+from detector import (
+    ConfigurationError,
+    InvalidEventPayload,
+    InvocationStatus,
+    ListenOptions,
+    ListenResult,
+    Plugin,
+    listen_to,
+)
+from detector.dispatch import PluginDispatcher
+from detector.observability.capture import Sanitizer
+from detector.plugins import InvocationInfo
+
+from .metrics import ServiceMetrics
+from .settings import Settings
+
+log = logging.getLogger("service.webhook")
+
+FUNCTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+INVOCATION_HEADER = "x-event-detector-invocation-id"
+
+
+class WebhookReceiver:
+    """Runs Hasura deliveries through `listen_to`; `handle` is the Starlette endpoint.
+
+    `plugins` are passed to every `listen_to` call (the observability plugin first); the
+    receiver does not own them (the app shuts them down).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        plugins: Sequence[Plugin],
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.plugins = list(plugins)
+        self.metrics = metrics
+        self._response_sanitizer = Sanitizer(max_value_bytes=256 * 1024)
+        if settings.events_dir is not None and settings.webhook_secret is None:
+            log.warning(
+                "webhook: no EVENT_DETECTOR_WEBHOOK_SECRET set, deliveries to /hooks/* are "
+                "accepted without the %s header",
+                settings.webhook_secret_header,
+            )
+
+    def events_dir_for(self, function: str) -> Path | None:
+        """The events directory serving `function`, or None when there is none."""
+        base = self.settings.events_dir
+        if base is None or not FUNCTION_NAME.match(function) or ".." in function:
+            return None
+        own = base / function
+        if own.is_dir():
+            return own
+        if base.is_dir() and any(_is_event_module(path) for path in base.iterdir()):
+            return base
+        return None
+
+    async def handle(self, request: Request) -> JSONResponse:
+        """`POST /hooks/{function}`: one Hasura delivery."""
+        function = str(request.path_params["function"])
+        started = time.perf_counter()
+        response = await self._handle(request, function)
+        if self.metrics is not None:
+            outcome = response.headers.get("x-event-detector-outcome", "error")
+            self.metrics.webhook_deliveries.labels(function[:128], outcome).inc()
+        log.debug(
+            "delivery to %s answered %d in %.1f ms",
+            function,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    async def _handle(self, request: Request, function: str) -> JSONResponse:
+        if self.settings.events_dir is None:
+            return _error(
+                404,
+                "webhook_disabled",
+                "the webhook is off: set EVENT_DETECTOR_EVENTS_DIR (or serve --events-dir)",
+                outcome="not_found",
+            )
+        if not self._authorized(request):
+            return _error(
+                401,
+                "unauthorized",
+                f"missing or wrong `{self.settings.webhook_secret_header}` header",
+                outcome="unauthorized",
+            )
+        events_dir = self.events_dir_for(function)
+        if events_dir is None:
+            return _error(
+                404,
+                "unknown_function",
+                f"no events directory for function `{function}`: expected "
+                f"{self.settings.events_dir}/{function}/ or event modules in "
+                f"{self.settings.events_dir}/",
+                outcome="not_found",
+            )
+        try:
+            body = await self._read_body(request)
+        except _BodyTooLarge:
+            limit = self.settings.webhook_max_body_bytes
+            return _error(
+                413,
+                "payload_too_large",
+                f"the delivery is larger than {limit} bytes (EVENT_DETECTOR_WEBHOOK_MAX_BODY_BYTES)",
+                field="body",
+                outcome="rejected",
+            )
+        except ClientDisconnect:
+            return _error(400, "client_disconnected", "the sender went away", outcome="rejected")
+
+        try:
+            payload = json.loads(body)
+        except ValueError as exc:
+            text = body.decode("utf-8", errors="replace")
+            error = InvalidEventPayload("body", f"is not JSON: {exc}")
+            invocation_id = await self._record_unparsable(text, error, function, events_dir)
+            return _error(
+                400,
+                "invalid_payload",
+                str(error),
+                field="body",
+                outcome="rejected",
+                invocation_id=invocation_id,
+            )
+
+        invocation_id = str(uuid.uuid4())
+        try:
+            result = await listen_to(
+                payload,
+                events_dir=events_dir,
+                source_function=function,
+                invocation_id=invocation_id,
+                plugins=self.plugins,
+                time_budget_ms=self.settings.webhook_time_budget_ms,
+            )
+        except InvalidEventPayload as exc:
+            return _error(
+                400,
+                "invalid_payload",
+                str(exc),
+                field=exc.field,
+                outcome="rejected",
+                invocation_id=invocation_id,
+            )
+        except ConfigurationError as exc:
+            log.error("webhook %s: configuration error: %s", function, exc)
+            return _error(500, "configuration_error", str(exc)[:300], invocation_id=invocation_id)
+        except Exception as exc:  # our own fault: never a traceback or a payload in the answer
+            log.exception("webhook %s: delivery failed", function)
+            return _error(
+                500,
+                "internal_error",
+                f"the event detector failed ({type(exc).__name__}); see the service log",
+                invocation_id=invocation_id,
+            )
+        return self._ok(result)
+
+    def _authorized(self, request: Request) -> bool:
+        secret = self.settings.webhook_secret
+        if secret is None:
+            return True
+        given = request.headers.get(self.settings.webhook_secret_header)
+        if given is None:
+            return False
+        return hmac.compare_digest(given.encode(), secret.encode())
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.webhook_max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _record_unparsable(
+        self, text: str, error: InvalidEventPayload, function: str, events_dir: Path
+    ) -> str:
+        """Let the plugins record a body that is not JSON as a `rejected` invocation.
+
+        `listen_to` only sees parsed payloads, so this plays the hooks the library plays
+        for a rejected payload (start → end → flush), with the JSON error as the reason.
+        """
+        dispatcher = PluginDispatcher(self.plugins)
+        now = datetime.now(UTC)
+        info = InvocationInfo(
+            invocation_id=str(uuid.uuid4()),
+            correlation_id=str(uuid.uuid4()),
+            source_function=function,
+            payload=text,
+            event=None,
+            options=ListenOptions(events_dir=events_dir),
+            received_at=now,
+            started_at=now,
+            error=error,
+        )
+        result = ListenResult(
+            invocation_id=info.invocation_id,
+            correlation_id=info.correlation_id,
+            error=str(error),
+            status=InvocationStatus.REJECTED,
+        )
+        await dispatcher.call("on_invocation_start", info)
+        await dispatcher.call("on_invocation_end", info, result)
+        await dispatcher.call("flush")
+        return info.invocation_id
+
+    def _ok(self, result: ListenResult) -> JSONResponse:
+        body = self._response_sanitizer.clean(result.to_dict())
+        response = JSONResponse(body, status_code=200)
+        response.headers[INVOCATION_HEADER] = result.invocation_id
+        status = result.status.value if hasattr(result.status, "value") else str(result.status)
+        response.headers["x-event-detector-outcome"] = status
+        return response
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _is_event_module(path: Path) -> bool:
+    return path.suffix == ".py" and not path.name.startswith(("_", ".")) and path.is_file()
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    outcome: str = "error",
+    invocation_id: str | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    if invocation_id is not None:
+        body["invocation_id"] = invocation_id
+    response = JSONResponse(body, status_code=status)
+    response.headers["x-event-detector-outcome"] = outcome
+    if invocation_id is not None:
+        response.headers[INVOCATION_HEADER] = invocation_id
+    return response

@@ -1,0 +1,78 @@
+"""Helpers for the runtime's tests: databases per backend, and reading rows back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from service.storage import open_engine
+from tests.support import db
+
+EXAMPLES_EVENTS = Path(__file__).resolve().parents[2] / "examples" / "events"
+
+
+@contextlib.contextmanager
+def database_for(
+    backend: str, request: pytest.FixtureRequest, directory: Path, *, migrate: bool = True
+) -> Iterator[str]:
+    """A fresh database on `backend` (a file in `directory`, or a new PostgreSQL database)."""
+    if backend == "sqlite":
+        url = f"sqlite:///{directory / 'runtime.db'}"
+        if migrate:
+            db.run(db.prepare_database(url))
+        yield url
+        return
+    admin_url = str(request.getfixturevalue("postgres_admin_url"))
+    url = db.run(db.create_postgres_database(admin_url))
+    try:
+        if migrate:
+            db.run(db.prepare_database(url))
+        yield url
+    finally:
+        db.run(db.drop_postgres_database(admin_url, url))
+
+
+async def _rows(url: str, statement: Any) -> list[dict[str, Any]]:
+    engine = open_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(statement)]
+    finally:
+        await engine.dispose()
+
+
+def rows(url: str, statement: Any) -> list[dict[str, Any]]:
+    """Run a SELECT on `url` (bare table names on both backends); rows as dicts."""
+    return asyncio.run(_rows(url, statement))
+
+
+def scalar(url: str, statement: Any) -> Any:
+    """The single value of a SELECT."""
+    found = rows(url, statement)
+    assert len(found) == 1, found
+    return next(iter(found[0].values()))
+
+
+def count(url: str, table: sa.Table, *where: Any) -> int:
+    """How many rows of `table` match `where`."""
+    return int(scalar(url, sa.select(sa.func.count()).select_from(table).where(*where)))
+
+
+async def _execute(url: str, statement: Any, parameters: Any = None) -> None:
+    engine = open_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(statement, parameters)
+    finally:
+        await engine.dispose()
+
+
+def execute(url: str, statement: Any, parameters: Any = None) -> None:
+    """Run a write statement (insert/update/delete) in one transaction."""
+    asyncio.run(_execute(url, statement, parameters))
