@@ -77,6 +77,15 @@ def similar_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
+def posix_regex_or_error(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
+    """`posix_regex`, raising `re.error` (with its message) for an invalid pattern."""
+    compiled = posix_regex(pattern, case_insensitive)
+    if compiled is None:
+        re.compile(pattern, re.IGNORECASE if case_insensitive else 0)  # raises re.error
+    assert compiled is not None
+    return compiled
+
+
 @functools.lru_cache(maxsize=512)
 def posix_regex(pattern: str, case_insensitive: bool) -> re.Pattern[str] | None:
     """A compiled regex for a POSIX pattern, or None when Python cannot compile it."""
