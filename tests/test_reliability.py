@@ -19,23 +19,29 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from detector import EventModule, job, listen_to, listen_to_sync
-from detector import run as run_jobs
+from detector import listen_to, listen_to_sync
 from detector.observability import ObservabilityPlugin
 from detector.observability.buffer import BODY_DROPPED
 from service.settings import Settings
 from tests.support import db
 from tests.support.conservation import Ledger
-from tests.support.library import hasura_payload
+from tests.support.faults import (
+    DELIVERIES,
+    Host,
+    deliver,
+    example,
+    modules,
+    order,
+    through,
+)
 from tests.support.observability import rows
 from tests.support.pgserver import free_port
 from tests.support.proxy import FaultProxy
@@ -45,38 +51,8 @@ from tests.support.server import serving
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "reliability-secret"
 HEADERS = {"x-event-detector-secret": SECRET}
-EXAMPLE_PAYLOADS = EXAMPLES_EVENTS.parent / "payloads"
-DELIVERIES = [
-    "orders.created.insert.json",
-    "orders.shipped.update.json",
-    "orders.cancelled.update.json",
-    "users.signed_up.insert.json",
-    "payments.failed.update.json",
-]
 # Fast retries, so that a recovered store is written to within a second.
 RETRY = {"retry_initial_delay": 0.05, "retry_max_delay": 0.5, "handle_sigterm": False}
-
-
-def example(name: str) -> dict[str, Any]:
-    payload = json.loads((EXAMPLE_PAYLOADS / name).read_text())
-    payload["id"] = str(uuid.uuid4())
-    return payload
-
-
-def order(n: int, **new: Any) -> dict[str, Any]:
-    """A Hasura payload: order `n` went from packed to shipped."""
-    return hasura_payload(
-        old={"id": n, "status": "packed"}, new={"id": n, "status": "shipped", **new}
-    )
-
-
-def through(proxy: FaultProxy, url: str) -> str:
-    """`url` with its host and port replaced by the proxy's."""
-    parts = urlsplit(url)
-    user = f"{parts.username}@" if parts.username else ""
-    if parts.password:
-        user = f"{parts.username}:{parts.password}@"
-    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))
 
 
 @pytest.fixture(scope="module")
@@ -100,64 +76,6 @@ def store(postgres_admin_url: str, proxy: FaultProxy) -> Iterator[str]:
         proxy.up()
         proxy.latency = 0.0
         db.run(db.drop_postgres_database(postgres_admin_url, url))
-
-
-# -- the host: real `listen_to` calls whose jobs log ----------------------------------
-
-
-async def _work(event_name: str, event: Any, options: dict[str, Any]) -> dict[str, Any]:
-    options["logger"].info("working on %s", event.new["id"])
-    await asyncio.sleep(options.get("sleep", 0))
-    return {"done": event.new["id"], "card_number": "4111 1111 1111 1111"}
-
-
-def modules(jobs: int = 2, sleep: float = 0.0) -> list[EventModule]:
-    async def detector(event_name: str, event: Any) -> bool:
-        return True
-
-    async def handler(event_name: str, event: Any) -> Any:
-        return await run_jobs(
-            event_name, event, [job(_work, name=f"job{n}", sleep=sleep) for n in range(jobs)]
-        )
-
-    return [EventModule("orders.shipped", detector, handler)]
-
-
-class Host(threading.Thread):
-    """A host calling `listen_to_sync` in a loop (at most `rate` invocations a second)
-    until stopped; every result goes into `ledger`, every exception into `errors`."""
-
-    def __init__(self, plugin: ObservabilityPlugin, rate: float = 50.0) -> None:
-        super().__init__(name="host", daemon=True)
-        self.plugin = plugin
-        self.rate = rate
-        self.ledger = Ledger()
-        self.errors: list[BaseException] = []
-        self.durations: list[float] = []
-        self._stop_event = threading.Event()
-        self._modules = modules()
-
-    def run(self) -> None:
-        n = 0
-        while not self._stop_event.is_set():
-            n += 1
-            started = time.perf_counter()
-            try:
-                result = listen_to_sync(
-                    order(n),
-                    modules=self._modules,
-                    plugins=[self.plugin],
-                )
-            except BaseException as exc:
-                self.errors.append(exc)
-                continue
-            self.durations.append(time.perf_counter() - started)
-            self.ledger.add_result(result, lines_per_job=1)
-            self._stop_event.wait(max(0.0, 1 / self.rate - (time.perf_counter() - started)))
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(30)
 
 
 def _wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
@@ -204,7 +122,7 @@ def test_store_down_for_twenty_seconds_with_the_service_and_a_host_running_loses
             answers = []
             while time.monotonic() - outage_started < 20:
                 batch = [example(DELIVERIES[i % len(DELIVERIES)]) for i in range(4)]
-                answers += _deliver(server.base_url, batch)
+                answers += deliver(server.base_url, batch, HEADERS, "outage")
                 time.sleep(0.5)
             # Down all along: the webhook answered every delivery, GraphQL says the
             # database is unreachable (without hanging), the metrics show the backlog.
@@ -248,16 +166,6 @@ def test_store_down_for_twenty_seconds_with_the_service_and_a_host_running_loses
         plugin.shutdown_sync(5)
         proxy.up()
         db.run(db.drop_postgres_database(postgres_admin_url, service_db))
-
-
-def _deliver(base_url: str, payloads: list[dict[str, Any]]) -> list[httpx.Response]:
-    async def deliver_all() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-            return await asyncio.gather(
-                *(client.post("/hooks/outage", json=p, headers=HEADERS) for p in payloads)
-            )
-
-    return asyncio.run(deliver_all())
 
 
 # -- connections cut again and again while writing --------------------------------------
