@@ -164,14 +164,11 @@ def with_summary(text: str) -> str:
             )
     summary = "\n".join([SUMMARY_START, "## Summary", "", *rows, SUMMARY_END])
     if SUMMARY_START in text:
-        return re.sub(
-            rf"{re.escape(SUMMARY_START)}.*?{re.escape(SUMMARY_END)}",
-            lambda _: summary,
-            text,
-            flags=re.S,
-        )
-    head, marker, rest = text.partition("<!-- section:")
-    return head.rstrip() + "\n\n" + summary + "\n\n" + marker + rest
+        # The header is rewritten too, so that its wording follows this file.
+        _, _, after = text.partition(SUMMARY_END)
+        return HEADER.rstrip() + "\n\n" + summary + after
+    _, marker, rest = text.partition("<!-- section:")
+    return HEADER.rstrip() + "\n\n" + summary + "\n\n" + marker + rest
 
 
 def _anchor(title: str) -> str:
