@@ -46,8 +46,9 @@ _LOG_OVERHEAD = 700
 INBOX_SHARE = 4
 # What an inbox entry costs beyond the deferred JSON text it carries (tuple, references).
 INBOX_ENTRY_BYTES = 200
-# Entries converted at a time when converting only part of the inbox (a few ms of work).
-ABSORB_CHUNK = 256
+# Entries converted at a time when converting only part of the inbox: a few hundred
+# microseconds, so that a write in flight is never kept waiting long for its replies.
+ABSORB_CHUNK = 32
 
 DROP_LOG_LINES = "log_lines_buffer_full"
 DROP_BODIES = "payload_bodies_buffer_full"
