@@ -307,6 +307,9 @@ class Evaluator:
         }[op]
 
     def _jsonb(self, value: Any, op: str, arg: Any) -> Truth:
+        if op == "_cast":  # NULL casts to NULL text, which `_is_null` can still test
+            text = None if value is None else jsonb_text(value)
+            return self._compare("text", text, arg["String"])
         if op in ("_in", "_nin"):
             if not arg:
                 return op == "_nin"
@@ -316,8 +319,6 @@ class Evaluator:
             return found if op == "_in" else not found
         if value is None:
             return None
-        if op == "_cast":
-            return self._compare("text", jsonb_text(value), arg["String"])
         checks: dict[str, Callable[[], bool]] = {
             "_eq": lambda: jsonb_equal(value, arg),
             "_neq": lambda: not jsonb_equal(value, arg),
