@@ -57,6 +57,9 @@ function Sidebar({ path }) {
   </nav>`;
 }
 
+const shortFormat = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hour12: false });
+const fmtShort = (date) => shortFormat.format(date);
+
 function RangePicker({ params }) {
   const range = parseRange(params);
   const [open, setOpen] = useState(false);
@@ -83,7 +86,7 @@ function RangePicker({ params }) {
         onClick=${() => updateParams({ range: preset.key, from: '', to: '', page: '' })}>${preset.key}</button>`,
     )}
     <button type="button" class=${`seg ${range.key === 'custom' ? 'active' : ''}`} data-range="custom" onClick=${() => setOpen(!open)}>
-      ${range.key === 'custom' ? `${range.from.toLocaleString()} → ${range.to.toLocaleString()}` : 'Custom'}
+      ${range.key === 'custom' ? `${fmtShort(range.from)} → ${fmtShort(range.to)}` : 'Custom'}
     </button>
     ${open
       ? html`<form class="popover range-form" onSubmit=${apply}>

@@ -7,7 +7,7 @@ import dagre from '@dagrejs/dagre';
 import { fmtDuration, shortId, toDate } from '../lib/format.js';
 import { OpBadge, StatusBadge } from './ui.js';
 
-const SIZES = { invocation: [224, 76], event: [196, 62], group: [176, 44], job: [190, 58], stub: [176, 44] };
+const SIZES = { invocation: [232, 76], event: [208, 62], group: [176, 44], job: [196, 58], stub: [176, 44] };
 
 /** Nodes and edges for a set of invocations that share a correlation id. */
 export function buildFlow(invocations) {
@@ -86,16 +86,16 @@ function liveDuration(startValue, durationMs, running, now) {
   return fmtDuration(durationMs);
 }
 
-function NodeBody({ node, now, focus }) {
+function NodeBody({ node, now }) {
   const d = node.data;
   if (node.kind === 'invocation') {
     return html`<div class="n-title"><span class="strong truncate">${d.source_function}</span><${OpBadge} op=${d.source_operation} /></div>
       <div class="n-line"><${StatusBadge} status=${d.status} /><span class="muted">${liveDuration(d.created_at, d.total_duration_ms, d.status === 'running', now)}</span></div>
-      <div class="n-line muted small">${d.events_detected_count} detected · ${d.total_jobs_run} jobs${d.total_jobs_failed ? html` · <span class="bad-text">${d.total_jobs_failed} failed</span>` : ''}${focus ? ' · this one' : ''}</div>`;
+      <div class="n-line muted small"><span class="truncate">${d.events_detected_count} detected · ${d.total_jobs_run} job${d.total_jobs_run === 1 ? '' : 's'}${d.total_jobs_failed ? html` · <span class="bad-text">${d.total_jobs_failed} failed</span>` : ''}</span></div>`;
   }
   if (node.kind === 'event') {
     return html`<div class="n-title"><span class="mono truncate">${d.event_name}</span></div>
-      <div class="n-line"><${StatusBadge} status=${d.status} /><span class="muted small">${d.jobs_count} job${d.jobs_count === 1 ? '' : 's'}${d.jobs_failed ? html`, <span class="bad-text">${d.jobs_failed} failed</span>` : ''}</span></div>`;
+      <div class="n-line"><${StatusBadge} status=${d.status} /><span class="muted small nowrap">${d.jobs_count} job${d.jobs_count === 1 ? '' : 's'}${d.jobs_failed ? html` · <span class="bad-text">${d.jobs_failed} failed</span>` : ''}</span></div>`;
   }
   if (node.kind === 'group') {
     return html`<div class="n-title muted">${d.events.length} not detected</div><div class="n-line muted small">click for the list</div>`;
@@ -216,7 +216,7 @@ export function FlowGraph({ invocations, focusId, selected, onSelect, now, filte
             data-node=${node.id} data-kind=${node.kind} data-status=${node.data.status || ''} tabindex="0" role="button"
             onClick=${(event) => { event.stopPropagation(); onSelect(node.id); }}
             onKeyDown=${(event) => { if (event.key === 'Enter') onSelect(node.id); }}>
-          <${NodeBody} node=${node} now=${now} focus=${node.id === `inv:${focusId}`} />
+          <${NodeBody} node=${node} now=${now} />
         </div>`,
       )}
     </div>

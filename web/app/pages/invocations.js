@@ -147,7 +147,7 @@ export function InvocationsPage({ params }) {
                 <th><button type="button" class="sort" onClick=${() => updateParams({ sort: sort === '-created_at' ? 'created_at' : '-created_at' })}>When ${sort === '-created_at' ? '↓' : sort === 'created_at' ? '↑' : ''}</button></th>
                 <th>Function</th><th>Record</th><th>Status</th>
                 <th class="num"><button type="button" class="sort" onClick=${() => updateParams({ sort: sort === '-total_duration_ms' ? 'total_duration_ms' : '-total_duration_ms' })}>Duration ${sort === '-total_duration_ms' ? '↓' : sort === 'total_duration_ms' ? '↑' : ''}</button></th>
-                <th class="num">Events</th><th class="num">Jobs</th><th>Detected</th><th>Correlation</th><th>User</th><th></th>
+                <th class="num">Events</th><th class="num">Jobs</th><th>Detected</th><th>Correlation</th><th>User</th><th><span class="sr-only">Flow</span></th>
               </tr></thead>
               <tbody>${rows.map((row, i) => html`<${Row} row=${row} now=${now} selected=${i === selected} onSelect=${() => setSelected(i)} />`)}</tbody>
             </table></div>`}
@@ -175,6 +175,6 @@ function Row({ row, now, selected, onSelect }) {
     <td class="events-cell">${(row.detected || []).map((e) => html`<span class=${`event-chip ${e.status === 'completed' ? '' : 'bad'}`}>${e.event_name}</span>`)}</td>
     <td><${Id} value=${row.correlation_id} label="Copy correlation id" /></td>
     <td class="truncate user-cell">${row.source_user_email || html`<span class="muted">${row.source_user_role || 'system'}</span>`}</td>
-    <td class="nowrap"><${Link} href=${`/flow/${row.id}`} class="btn small" title="Open the flow of this invocation">Flow</${Link}></td>
+    <td class="nowrap"><${Link} href=${`/flow/${row.id}`} class="icon-btn" title="Open the flow of this invocation" aria-label="Flow"><svg viewBox="0 0 16 16"><rect x="1.5" y="6" width="4" height="4" rx="1" /><rect x="10.5" y="2" width="4" height="4" rx="1" /><rect x="10.5" y="10" width="4" height="4" rx="1" /><path d="M5.5 8h2.5M8 4v8M8 4h2.5M8 12h2.5" /></svg></${Link}></td>
   </tr>`;
 }

@@ -6,7 +6,7 @@ import { useLive, useNow, useQuery } from '../lib/hooks.js';
 import { bucketsFor, createdWithin, previousPeriod, useTimeRange } from '../lib/timerange.js';
 import { fmtDuration, fmtNumber, fmtPercent } from '../lib/format.js';
 import { Link } from '../lib/router.js';
-import { Card, Empty, ErrorBox, Id, Kpi, Loading, OpBadge, StatusBadge, Time } from '../components/ui.js';
+import { Card, Empty, ErrorBox, Kpi, Loading, OpBadge, StatusBadge, Time } from '../components/ui.js';
 import { TimeChart } from '../components/chart.js';
 
 const RECENT_FIELDS = `id created_at status source_function source_operation source_table correlation_id
@@ -146,16 +146,15 @@ export function OverviewPage({ params }) {
 function RecentTable({ rows, now }) {
   if (!rows.length) return html`<${Empty} title="No invocations in this range" />`;
   return html`<div class="table-scroll"><table class="table" data-table="recent">
-    <thead><tr><th>When</th><th>Function</th><th>Status</th><th class="num">Duration</th><th class="num">Events</th><th class="num">Jobs</th><th>Correlation</th><th>User</th></tr></thead>
+    <thead><tr><th>When</th><th>Function</th><th>Status</th><th class="num">Duration</th><th class="num">Events</th><th class="num">Jobs</th><th>User</th></tr></thead>
     <tbody>${rows.map(
       (row) => html`<tr data-invocation=${row.id}>
         <td class="nowrap"><${Time} value=${row.created_at} now=${now} /></td>
-        <td><${Link} href=${`/invocations/${row.id}`} class="strong">${row.source_function}</${Link}> <${OpBadge} op=${row.source_operation} />${row.source_job_id ? html` <span class="chip small" title="Triggered by a job of another invocation">child</span>` : null}</td>
+        <td class="nowrap"><${Link} href=${`/invocations/${row.id}`} class="strong">${row.source_function}</${Link}> <${OpBadge} op=${row.source_operation} />${row.source_job_id ? html` <span class="chip small" title="Triggered by a job of another invocation">child</span>` : null}</td>
         <td><${StatusBadge} status=${row.status} /></td>
         <td class="num">${fmtDuration(row.total_duration_ms)}</td>
         <td class="num">${row.events_detected_count}</td>
         <td class="num">${row.total_jobs_run}${row.total_jobs_failed ? html` <span class="bad-text">(${row.total_jobs_failed} failed)</span>` : null}</td>
-        <td><${Id} value=${row.correlation_id} label="Copy correlation id" /></td>
         <td class="truncate">${row.source_user_email || html`<span class="muted">${row.source_user_role || 'system'}</span>`}</td>
       </tr>`,
     )}</tbody>
