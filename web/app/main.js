@@ -105,7 +105,11 @@ function LiveIndicator() {
   let state = 'connecting';
   let text = 'Connecting';
   let title = 'Waiting for the first answer of the API';
-  if (conn.http === 'down' || (conn.live === 'push' && conn.ws === 'closed')) {
+  if (conn.authError) {
+    state = 'offline';
+    text = 'No access';
+    title = conn.authError;
+  } else if (conn.http === 'down' || (conn.live === 'push' && conn.ws === 'closed')) {
     state = 'offline';
     text = 'Offline';
     title = conn.httpError || 'The live connection is closed; reconnecting';
@@ -247,7 +251,9 @@ function App() {
 
   const { page: Page, title, id, wide, noRange } = pageFor(path);
   let body;
-  if (caps.status === 'ready' || Page === SettingsPage) body = html`<${Page} key=${`${path}|${authState.version}`} params=${params} id=${id} />`;
+  // Pages reload everything when the credentials change (but Settings keeps its form).
+  const key = Page === SettingsPage ? path : `${path}|${authState.version}`;
+  if (caps.status === 'ready' || Page === SettingsPage) body = html`<${Page} key=${key} params=${params} id=${id} />`;
   else if (caps.status === 'loading') body = html`<${Loading} label="Connecting to the API…" />`;
   else if (conn.authError) body = html`<div class="empty"><div class="empty-title">Credentials needed</div><div class="empty-hint">The API refused this browser: ${conn.authError}. <${Link} href="/settings">Enter the admin secret</${Link}> (kept in this tab only).</div></div>`;
   else body = html`<div class="empty"><div class="empty-title">Waiting for the API</div><div class="empty-hint">${caps.error?.message || ''}</div></div>`;

@@ -197,6 +197,7 @@ function EventsAndJobs({ inv }) {
         <div data-event=${event.id}>
           ${event.detection_error ? html`<div class="error-box"><strong>Detector raised</strong><div class="mono">${event.detection_error}</div>${event.detection_error_stack ? html`<details><summary>Stack</summary><pre class="stack">${event.detection_error_stack}</pre></details>` : null}</div>` : null}
           ${event.handler_error ? html`<div class="error-box"><strong>Handler raised</strong><div class="mono">${event.handler_error}</div>${event.handler_error_stack ? html`<details><summary>Stack</summary><pre class="stack">${event.handler_error_stack}</pre></details>` : null}</div>` : null}
+          ${event.detected && !(jobsOf.get(event.id) || []).length ? html`<div class="muted small">The handler listed no job.</div>` : null}
           ${(jobsOf.get(event.id) || []).map(
             (job) => html`<details class="job-item" data-job=${job.id} open=${job.status !== 'completed'}>
               <summary><${StatusBadge} status=${job.status} /> <span class="mono strong">${job.job_name}</span> <span class="muted">${fmtDuration(job.duration_ms)}${job.attempts > 1 ? ` · ${job.attempts} attempts` : ''}</span>
