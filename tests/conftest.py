@@ -106,7 +106,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def tab(browser: Any) -> Iterator[Any]:
-    """A fresh browser tab at 1440×900; the test fails on any console or page error."""
+    """A fresh browser tab at 1440 x 900; the test fails on any console or page error."""
     from tests.support.browser import open_tab
 
     opened = open_tab(browser)

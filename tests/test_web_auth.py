@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from playwright.sync_api import expect
 
 from service.settings import Settings
@@ -46,7 +45,12 @@ def pg_dataset(postgres_admin_url: str) -> Iterator[WebDataset]:
 
 @pytest.fixture(scope="module")
 def secured(pg_dataset: WebDataset) -> Iterator[RunningServer]:
-    settings = Settings(database_url=pg_dataset.url, admin_secret=SECRET, unauthorized_role="viewer", rollup_interval=0)
+    settings = Settings(
+        database_url=pg_dataset.url,
+        admin_secret=SECRET,
+        unauthorized_role="viewer",
+        rollup_interval=0,
+    )
     with serving(settings) as running:
         yield running
 
@@ -56,7 +60,9 @@ def test_no_secret_is_served(secured: RunningServer) -> None:
         assert SECRET not in secured.client.get(path).text
 
 
-def test_viewer_sees_every_page_without_payloads(tab: Any, secured: RunningServer, pg_dataset: WebDataset) -> None:
+def test_viewer_sees_every_page_without_payloads(
+    tab: Any, secured: RunningServer, pg_dataset: WebDataset
+) -> None:
     page = tab.page
     page.goto(f"{secured.base_url}/?{pg_dataset.range_query()}")
     expected = off_loop(
@@ -74,7 +80,9 @@ def test_viewer_sees_every_page_without_payloads(tab: Any, secured: RunningServe
     expect(page.locator('[data-tab="changes"]')).to_have_count(0)
     expect(page.locator('[data-tab="payload"]')).to_have_count(0)
     page.locator('[data-tab="jobs"]').click()
-    expect(page.locator("[data-events]")).to_contain_text("ledger unavailable")  # messages are allowed
+    expect(page.locator("[data-events]")).to_contain_text(
+        "ledger unavailable"
+    )  # messages are allowed
     expect(page.locator(".stack")).to_have_count(0)  # stacks are not
     tab.screenshot("viewer-invocation")
 
@@ -89,7 +97,9 @@ def test_viewer_sees_every_page_without_payloads(tab: Any, secured: RunningServe
     expect(page.locator('[data-table="jobs"] tbody tr').first).to_be_visible()
 
 
-def test_the_admin_secret_entered_in_settings_unlocks_payloads(tab: Any, secured: RunningServer, pg_dataset: WebDataset) -> None:
+def test_the_admin_secret_entered_in_settings_unlocks_payloads(
+    tab: Any, secured: RunningServer, pg_dataset: WebDataset
+) -> None:
     page = tab.page
     page.goto(f"{secured.base_url}/settings")
     page.locator('input[name="admin-secret"]').fill(SECRET)
@@ -109,5 +119,7 @@ def test_the_admin_secret_entered_in_settings_unlocks_payloads(tab: Any, secured
     page.locator('input[name="admin-secret"]').fill("wrong")
     page.locator("[data-auth-form] button[type=submit]").click()
     page.goto(f"{secured.base_url}/invocations")
-    expect(page.locator('[data-banner="auth"]')).to_contain_text(re.compile("admin-secret", re.IGNORECASE))
+    expect(page.locator('[data-banner="auth"]')).to_contain_text(
+        re.compile("admin-secret", re.IGNORECASE)
+    )
     tab.screenshot("auth-refused")

@@ -22,7 +22,13 @@ from playwright.sync_api import expect
 
 from detector import listen_to_sync
 from service.settings import Settings
-from service.storage import event_executions, invocations, job_executions, job_logs, plugin_instances
+from service.storage import (
+    event_executions,
+    invocations,
+    job_executions,
+    job_logs,
+    plugin_instances,
+)
 from tests.support import runtime
 from tests.support.server import RunningServer, serving
 from tests.support.webdata import (
@@ -56,6 +62,7 @@ def count(url: str, table: Any, *where: Any) -> int:
 def execute(url: str, statement: Any) -> None:
     off_loop(runtime.execute, url, statement)
 
+
 LIVE_TIMEOUT_MS = 10_000
 BAD = ("failed", "timeout", "rejected")
 
@@ -72,7 +79,9 @@ def server(dataset: WebDataset) -> Iterator[RunningServer]:
         yield running
 
 
-def in_window(dataset: WebDataset, start: datetime | None = None, end: datetime | None = None) -> Any:
+def in_window(
+    dataset: WebDataset, start: datetime | None = None, end: datetime | None = None
+) -> Any:
     start = start or dataset.window_start
     end = end or dataset.window_end
     return sa.and_(invocations.c.created_at >= start, invocations.c.created_at < end)
@@ -103,65 +112,102 @@ def kpi_previous(page: Any, name: str) -> float | None:
 def period_numbers(dataset: WebDataset, start: datetime, end: datetime) -> dict[str, Any]:
     found = rows(
         dataset.url,
-        sa.select(invocations.c.status, invocations.c.total_duration_ms, invocations.c.total_jobs_failed).where(
-            in_window(dataset, start, end)
-        ),
+        sa.select(
+            invocations.c.status, invocations.c.total_duration_ms, invocations.c.total_jobs_failed
+        ).where(in_window(dataset, start, end)),
     )
     finished = [r for r in found if r["status"] != "running"]
     durations = [r["total_duration_ms"] for r in found if r["total_duration_ms"] is not None]
     return {
         "invocations": len(found),
-        "success_rate": (sum(r["status"] == "completed" for r in finished) / len(finished)) if finished else None,
+        "success_rate": (sum(r["status"] == "completed" for r in finished) / len(finished))
+        if finished
+        else None,
         "p50": percentile_cont(durations, 0.5),
         "p95": percentile_cont(durations, 0.95),
         "failed_jobs": sum(r["total_jobs_failed"] for r in found),
     }
 
 
-def test_overview_kpis_and_chart_match_the_database(tab: Any, server: RunningServer, dataset: WebDataset) -> None:
+def test_overview_kpis_and_chart_match_the_database(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
     page = open_page(tab, server, f"/?{dataset.range_query()}")
     expect(kpi(page, "invocations")).to_be_visible()
     expect(page.locator('[data-table="recent"] tbody tr').first).to_be_visible()
     current = period_numbers(dataset, dataset.window_start, dataset.window_end)
-    previous = period_numbers(dataset, dataset.window_start - (dataset.window_end - dataset.window_start), dataset.window_start)
+    previous = period_numbers(
+        dataset,
+        dataset.window_start - (dataset.window_end - dataset.window_start),
+        dataset.window_start,
+    )
     assert current["invocations"] > 50 and previous["invocations"] > 50  # both periods have data
     for name in ("invocations", "success_rate", "p50", "p95", "failed_jobs"):
         assert kpi_value(page, name) == pytest.approx(current[name], abs=1e-6), name
         assert kpi_previous(page, name) == pytest.approx(previous[name], abs=1e-6), name
-    expect(kpi(page, "invocations").locator(".kpi-value")).to_have_text(f"{current['invocations']:,}")
+    expect(kpi(page, "invocations").locator(".kpi-value")).to_have_text(
+        f"{current['invocations']:,}"
+    )
 
     # The chart's buckets add up to the range; its failures to the failed invocations.
     cells = page.locator('[data-chart-table="invocations"] td[data-series="Total"]')
     expect(cells.first).to_be_attached()
     assert sum(int(t or 0) for t in cells.all_text_contents()) == current["invocations"]
-    failed = page.locator('[data-chart-table="invocations"] td[data-series="Failed"]').all_text_contents()
-    assert sum(int(t or 0) for t in failed) == count(dataset.url, invocations, in_window(dataset), invocations.c.status.in_(BAD))
+    failed = page.locator(
+        '[data-chart-table="invocations"] td[data-series="Failed"]'
+    ).all_text_contents()
+    assert sum(int(t or 0) for t in failed) == count(
+        dataset.url, invocations, in_window(dataset), invocations.c.status.in_(BAD)
+    )
 
-    newest = rows(dataset.url, sa.select(invocations.c.id).where(in_window(dataset)).order_by(invocations.c.created_at.desc()).limit(12))
+    newest = rows(
+        dataset.url,
+        sa.select(invocations.c.id)
+        .where(in_window(dataset))
+        .order_by(invocations.c.created_at.desc())
+        .limit(12),
+    )
     expect(page.locator('[data-table="recent"] tbody tr')).to_have_count(len(newest))
-    assert page.locator('[data-table="recent"] tbody tr').first.get_attribute("data-invocation") == str(newest[0]["id"])
+    assert page.locator('[data-table="recent"] tbody tr').first.get_attribute(
+        "data-invocation"
+    ) == str(newest[0]["id"])
     tab.screenshot("overview")
 
 
 def visible_ids(page: Any) -> list[str]:
-    return [row.get_attribute("data-invocation") for row in page.locator('[data-table="invocations"] tbody tr').all()]
+    return [
+        row.get_attribute("data-invocation")
+        for row in page.locator('[data-table="invocations"] tbody tr').all()
+    ]
 
 
 def expect_total(page: Any, expected: int) -> None:
-    expect(page.locator("[data-total]")).to_have_attribute("data-total", str(expected), timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("[data-total]")).to_have_attribute(
+        "data-total", str(expected), timeout=LIVE_TIMEOUT_MS
+    )
 
 
-def test_invocation_filters_change_the_url_and_the_rows(tab: Any, server: RunningServer, dataset: WebDataset) -> None:
+def test_invocation_filters_change_the_url_and_the_rows(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
     window = in_window(dataset)
     page = open_page(tab, server, f"/invocations?{dataset.range_query()}")
     expect_total(page, count(dataset.url, invocations, window))
     expect(page.locator('[data-table="invocations"] tbody tr')).to_have_count(50)
-    newest = rows(dataset.url, sa.select(invocations.c.id).where(window).order_by(invocations.c.created_at.desc(), invocations.c.id).limit(100))
+    newest = rows(
+        dataset.url,
+        sa.select(invocations.c.id)
+        .where(window)
+        .order_by(invocations.c.created_at.desc(), invocations.c.id)
+        .limit(100),
+    )
     assert visible_ids(page) == [str(r["id"]) for r in newest[:50]]
 
     page.locator("[data-page-next]").click()
     expect(page).to_have_url(re.compile(r"page=2"))
-    expect(page.locator('[data-table="invocations"] tbody tr').first).to_have_attribute("data-invocation", str(newest[50]["id"]))
+    expect(page.locator('[data-table="invocations"] tbody tr').first).to_have_attribute(
+        "data-invocation", str(newest[50]["id"])
+    )
     assert visible_ids(page) == [str(r["id"]) for r in newest[50:100]]
 
     # A status filter goes back to page 1 and keeps the time range.
@@ -170,17 +216,31 @@ def test_invocation_filters_change_the_url_and_the_rows(tab: Any, server: Runnin
     assert "page=" not in page.url and "range=custom" in page.url
     failed = count(dataset.url, invocations, window, invocations.c.status == "failed")
     expect_total(page, failed)
-    statuses = {row.get_attribute("data-status") for row in page.locator('[data-table="invocations"] tbody tr').all()}
+    statuses = {
+        row.get_attribute("data-status")
+        for row in page.locator('[data-table="invocations"] tbody tr').all()
+    }
     assert statuses == {"failed"}
 
     page.locator('[data-filter-status="failed"]').click()
     page.locator('[data-filter="children"]').check()
     expect(page).to_have_url(re.compile(r"children=hide"))
-    expect_total(page, count(dataset.url, invocations, window, invocations.c.source_job_id.is_(None)))
+    expect_total(
+        page, count(dataset.url, invocations, window, invocations.c.source_job_id.is_(None))
+    )
 
     page.locator('[data-filter="fn"]').select_option("users_events")
     expect(page).to_have_url(re.compile(r"fn=users_events"))
-    expect_total(page, count(dataset.url, invocations, window, invocations.c.source_job_id.is_(None), invocations.c.source_function == "users_events"))
+    expect_total(
+        page,
+        count(
+            dataset.url,
+            invocations,
+            window,
+            invocations.c.source_job_id.is_(None),
+            invocations.c.source_function == "users_events",
+        ),
+    )
     page.locator('[data-filter="detected"]').check()
     expect_total(
         page,
@@ -197,7 +257,9 @@ def test_invocation_filters_change_the_url_and_the_rows(tab: Any, server: Runnin
     before = visible_ids(page)
     page.reload()
     expect(page.locator('[data-filter="detected"]')).to_be_checked()
-    expect(page.locator('[data-table="invocations"] tbody tr').first).to_have_attribute("data-invocation", before[0])
+    expect(page.locator('[data-table="invocations"] tbody tr').first).to_have_attribute(
+        "data-invocation", before[0]
+    )
     assert visible_ids(page) == before
 
     page.locator("[data-clear-filters]").click()
@@ -213,28 +275,54 @@ def search(page: Any, text: str) -> None:
     expect(page).to_have_url(re.compile(r"/invocations\?.*q="))
 
 
-def test_search_by_correlation_user_row_and_payload_text(tab: Any, server: RunningServer, dataset: WebDataset) -> None:
+def test_search_by_correlation_user_row_and_payload_text(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
     page = open_page(tab, server, f"/invocations?{dataset.range_query()}")
     expect(page.locator('[data-table="invocations"] tbody tr').first).to_be_visible()
 
-    cascade = rows(dataset.url, sa.select(invocations.c.correlation_id).where(invocations.c.source_job_id.is_not(None)).limit(1))[0]
+    cascade = rows(
+        dataset.url,
+        sa.select(invocations.c.correlation_id)
+        .where(invocations.c.source_job_id.is_not(None))
+        .limit(1),
+    )[0]
     search(page, f"corr:{cascade['correlation_id']}")
-    expected = count(dataset.url, invocations, invocations.c.correlation_id == cascade["correlation_id"])
+    expected = count(
+        dataset.url, invocations, invocations.c.correlation_id == cascade["correlation_id"]
+    )
     assert expected >= 2
     expect_total(page, expected)
 
     search(page, "user:maria")
-    expect_total(page, count(dataset.url, invocations, in_window(dataset), sa.or_(invocations.c.source_user_email.ilike("%maria%"), invocations.c.source_user_role == "maria")))
+    expect_total(
+        page,
+        count(
+            dataset.url,
+            invocations,
+            in_window(dataset),
+            sa.or_(
+                invocations.c.source_user_email.ilike("%maria%"),
+                invocations.c.source_user_role == "maria",
+            ),
+        ),
+    )
 
     search(page, f"shipments:{dataset.row_id}")
     expect_total(page, 1)
-    expect(page.locator('[data-table="invocations"] tbody tr')).to_have_attribute("data-invocation", dataset.big_invocation_id)
-    expect(page.locator("[data-record]")).to_have_attribute("data-record", f"shipments:{dataset.row_id}")
+    expect(page.locator('[data-table="invocations"] tbody tr')).to_have_attribute(
+        "data-invocation", dataset.big_invocation_id
+    )
+    expect(page.locator("[data-record]")).to_have_attribute(
+        "data-record", f"shipments:{dataset.row_id}"
+    )
 
     # Text deep inside a payload of tens of KB.
     search(page, dataset.needle)
     expect_total(page, 1)
-    expect(page.locator('[data-table="invocations"] tbody tr')).to_have_attribute("data-invocation", dataset.big_invocation_id)
+    expect(page.locator('[data-table="invocations"] tbody tr')).to_have_attribute(
+        "data-invocation", dataset.big_invocation_id
+    )
 
     # An invocation id finds it whatever the time range.
     page.goto(f"{server.base_url}/invocations?range=1h&q={dataset.big_invocation_id}")
@@ -242,18 +330,32 @@ def test_search_by_correlation_user_row_and_payload_text(tab: Any, server: Runni
     tab.screenshot("invocations-search")
 
 
-def test_invocation_detail_timeline_diff_and_logs(tab: Any, server: RunningServer, dataset: WebDataset) -> None:
+def test_invocation_detail_timeline_diff_and_logs(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
     invocation_id = dataset.big_invocation_id
     page = open_page(tab, server, f"/invocations/{invocation_id}")
     expect(page.locator("[data-waterfall]")).to_be_visible()
-    jobs = rows(dataset.url, sa.select(job_executions.c.id, job_executions.c.status, job_executions.c.attempts).where(job_executions.c.invocation_id == invocation_id))
-    events = rows(dataset.url, sa.select(event_executions.c.status).where(event_executions.c.invocation_id == invocation_id))
+    jobs = rows(
+        dataset.url,
+        sa.select(job_executions.c.id, job_executions.c.status, job_executions.c.attempts).where(
+            job_executions.c.invocation_id == invocation_id
+        ),
+    )
+    events = rows(
+        dataset.url,
+        sa.select(event_executions.c.status).where(
+            event_executions.c.invocation_id == invocation_id
+        ),
+    )
     assert len(events) == 50
     expect(page.locator('[data-wf-row="job"]')).to_have_count(len(jobs))
     shown_events = [e for e in events if e["status"] != "not_detected"]
     expect(page.locator('[data-wf-row="event"]')).to_have_count(len(shown_events))
     hidden = len(events) - len(shown_events)
-    expect(page.locator('[data-wf-row="undetected"]')).to_contain_text(f"{hidden} events not detected")
+    expect(page.locator('[data-wf-row="undetected"]')).to_contain_text(
+        f"{hidden} events not detected"
+    )
     statuses = Counter(e["status"] for e in shown_events)
     assert statuses["detection_failed"] == 1 and statuses["completed"] == len(BIG_DETECTED)
     expect(page.locator('[data-wf-row="event"][data-status="detection_failed"]')).to_have_count(1)
@@ -261,24 +363,42 @@ def test_invocation_detail_timeline_diff_and_logs(tab: Any, server: RunningServe
     # Clicking a job shows its details beside the waterfall.
     failed_job = next(j for j in jobs if j["status"] == "failed")
     page.locator(f'[data-wf-key="{failed_job["id"]}"]').click()
-    expect(page.locator(f'[data-job-panel="{failed_job["id"]}"]')).to_contain_text("ledger unavailable")
+    expect(page.locator(f'[data-job-panel="{failed_job["id"]}"]')).to_contain_text(
+        "ledger unavailable"
+    )
     retried = next(j for j in jobs if j["attempts"] > 1)
-    expect(page.locator(f'[data-wf-key="{retried["id"]}"]')).to_contain_text(f"×{retried['attempts']}")
+    expect(page.locator(f'[data-wf-key="{retried["id"]}"]')).to_contain_text(
+        f"\u00d7{retried['attempts']}"
+    )
     tab.screenshot("invocation-timeline")
 
     # Row change: the changed columns are highlighted.
     page.locator('[data-tab="changes"]').click()
-    payload = rows(dataset.url, sa.select(invocations.c.source_event_payload).where(invocations.c.id == invocation_id))[0]["source_event_payload"]
+    payload = rows(
+        dataset.url,
+        sa.select(invocations.c.source_event_payload).where(invocations.c.id == invocation_id),
+    )[0]["source_event_payload"]
     old, new = payload["event"]["data"]["old"], payload["event"]["data"]["new"]
     changed = sorted(c for c in new if old.get(c) != new.get(c))
     expect(page.locator('.diff-row[data-changed="1"]')).to_have_count(len(changed))
-    assert sorted(r.get_attribute("data-column") for r in page.locator('.diff-row[data-changed="1"]').all()) == changed
+    assert (
+        sorted(
+            r.get_attribute("data-column")
+            for r in page.locator('.diff-row[data-changed="1"]').all()
+        )
+        == changed
+    )
     expect(page.locator("[data-changed-count]")).to_have_text(str(len(changed)))
     tab.screenshot("invocation-changes")
 
     # Logs: the level filter and the jump to the first error.
     page.locator('[data-tab="logs"]').click()
-    logs = rows(dataset.url, sa.select(job_logs.c.id, job_logs.c.level, job_logs.c.seq).where(job_logs.c.invocation_id == invocation_id).order_by(job_logs.c.seq))
+    logs = rows(
+        dataset.url,
+        sa.select(job_logs.c.id, job_logs.c.level, job_logs.c.seq)
+        .where(job_logs.c.invocation_id == invocation_id)
+        .order_by(job_logs.c.seq),
+    )
     levels = Counter(line["level"] for line in logs)
     assert levels["error"] >= 1 and levels["warn"] >= 1 and levels["info"] >= 1
     # The job selected on the timeline filters the logs; show every step again.
@@ -288,7 +408,9 @@ def test_invocation_detail_timeline_diff_and_logs(tab: Any, server: RunningServe
     for level in ("debug", "info", "warn"):
         page.locator(f'[data-level-filter="{level}"]').click()
     expect(page.locator("[data-log]")).to_have_count(levels["error"])
-    assert {line.get_attribute("data-level") for line in page.locator("[data-log]").all()} == {"error"}
+    assert {line.get_attribute("data-level") for line in page.locator("[data-log]").all()} == {
+        "error"
+    }
     page.locator('[data-level-filter="error"]').click()  # the last level off: all levels back
     expect(page.locator("[data-log]")).to_have_count(len(logs))
     page.locator("[data-jump-error]").click()
@@ -302,14 +424,44 @@ def test_invocation_detail_timeline_diff_and_logs(tab: Any, server: RunningServe
     expect(page.locator(".json").first).to_contain_text(dataset.needle)
 
 
-def test_flow_shows_the_cascade_nodes_and_edges(tab: Any, server: RunningServer, dataset: WebDataset) -> None:
-    child = rows(dataset.url, sa.select(invocations.c.id, invocations.c.source_job_id, invocations.c.correlation_id).where(invocations.c.source_job_id.is_not(None), in_window(dataset)).limit(1))[0]
-    parent_job = rows(dataset.url, sa.select(job_executions.c.invocation_id).where(job_executions.c.id == child["source_job_id"]))[0]
+def test_flow_shows_the_cascade_nodes_and_edges(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
+    child = rows(
+        dataset.url,
+        sa.select(invocations.c.id, invocations.c.source_job_id, invocations.c.correlation_id)
+        .where(invocations.c.source_job_id.is_not(None), in_window(dataset))
+        .limit(1),
+    )[0]
+    parent_job = rows(
+        dataset.url,
+        sa.select(job_executions.c.invocation_id).where(
+            job_executions.c.id == child["source_job_id"]
+        ),
+    )[0]
     root_id = str(parent_job["invocation_id"])
-    group = rows(dataset.url, sa.select(invocations.c.id, invocations.c.source_job_id).where(invocations.c.correlation_id == child["correlation_id"]))
+    group = rows(
+        dataset.url,
+        sa.select(invocations.c.id, invocations.c.source_job_id).where(
+            invocations.c.correlation_id == child["correlation_id"]
+        ),
+    )
     ids = [str(r["id"]) for r in group]
-    events = rows(dataset.url, sa.select(event_executions.c.id, event_executions.c.invocation_id, event_executions.c.status, event_executions.c.detected).where(event_executions.c.invocation_id.in_(ids)))
-    jobs = rows(dataset.url, sa.select(job_executions.c.id, job_executions.c.event_execution_id).where(job_executions.c.invocation_id.in_(ids)))
+    events = rows(
+        dataset.url,
+        sa.select(
+            event_executions.c.id,
+            event_executions.c.invocation_id,
+            event_executions.c.status,
+            event_executions.c.detected,
+        ).where(event_executions.c.invocation_id.in_(ids)),
+    )
+    jobs = rows(
+        dataset.url,
+        sa.select(job_executions.c.id, job_executions.c.event_execution_id).where(
+            job_executions.c.invocation_id.in_(ids)
+        ),
+    )
 
     nodes = {f"inv:{i}" for i in ids}
     edges = set()
@@ -330,7 +482,10 @@ def test_flow_shows_the_cascade_nodes_and_edges(tab: Any, server: RunningServer,
     page = open_page(tab, server, f"/flow/{root_id}")
     expect(page.locator("[data-node]")).to_have_count(len(nodes))
     assert {n.get_attribute("data-node") for n in page.locator("[data-node]").all()} == nodes
-    drawn = {(e.get_attribute("data-edge-from"), e.get_attribute("data-edge-to")) for e in page.locator("[data-edge-from]").all()}
+    drawn = {
+        (e.get_attribute("data-edge-from"), e.get_attribute("data-edge-to"))
+        for e in page.locator("[data-edge-from]").all()
+    }
     assert drawn == edges
     cascade_edges = page.locator("path.edge-cascade")
     expect(cascade_edges).to_have_count(sum(1 for inv in group if inv["source_job_id"] is not None))
@@ -349,9 +504,16 @@ def test_flow_shows_the_cascade_nodes_and_edges(tab: Any, server: RunningServer,
     tab.screenshot("flow")
 
 
-def test_flow_of_the_wide_invocation_groups_undetected_events(tab: Any, server: RunningServer, dataset: WebDataset) -> None:
+def test_flow_of_the_wide_invocation_groups_undetected_events(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
     page = open_page(tab, server, f"/flow/{dataset.big_invocation_id}")
-    undetected = count(dataset.url, event_executions, event_executions.c.invocation_id == dataset.big_invocation_id, event_executions.c.status == "not_detected")
+    undetected = count(
+        dataset.url,
+        event_executions,
+        event_executions.c.invocation_id == dataset.big_invocation_id,
+        event_executions.c.status == "not_detected",
+    )
     group = page.locator(f'[data-node="und:{dataset.big_invocation_id}"]')
     expect(group).to_contain_text(f"{undetected} not detected")
     group.click()
@@ -359,10 +521,23 @@ def test_flow_of_the_wide_invocation_groups_undetected_events(tab: Any, server: 
     tab.screenshot("flow-wide")
 
 
-def test_analytics_counts_failure_rates_and_error_groups(tab: Any, server: RunningServer, dataset: WebDataset) -> None:
+def test_analytics_counts_failure_rates_and_error_groups(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
     page = open_page(tab, server, f"/analytics?{dataset.range_query()}")
-    window = sa.and_(job_executions.c.created_at >= dataset.window_start, job_executions.c.created_at < dataset.window_end)
-    jobs = rows(dataset.url, sa.select(job_executions.c.job_name, job_executions.c.status, job_executions.c.duration_ms, job_executions.c.error_type).where(window))
+    window = sa.and_(
+        job_executions.c.created_at >= dataset.window_start,
+        job_executions.c.created_at < dataset.window_end,
+    )
+    jobs = rows(
+        dataset.url,
+        sa.select(
+            job_executions.c.job_name,
+            job_executions.c.status,
+            job_executions.c.duration_ms,
+            job_executions.c.error_type,
+        ).where(window),
+    )
     by_name: dict[str, list[dict[str, Any]]] = {}
     for job_row in jobs:
         by_name.setdefault(job_row["job_name"], []).append(job_row)
@@ -373,10 +548,18 @@ def test_analytics_counts_failure_rates_and_error_groups(tab: Any, server: Runni
         failed = sum(r["status"] in ("failed", "timeout", "cancelled") for r in runs)
         expect(row).to_have_attribute("data-failed", str(failed))
         durations = [r["duration_ms"] for r in runs if r["duration_ms"] is not None]
-        assert float(row.get_attribute("data-p95")) == pytest.approx(percentile_cont(durations, 0.95))
+        assert float(row.get_attribute("data-p95")) == pytest.approx(
+            percentile_cont(durations, 0.95)
+        )
     expect(kpi(page, "jobs_run")).to_have_attribute("data-value", str(len(jobs)))
 
-    events = rows(dataset.url, sa.select(event_executions.c.event_name, event_executions.c.detected).where(event_executions.c.created_at >= dataset.window_start, event_executions.c.created_at < dataset.window_end))
+    events = rows(
+        dataset.url,
+        sa.select(event_executions.c.event_name, event_executions.c.detected).where(
+            event_executions.c.created_at >= dataset.window_start,
+            event_executions.c.created_at < dataset.window_end,
+        ),
+    )
     detected = Counter(e["event_name"] for e in events if e["detected"])
     checked = Counter(e["event_name"] for e in events)
     for name in ("orders.shipped", BIG_DETECTED[0]):
@@ -385,47 +568,81 @@ def test_analytics_counts_failure_rates_and_error_groups(tab: Any, server: Runni
         expect(row).to_have_attribute("data-detected", str(detected[name]))
 
     # Failures grouped by error type.
-    bad = Counter(r["error_type"] or "" for r in jobs if r["status"] in ("failed", "timeout", "cancelled"))
+    bad = Counter(
+        r["error_type"] or "" for r in jobs if r["status"] in ("failed", "timeout", "cancelled")
+    )
     assert len(bad) >= 2
     for error_type, number in bad.items():
-        expect(page.locator(f'[data-failure-group="type:{error_type}"]')).to_have_attribute("data-count", str(number))
-    rejected = count(dataset.url, invocations, in_window(dataset), invocations.c.status == "rejected")
+        expect(page.locator(f'[data-failure-group="type:{error_type}"]')).to_have_attribute(
+            "data-count", str(number)
+        )
+    rejected = count(
+        dataset.url, invocations, in_window(dataset), invocations.c.status == "rejected"
+    )
     if rejected:
-        expect(page.locator('[data-failure-group="rejected"]')).to_have_attribute("data-count", str(rejected))
+        expect(page.locator('[data-failure-group="rejected"]')).to_have_attribute(
+            "data-count", str(rejected)
+        )
     expect(page.locator('[data-table="slowest"] tbody tr')).to_have_count(10)
     expect(page.locator('[data-chart="percentiles"]')).to_be_visible()
     tab.screenshot("analytics")
 
 
-def test_a_new_invocation_appears_without_reload(tab: Any, server: RunningServer, dataset: WebDataset) -> None:
+def test_a_new_invocation_appears_without_reload(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
     page = open_page(tab, server, "/invocations?range=1h")
     expect(page.locator("[data-total]")).to_be_visible()
-    expect(page.locator("[data-live]")).to_have_attribute("data-live", "live", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("[data-live]")).to_have_attribute(
+        "data-live", "live", timeout=LIVE_TIMEOUT_MS
+    )
     before = int(page.locator("[data-total]").get_attribute("data-total"))
 
     plugin = plugin_for(dataset.url)
     try:
-        result = listen_to_sync(shipment_payload("shp_live", "live-token"), modules=shipment_modules()[:3], plugins=[plugin], source_function="live_events")
+        result = listen_to_sync(
+            shipment_payload("shp_live", "live-token"),
+            modules=shipment_modules()[:3],
+            plugins=[plugin],
+            source_function="live_events",
+        )
     finally:
         plugin.shutdown_sync(30.0)
-    expect(page.locator(f'[data-table="invocations"] tr[data-invocation="{result.invocation_id}"]')).to_be_visible(timeout=LIVE_TIMEOUT_MS)
-    expect(page.locator("[data-total]")).to_have_attribute("data-total", str(before + 1), timeout=LIVE_TIMEOUT_MS)
+    expect(
+        page.locator(f'[data-table="invocations"] tr[data-invocation="{result.invocation_id}"]')
+    ).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("[data-total]")).to_have_attribute(
+        "data-total", str(before + 1), timeout=LIVE_TIMEOUT_MS
+    )
     tab.screenshot("invocations-live")
 
     # The overview's KPI and recent list follow too.
     page.goto(f"{server.base_url}/?range=1h")
-    expect(page.locator(f'[data-table="recent"] tr[data-invocation="{result.invocation_id}"]')).to_be_visible()
+    expect(
+        page.locator(f'[data-table="recent"] tr[data-invocation="{result.invocation_id}"]')
+    ).to_be_visible()
     shown = kpi_value(page, "invocations")
     plugin = plugin_for(dataset.url)
     try:
-        second = listen_to_sync(shipment_payload("shp_live2", "live-token"), modules=shipment_modules()[:3], plugins=[plugin], source_function="live_events")
+        second = listen_to_sync(
+            shipment_payload("shp_live2", "live-token"),
+            modules=shipment_modules()[:3],
+            plugins=[plugin],
+            source_function="live_events",
+        )
     finally:
         plugin.shutdown_sync(30.0)
-    expect(page.locator(f'[data-table="recent"] tr[data-invocation="{second.invocation_id}"]')).to_be_visible(timeout=LIVE_TIMEOUT_MS)
-    expect(kpi(page, "invocations")).to_have_attribute("data-value", str(int(shown) + 1), timeout=LIVE_TIMEOUT_MS)
+    expect(
+        page.locator(f'[data-table="recent"] tr[data-invocation="{second.invocation_id}"]')
+    ).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    expect(kpi(page, "invocations")).to_have_attribute(
+        "data-value", str(int(shown) + 1), timeout=LIVE_TIMEOUT_MS
+    )
 
 
-def test_dropped_records_show_a_data_incomplete_banner(tab: Any, server: RunningServer, dataset: WebDataset) -> None:
+def test_dropped_records_show_a_data_incomplete_banner(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
     page = open_page(tab, server, "/")
     expect(kpi(page, "invocations")).to_be_visible()
     expect(page.locator('[data-banner="incomplete"]')).to_have_count(0)
@@ -450,10 +667,15 @@ def test_dropped_records_show_a_data_incomplete_banner(tab: Any, server: Running
         expect(banner).to_contain_text("buffer_full")
         tab.screenshot("overview-data-incomplete")
     finally:
-        execute(dataset.url, sa.delete(plugin_instances).where(plugin_instances.c.id == "worker-1:4242:test"))
+        execute(
+            dataset.url,
+            sa.delete(plugin_instances).where(plugin_instances.c.id == "worker-1:4242:test"),
+        )
 
 
-def test_an_unreachable_api_is_shown_and_recovers(tab: Any, server: RunningServer, dataset: WebDataset) -> None:
+def test_an_unreachable_api_is_shown_and_recovers(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
     # While offline the browser itself logs the failed requests: those are expected.
     tab.allowed_errors = r"ERR_INTERNET_DISCONNECTED|Failed to load resource|WebSocket connection"
     page = open_page(tab, server, "/invocations")
@@ -462,7 +684,9 @@ def test_an_unreachable_api_is_shown_and_recovers(tab: Any, server: RunningServe
     banner = page.locator('[data-banner="offline"]')
     expect(banner).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     expect(page.locator("[data-live]")).to_have_attribute("data-live", "offline")
-    expect(page.locator('[data-table="invocations"] tbody tr').first).to_be_visible()  # last data stays
+    expect(
+        page.locator('[data-table="invocations"] tbody tr').first
+    ).to_be_visible()  # last data stays
     tab.screenshot("offline")
     tab.context.set_offline(False)
     expect(banner).to_have_count(0, timeout=LIVE_TIMEOUT_MS)
@@ -477,7 +701,9 @@ def test_keyboard_navigation(tab: Any, server: RunningServer, dataset: WebDatase
     first = page.locator('[data-table="invocations"] tbody tr').first
     expect(first).to_be_visible()
     page.keyboard.press("j")
-    second_id = page.locator('[data-table="invocations"] tbody tr').nth(1).get_attribute("data-invocation")
+    second_id = (
+        page.locator('[data-table="invocations"] tbody tr').nth(1).get_attribute("data-invocation")
+    )
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(rf"/invocations/{second_id}"))
     page.keyboard.press("/")

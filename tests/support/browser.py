@@ -38,7 +38,9 @@ def chromium() -> Iterator[Browser]:
     """Launch the system Chromium; fails (never skips) when it is not installed."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
-        raise RuntimeError("chromium is not installed: run `make test` (or apt-get install chromium)")
+        raise RuntimeError(
+            "chromium is not installed: run `make test` (or apt-get install chromium)"
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         try:
@@ -79,6 +81,9 @@ def open_tab(browser: Browser) -> Tab:
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     tab = Tab(context, page)
-    page.on("console", lambda message: tab.errors.append(message.text) if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: tab.errors.append(message.text) if message.type == "error" else None,
+    )
     page.on("pageerror", lambda error: tab.errors.append(f"page error: {error}"))
     return tab

@@ -93,7 +93,10 @@ def shipment_payload(row_id: str, needle: str) -> dict[str, Any]:
         "event": {
             "op": "UPDATE",
             "data": {"old": old, "new": new},
-            "session_variables": {"x-hasura-role": "user", "x-hasura-user-email": "dispatch@example.com"},
+            "session_variables": {
+                "x-hasura-role": "user",
+                "x-hasura-user-email": "dispatch@example.com",
+            },
         },
     }
 
@@ -116,7 +119,9 @@ def shipment_modules() -> list[EventModule]:
 
     attempts = {"count": 0}
 
-    async def notify_customer(event_name: str, event: Any, options: dict[str, Any]) -> dict[str, Any]:
+    async def notify_customer(
+        event_name: str, event: Any, options: dict[str, Any]
+    ) -> dict[str, Any]:
         attempts["count"] += 1
         await asyncio.sleep(0.01)
         if attempts["count"] == 1:
@@ -147,7 +152,9 @@ def shipment_modules() -> list[EventModule]:
 
     names = [*BIG_DETECTED, BIG_RAISING]
     names += [f"shipments.rule_{i:02d}" for i in range(BIG_EVENTS - len(names))]
-    return [EventModule(name, detector_for(name), handlers.get(name, handler_for([]))) for name in names]
+    return [
+        EventModule(name, detector_for(name), handlers.get(name, handler_for([]))) for name in names
+    ]
 
 
 def build_dataset(url: str, *, demo_invocations: int = 160) -> WebDataset:
