@@ -95,9 +95,13 @@ def module_db_url(
         db.run(db.drop_postgres_database(admin_url, url))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium (Debian's) for the whole session, driven by Playwright."""
+    """A headless Chromium (Debian's) driven by Playwright, for one test module.
+
+    Module scope, not session: Playwright's sync API keeps an event loop running in the
+    main thread while it is started, which would break every later test that runs its
+    own loop (asyncio.run, pytest-asyncio)."""
     from tests.support.browser import chromium
 
     with chromium() as launched:

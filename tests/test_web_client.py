@@ -701,6 +701,7 @@ def test_keyboard_navigation(tab: Any, server: RunningServer, dataset: WebDatase
     first = page.locator('[data-table="invocations"] tbody tr').first
     expect(first).to_be_visible()
     page.keyboard.press("j")
+    expect(page.locator('[data-table="invocations"] tbody tr').nth(1)).to_have_class(re.compile(r"\bselected\b"))
     second_id = (
         page.locator('[data-table="invocations"] tbody tr').nth(1).get_attribute("data-invocation")
     )

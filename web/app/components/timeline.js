@@ -3,7 +3,6 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { fmtDuration, toDate } from '../lib/format.js';
-import { StatusBadge } from './ui.js';
 
 const ms = (value) => (value ? toDate(value).getTime() : null);
 
@@ -105,8 +104,4 @@ export function Waterfall({ invocation, events, jobs, now, selected, onSelect })
     ${!rows.length && !hidden.length ? html`<div class="muted pad">No event module was checked.</div>` : null}
     <div class="wf-legend muted small"><i class="sw detect"></i>detector <i class="sw handler"></i>handler <i class="sw completed"></i>job completed <i class="sw failed"></i>failed <i class="sw timeout"></i>timeout <i class="sw running"></i>running · click a job for its details</div>
   </div>`;
-}
-
-export function StatusLine({ status }) {
-  return html`<${StatusBadge} status=${status} />`;
 }

@@ -1,7 +1,7 @@
 // Invocations: server-side pages, filters and search, all kept in the URL.
 import { html } from 'htm/preact';
-import { useEffect, useState } from 'preact/hooks';
-import { Batch, CHANGES, can, readable } from '../lib/api.js';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { Batch, CHANGES, can } from '../lib/api.js';
 import { useLive, useNow, useQuery } from '../lib/hooks.js';
 import { createdWithin, useTimeRange } from '../lib/timerange.js';
 import { OPERATIONS, STATUSES, invocationWhere, parseSearch, readFilters } from '../lib/search.js';
@@ -78,21 +78,25 @@ export function InvocationsPage({ params }) {
   };
 
   useEffect(() => setSelected(0), [JSON.stringify(where), page]);
+  // One listener reading the latest rows and selection (no stale closure between renders).
+  const keys = useRef({});
+  keys.current = { rows, selected, page, pages };
   useEffect(() => {
     const onKey = (event) => {
       const target = event.target;
       if (event.metaKey || event.ctrlKey || event.altKey || (target && ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName))) return;
-      if (event.key === 'j') setSelected((s) => Math.min(rows.length - 1, s + 1));
-      else if (event.key === 'k') setSelected((s) => Math.max(0, s - 1));
-      else if (event.key === 'Enter' && rows[selected]) navigate(`/invocations/${rows[selected].id}${location.search}`);
-      else if (event.key === ']' && page < pages) updateParams({ page: page + 1 });
-      else if (event.key === '[' && page > 1) updateParams({ page: page - 1 });
+      const { rows: list, selected: index, page: current, pages: count } = keys.current;
+      if (event.key === 'j') setSelected(Math.max(0, Math.min(list.length - 1, index + 1)));
+      else if (event.key === 'k') setSelected(Math.max(0, index - 1));
+      else if (event.key === 'Enter' && list[index]) navigate(`/invocations/${list[index].id}${location.search}`);
+      else if (event.key === ']' && current < count) updateParams({ page: current + 1 });
+      else if (event.key === '[' && current > 1) updateParams({ page: current - 1 });
       else return;
       event.preventDefault();
     };
     addEventListener('keydown', onKey);
     return () => removeEventListener('keydown', onKey);
-  }, [rows, selected, page, pages]);
+  }, []);
 
   const functions = options.data?.functions.map((f) => f.source_function) || [];
   const tables = options.data?.tables.map((t) => t.source_table) || [];
