@@ -105,6 +105,7 @@ def test_the_admin_secret_entered_in_settings_unlocks_payloads(
     page.locator('input[name="admin-secret"]').fill(SECRET)
     page.locator("[data-auth-form] button[type=submit]").click()
     expect(page.locator("[data-auth-saved]")).to_be_visible()
+    tab.screenshot("settings")
     assert page.evaluate("() => sessionStorage.getItem('event-detector.auth')").find(SECRET) >= 0
     assert page.evaluate("() => localStorage.length") == 0
 
