@@ -11,6 +11,7 @@ has no configuration beyond the API's path on the same origin.
 from __future__ import annotations
 
 import mimetypes
+import os
 from pathlib import Path
 
 from starlette.requests import Request
@@ -57,12 +58,12 @@ class ClientFiles(StaticFiles):
 
     def file_response(
         self,
-        full_path: str | Path,
-        stat_result: object,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
         scope: Scope,
         status_code: int = 200,
     ) -> Response:
-        response = super().file_response(full_path, stat_result, scope, status_code)  # type: ignore[arg-type]
+        response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers.update(NO_CACHE)
         return response
 

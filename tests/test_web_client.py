@@ -592,7 +592,7 @@ def test_a_new_invocation_appears_without_reload(
     tab: Any, server: RunningServer, dataset: WebDataset
 ) -> None:
     page = open_page(tab, server, "/invocations?range=1h")
-    expect(page.locator("[data-total]")).to_be_visible()
+    expect(page.locator("[data-total]")).to_have_attribute("data-total", re.compile(r"^\d+$"))
     expect(page.locator("[data-live]")).to_have_attribute(
         "data-live", "live", timeout=LIVE_TIMEOUT_MS
     )
@@ -701,7 +701,9 @@ def test_keyboard_navigation(tab: Any, server: RunningServer, dataset: WebDatase
     first = page.locator('[data-table="invocations"] tbody tr').first
     expect(first).to_be_visible()
     page.keyboard.press("j")
-    expect(page.locator('[data-table="invocations"] tbody tr').nth(1)).to_have_class(re.compile(r"\bselected\b"))
+    expect(page.locator('[data-table="invocations"] tbody tr').nth(1)).to_have_class(
+        re.compile(r"\bselected\b")
+    )
     second_id = (
         page.locator('[data-table="invocations"] tbody tr').nth(1).get_attribute("data-invocation")
     )

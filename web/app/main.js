@@ -170,7 +170,7 @@ function Banners({ params }) {
   const banners = [];
   if (conn.http === 'down' || (conn.live === 'push' && conn.ws === 'closed')) {
     banners.push(html`<div class="banner banner-offline" role="alert" data-banner="offline">
-      <strong>The API is unreachable.</strong> ${conn.httpError || 'The live connection closed.'} Retrying; what you see may be out of date${conn.lastOk ? ` (last answer ${fmtRelative(conn.lastOk)})` : ''}.
+      <strong>The API is unreachable:</strong> ${conn.httpError || 'the live connection closed'}. Retrying; what you see may be out of date${conn.lastOk ? ` (last answer ${fmtRelative(conn.lastOk)})` : ''}.
     </div>`);
   }
   if (conn.authError) {
@@ -187,7 +187,7 @@ function Banners({ params }) {
     }
     banners.push(html`<div class="banner banner-incomplete" role="status" data-banner="incomplete" data-dropped=${dropped}>
       <strong>Data incomplete:</strong> the observability plugin dropped ${fmtNumber(dropped)} record${dropped === 1 ? '' : 's'}
-      ${Object.keys(reasons).length ? html` (${Object.entries(reasons).map(([r, c], i) => html`${i ? ', ' : ''}<code>${r}</code>: ${fmtNumber(c)}`)})` : null}
+      ${Object.keys(reasons).length ? html` (${Object.entries(reasons).map(([r, c], i) => html`${i ? ', ' : ''}<code>${r}</code>: ${fmtNumber(c)}`)})` : null}${' '}
       in ${instances.length} process${instances.length === 1 ? '' : 'es'} that reported in this time range
       (${instances.map((i, n) => html`${n ? ', ' : ''}<span class="mono" title=${`${i.hostname || ''} pid ${i.pid ?? '?'}, ${i.writer || ''} writer, last report ${i.updated_at}${i.last_error ? `; last error: ${i.last_error}` : ''}`}>${i.id}</span>`)}).
       Counts and lists below may miss those records.

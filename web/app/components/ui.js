@@ -90,7 +90,8 @@ export function Empty({ title, children }) {
 }
 
 export function ErrorBox({ error, title = 'Could not load this view' }) {
-  if (!error) return null;
+  // An unreachable API is shown once, by the banner; the last data stays on screen.
+  if (!error || error.name === 'NetworkError') return null;
   return html`<div class="error-box" role="alert"><strong>${title}</strong><div>${error.message || String(error)}</div>${error.code ? html`<div class="muted">code: ${error.code}</div>` : null}</div>`;
 }
 

@@ -7,16 +7,18 @@ import { watch } from './graphql.js';
  * Run `fetcher(signal)` (an async function returning data) now, whenever `deps` change,
  * and again when `version` changes (live updates; at most once per `throttleMs`, the last
  * change always wins). While a reload runs, the previous data stays on screen.
- * Returns { data, error, loading }.
+ * Returns { data, error, loading, current } (`current`: the data answers these `deps`).
  */
 export function useQuery(fetcher, deps, { version = 0, throttleMs = 1000, enabled = true } = {}) {
   const [state, setState] = useState({ data: undefined, error: null, loading: enabled });
   const latest = useRef({ fetcher, seq: 0, lastRun: 0, timer: null, controller: null });
   latest.current.fetcher = fetcher;
   const depsKey = JSON.stringify(deps);
+  latest.current.depsKey = depsKey;
 
   const run = () => {
     const box = latest.current;
+    const key = box.depsKey;
     box.seq += 1;
     const seq = box.seq;
     box.lastRun = Date.now();
@@ -28,11 +30,11 @@ export function useQuery(fetcher, deps, { version = 0, throttleMs = 1000, enable
       .then(() => box.fetcher(controller.signal))
       .then(
         (data) => {
-          if (seq === box.seq) setState({ data, error: null, loading: false });
+          if (seq === box.seq) setState({ data, error: null, loading: false, key });
         },
         (error) => {
           if (error?.name === 'AbortError' || seq !== box.seq) return;
-          setState((previous) => ({ data: previous.data, error, loading: false }));
+          setState((previous) => ({ ...previous, error, loading: false }));
         },
       );
   };
@@ -65,7 +67,7 @@ export function useQuery(fetcher, deps, { version = 0, throttleMs = 1000, enable
     }, wait);
   }, [version]);
 
-  return state;
+  return { ...state, current: state.data !== undefined && state.key === depsKey };
 }
 
 /**

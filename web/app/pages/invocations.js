@@ -133,7 +133,7 @@ export function InvocationsPage({ params }) {
     <${ErrorBox} error=${result.error} />
     <div class="card table-card">
       <div class="table-head">
-        <div data-total=${total}>${result.data ? html`<strong>${fmtNumber(total)}</strong> invocation${total === 1 ? '' : 's'}${total ? html`<span class="muted"> · showing ${fmtNumber((page - 1) * size + Math.min(1, rows.length))}–${fmtNumber((page - 1) * size + rows.length)}</span>` : null}` : 'Loading…'}
+        <div data-total=${result.current ? total : ''}>${result.data ? html`<strong>${fmtNumber(total)}</strong> invocation${total === 1 ? '' : 's'}${total ? html`<span class="muted"> · showing ${fmtNumber((page - 1) * size + Math.min(1, rows.length))}–${fmtNumber((page - 1) * size + rows.length)}</span>` : null}` : 'Loading…'}
           ${result.loading && result.data ? html`<span class="spinner small"></span>` : null}</div>
         <div class="pager">
           <label class="muted small">Rows <select value=${size} data-page-size onChange=${(e) => updateParams({ size: e.target.value, page: '' })}>${PAGE_SIZES.map((n) => html`<option value=${n}>${n}</option>`)}</select></label>
