@@ -64,24 +64,78 @@ async function fetchLists(range, signal) {
   return batch.run(signal);
 }
 
-/** Invocations per bucket: total and failed (failed, timeout, rejected). */
-export async function fetchSeries(range, signal) {
-  const { size, buckets } = bucketsFor(range);
-  const batch = new Batch('OverviewSeries');
+const HOUR = 3_600_000;
+// Hours younger than this are always counted live: the rollup refreshes dashboard_stats
+// about once a minute, so the latest hours may not be in it yet.
+const LIVE_HOURS = 2;
+const VIEW_DAYS = 29; // dashboard_stats keeps the last 30 days
+
+function boundsOf(bucket) {
+  return { created_at: { _gte: new Date(bucket.start).toISOString(), ...(bucket.end ? { _lt: new Date(bucket.end).toISOString() } : {}) } };
+}
+
+/**
+ * Invocations per bucket: total and failed (failed, timeout, rejected).
+ *
+ * Whole-hour buckets older than two hours come from the hourly `dashboard_stats` rollup
+ * (one query, a row per hour and function), checked against one live count of the same
+ * span; the others (and all of them when the rollup is behind) are live aggregates, two
+ * per bucket.
+ */
+export async function fetchSeries(range, signal, now = Date.now()) {
+  const { size, buckets } = bucketsFor(range, now);
+  const newest = Math.floor(now / HOUR) * HOUR - (LIVE_HOURS - 1) * HOUR;
+  const oldest = now - VIEW_DAYS * 24 * HOUR;
+  const fromView = (b) => size % HOUR === 0 && b.start % size === 0 && b.end !== null && b.end - b.start === size && b.end <= newest && b.start >= oldest;
+  const viewed = buckets.filter(fromView);
+  const total = new Array(buckets.length).fill(0);
+  const failed = new Array(buckets.length).fill(0);
+
+  const liveBuckets = (batch, list) =>
+    list.forEach((bucket) => {
+      const i = buckets.indexOf(bucket);
+      const all = batch.variable('invocations_bool_exp!', boundsOf(bucket));
+      const bad = batch.variable('invocations_bool_exp!', and(boundsOf(bucket), { status: { _in: BAD_STATUSES } }));
+      batch.add(`b${i}: invocations_aggregate(where: ${all}) { aggregate { count } }`);
+      batch.add(`b${i}_bad: invocations_aggregate(where: ${bad}) { aggregate { count } }`);
+    });
+  const live = new Batch('OverviewSeries');
+  liveBuckets(live, buckets.filter((b) => !fromView(b)));
+  if (viewed.length) {
+    const span = { start: viewed[0].start, end: viewed[viewed.length - 1].end };
+    const hours = live.variable('dashboard_stats_bool_exp!', { hour_bucket: { _gte: new Date(span.start).toISOString(), _lt: new Date(span.end).toISOString() } });
+    const covered = live.variable('invocations_bool_exp!', boundsOf(span));
+    live.add(`hours: dashboard_stats(where: ${hours}) { hour_bucket total_invocations successful_invocations }`);
+    live.add(`covered: invocations_aggregate(where: ${covered}) { aggregate { count } }`);
+  }
+  let data = await live.run(signal);
+  if (viewed.length) {
+    let sum = 0;
+    for (const row of data.hours) {
+      const i = buckets.findIndex((b) => b.start === Math.floor(new Date(row.hour_bucket).getTime() / size) * size);
+      if (i < 0 || !fromView(buckets[i])) continue;
+      total[i] += Number(row.total_invocations);
+      failed[i] += Number(row.total_invocations) - Number(row.successful_invocations);
+      sum += Number(row.total_invocations);
+    }
+    if (sum !== data.covered.aggregate.count) {
+      // The rollup is behind (or off): count those hours live too.
+      viewed.forEach((b) => {
+        total[buckets.indexOf(b)] = 0;
+        failed[buckets.indexOf(b)] = 0;
+      });
+      const again = new Batch('OverviewSeriesLive');
+      liveBuckets(again, viewed);
+      data = { ...data, ...(await again.run(signal)) };
+    }
+  }
   buckets.forEach((bucket, i) => {
-    const bounds = { created_at: { _gte: new Date(bucket.start).toISOString(), ...(bucket.end ? { _lt: new Date(bucket.end).toISOString() } : {}) } };
-    const all = batch.variable('invocations_bool_exp!', bounds);
-    const bad = batch.variable('invocations_bool_exp!', and(bounds, { status: { _in: BAD_STATUSES } }));
-    batch.add(`b${i}: invocations_aggregate(where: ${all}) { aggregate { count } }`);
-    batch.add(`b${i}_bad: invocations_aggregate(where: ${bad}) { aggregate { count } }`);
+    if (data[`b${i}`]) {
+      total[i] = data[`b${i}`].aggregate.count;
+      failed[i] = data[`b${i}_bad`].aggregate.count;
+    }
   });
-  const data = await batch.run(signal);
-  return {
-    size,
-    x: buckets.map((b) => b.label),
-    total: buckets.map((_, i) => data[`b${i}`].aggregate.count),
-    failed: buckets.map((_, i) => data[`b${i}_bad`].aggregate.count),
-  };
+  return { size, x: buckets.map((b) => b.label), total, failed };
 }
 
 const relative = (value, previous) => {
