@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,37 @@ def test_overview_kpis_and_chart_match_the_database(
         "data-invocation"
     ) == str(newest[0]["id"])
     tab.screenshot("overview")
+
+
+def test_the_chart_counts_hours_the_rollup_has_not_seen_yet(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
+    # An invocation written now but dated five hours back (a plugin flushing late): the
+    # hourly rollup has not seen it, so the chart must count that hour live.
+    plugin = plugin_for(dataset.url)
+    try:
+        late = off_loop(
+            listen_to_sync,
+            shipment_payload("shp_late", "late-token"),
+            modules=shipment_modules()[:3],
+            plugins=[plugin],
+            source_function="late_events",
+        )
+    finally:
+        plugin.shutdown_sync(30.0)
+    moved = dataset.window_end - timedelta(hours=5)
+    execute(
+        dataset.url,
+        sa.update(invocations)
+        .where(invocations.c.id == late.invocation_id)
+        .values(created_at=moved),
+    )
+    page = open_page(tab, server, f"/?{dataset.range_query()}")
+    cells = page.locator('[data-chart-table="invocations"] td[data-series="Total"]')
+    expect(cells.first).to_be_attached()
+    expected = count(dataset.url, invocations, in_window(dataset))
+    expect(kpi(page, "invocations")).to_have_attribute("data-value", str(expected))
+    assert sum(int(t or 0) for t in cells.all_text_contents()) == expected
 
 
 def visible_ids(page: Any) -> list[str]:
