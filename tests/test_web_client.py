@@ -9,6 +9,7 @@ screenshot of its page to tests/artifacts/screenshots/ and fails on any browser 
 from __future__ import annotations
 
 import re
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -550,6 +551,70 @@ def test_flow_of_the_wide_invocation_groups_undetected_events(
     group.click()
     expect(page.locator('[data-detail="undetected"] tbody tr')).to_have_count(undetected)
     tab.screenshot("flow-wide")
+
+
+def test_running_nodes_tick_and_the_flow_follows_the_writes(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
+    # Rows as the plugin writes them while an invocation runs (status running, no end).
+    invocation_id, event_id, job_id = (str(uuid.uuid4()) for _ in range(3))
+    started = datetime.now(UTC) - timedelta(seconds=4)
+    execute(
+        dataset.url,
+        sa.insert(invocations).values(
+            id=invocation_id,
+            created_at=started,
+            updated_at=started,
+            correlation_id=f"running-{invocation_id[:8]}",
+            source_function="running_events",
+            source_table="public.orders",
+            source_operation="UPDATE",
+            status="running",
+        ),
+    )
+    execute(
+        dataset.url,
+        sa.insert(event_executions).values(
+            id=event_id,
+            invocation_id=invocation_id,
+            created_at=started,
+            updated_at=started,
+            event_name="orders.slow",
+            detected=True,
+            detection_duration_ms=3,
+            status="handling",
+        ),
+    )
+    execute(
+        dataset.url,
+        sa.insert(job_executions).values(
+            id=job_id,
+            invocation_id=invocation_id,
+            event_execution_id=event_id,
+            created_at=started,
+            updated_at=started,
+            started_at=started,
+            job_name="slow_export",
+            status="running",
+        ),
+    )
+    page = open_page(tab, server, f"/flow/{invocation_id}")
+    ticking = page.locator(f'[data-node="job:{job_id}"] [data-ticking]')
+    expect(ticking).to_be_visible()
+    first = ticking.inner_text()
+    expect(ticking).not_to_have_text(first, timeout=LIVE_TIMEOUT_MS)  # the clock runs
+
+    ended = datetime.now(UTC)
+    execute(
+        dataset.url,
+        sa.update(job_executions)
+        .where(job_executions.c.id == job_id)
+        .values(status="completed", ended_at=ended, duration_ms=4321, updated_at=ended),
+    )
+    job_node = page.locator(f'[data-node="job:{job_id}"]')
+    expect(job_node).to_have_attribute("data-status", "completed", timeout=LIVE_TIMEOUT_MS)
+    expect(job_node).to_contain_text("4.32 s")
+    tab.screenshot("flow-running")
 
 
 def test_analytics_counts_failure_rates_and_error_groups(
