@@ -165,7 +165,7 @@ function Banners({ params }) {
       }
     }`,
     { since: range.from.toISOString() },
-    { pollMs: 5000 },
+    { pollMs: 2000 },
   );
   const banners = [];
   if (conn.http === 'down' || (conn.live === 'push' && conn.ws === 'closed')) {

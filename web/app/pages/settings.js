@@ -34,8 +34,8 @@ export function SettingsPage() {
             unauthorized role, if the service has one (for example <code>viewer</code>, which cannot read payloads,
             contexts, options, results or stacks). The secret stays in this browser tab (sessionStorage) and is sent
             as <code>x-hasura-admin-secret</code>.</p>
-          <label>Admin secret <input type="password" class="input" autocomplete="off" name="admin-secret" value=${secret} onInput=${(e) => setSecret(e.target.value)} /></label>
-          <label>Role (optional, <code>x-hasura-role</code>) <input type="text" class="input" name="role" placeholder="admin" value=${role} onInput=${(e) => setRole(e.target.value)} /></label>
+          <label><span>Admin secret</span><input type="password" class="input" autocomplete="off" name="admin-secret" value=${secret} onInput=${(e) => setSecret(e.target.value)} /></label>
+          <label><span>Role (optional, sent as <code>x-hasura-role</code>)</span><input type="text" class="input" name="role" placeholder="admin" value=${role} onInput=${(e) => setRole(e.target.value)} /></label>
           <div class="row-actions"><button type="submit" class="btn primary">Use these credentials</button><button type="button" class="btn" onClick=${clear}>Forget</button></div>
           ${saved && !conn.authError ? html`<div class="ok-text small" data-auth-saved>Saved for this tab.</div>` : null}
           ${conn.authError ? html`<div class="form-error">${conn.authError}</div>` : null}
