@@ -2,7 +2,7 @@
 
 Half the rows are job executions (jobs started and finished since the last flush: one
 coalesced row each, marked new as the plugin marks them), half are log lines, written in
-the plugin's batches (`batch_size` 2000) by `PostgresWriter` (binary COPY; executions and
+the plugin's batches (its default `batch_size`) by `PostgresWriter` (binary COPY; executions and
 log lines concurrently on two connections) and `SQLiteWriter` (executemany upserts).
 Baseline in the same run: a naive ORM writer (`session.add_all` of model objects, one
 commit per batch). Also shown: the same rows through the whole plugin (hooks, then the
@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from detector.observability.buffer import Batch, Patch
+from detector.observability.config import ObservabilityConfig
 
 from .report import Section, Target
 
 TITLE = "Flush throughput into PostgreSQL and SQLite (plugin writers vs naive ORM)"
-BATCH = 2000
+# The plugin's batches, as it writes them.
+BATCH = ObservabilityConfig().batch_size
 
 
 def _patches(n: int, invocation_id: str, event_id: str) -> list[Batch]:
