@@ -286,7 +286,7 @@ def run(quick: bool) -> Section:
 
     # The host's RSS climbs for ~20 s (pools, statement caches, the allocator's arenas)
     # before it levels off: quick runs are too short to judge, and say so.
-    service_seconds = 8.0 if quick else 120.0
+    service_seconds = 6.0 if quick else 120.0
     host_seconds = 4.0 if quick else 60.0
     baseline_seconds = 4.0 if quick else 30.0
     rate = 200.0  # invocations/s: 8 rows each, 1,600 rows/s, well within the writer's pace

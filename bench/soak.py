@@ -59,7 +59,7 @@ def run(quick: bool) -> Section:
     from tests.support.runtime import EXAMPLES_EVENTS
     from tests.support.server import serving
 
-    healthy, outage = (3.0, 10.0) if quick else (15.0, 120.0)
+    healthy, outage = (3.0, 8.0) if quick else (15.0, 120.0)
     host_rate, delivery_rate = 25.0, 4.0
     max_delay = 1.0 if quick else 5.0  # the retry backoff's ceiling, seconds
     retry = {
@@ -119,7 +119,7 @@ def run(quick: bool) -> Section:
             ):
                 time.sleep(0.1)
             phases["drained"] = time.monotonic()
-            feed(time.monotonic() + 3)
+            feed(time.monotonic() + (1 if quick else 5))
             host.stop()
             drained = plugin.force_flush(600) and webhook_plugin.force_flush(600)
             watch.stop()
