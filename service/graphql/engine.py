@@ -367,6 +367,23 @@ class GraphQLEngine:
             tables |= _root_tables(planner, ctx, field_def, nodes, key)
         return frozenset(tables)
 
+    def field_tables(
+        self, info: GraphQLResolveInfo, session: Session | None = None
+    ) -> frozenset[str]:
+        """Names of the tables the root field being resolved reads (as `tables_read`).
+
+        For a resolver or subscription hook that already has graphql-core's resolve info
+        (the operation is validated and its variables coerced). `session` defaults to
+        the one in `info.context`.
+        """
+        if session is None:
+            context = info.context
+            session = context.session if isinstance(context, RequestContext) else ADMIN_SESSION
+        ctx = self.compile_context(session)
+        planner = Planner(info.schema, info.fragments, info.variable_values, ctx)
+        field_def = info.parent_type.fields[info.field_name]
+        return frozenset(_root_tables(planner, ctx, field_def, info.field_nodes, info.path.key))
+
     # --- transport -------------------------------------------------------------------------------
 
     def view(self, **options: Any) -> Any:
