@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -193,13 +194,45 @@ def select_stream(table: TableInfo) -> Resolver:
 class SharedResult:
     """The result of one execution of a subscription root field, shared by many
     subscribers (the live-query engine runs a field once for all identical
-    subscriptions): what the field resolved to, or the error it raised."""
+    subscriptions): what the field resolved to, or the error it raised.
 
-    __slots__ = ("error", "value")
+    `payload`, when set, is the whole response body (`{"data": {<key>: …}}` or
+    `{"errors": […]}`, Hasura's shape) already encoded as JSON text, so a transport can
+    send it as is (see `DirectEvents`).
+    """
 
-    def __init__(self, value: Any = None, error: Exception | None = None) -> None:
+    __slots__ = ("error", "payload", "value")
+
+    def __init__(
+        self, value: Any = None, error: Exception | None = None, payload: str | None = None
+    ) -> None:
         self.value = value
         self.error = error
+        self.payload = payload
+
+
+class DirectEvents:
+    """Where a transport can pick up a subscription's event stream for direct sending.
+
+    A transport sets one in `direct_events` (a context variable) before it runs an
+    operation; `live()`'s subscribe puts the stream the engine's hook returned in
+    `events`. When that stream says `direct = True`, every event it yields is a
+    `SharedResult` with `payload` set: after the first result, the transport may send
+    those payloads itself instead of executing each event through graphql-core again
+    (the same bytes for every subscriber of a cohort).
+    """
+
+    __slots__ = ("events",)
+
+    def __init__(self) -> None:
+        self.events: Any = None
+
+    @property
+    def available(self) -> bool:
+        return bool(getattr(self.events, "direct", False))
+
+
+direct_events: ContextVar[DirectEvents | None] = ContextVar("direct_events", default=None)
 
 
 def live(resolver: Resolver) -> dict[str, Any]:
@@ -216,6 +249,9 @@ def live(resolver: Resolver) -> dict[str, Any]:
         events = context.engine.subscription_events(info, args)
         if inspect.isawaitable(events):
             events = await events
+        slot = direct_events.get()
+        if slot is not None:
+            slot.events = events
         return events
 
     async def resolve(event: Any, info: GraphQLResolveInfo, **args: Any) -> Any:

@@ -35,7 +35,9 @@ import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 from graphql import GraphQLError
+from starlette.websockets import WebSocketDisconnect
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import (
     NonJsonMessageReceived,
@@ -48,8 +50,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.utils.aio import aclosing
 
 from .errors import VALIDATION_FAILED, format_errors, hasura_error
+from .resolvers import DirectEvents, direct_events
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -64,6 +68,14 @@ def limit_message(limit: int) -> str:
         f"too many operations on this connection: at most {limit} may run at once "
         "(EVENT_DETECTOR_WEBSOCKET_MAX_OPERATIONS)"
     )
+
+
+async def send_text(websocket: Any, text: str) -> None:
+    """Send an encoded frame on Strawberry's ASGI WebSocket adapter."""
+    try:
+        await websocket.ws.send_text(text)
+    except WebSocketDisconnect as error:
+        raise WebSocketDisconnected from error
 
 
 def _payload_problem(payload: Any) -> str | None:
@@ -121,6 +133,8 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         await super().handle_subscribe(message)
 
     async def _send_result_stream(self, operation: Operation[Any, Any], result_source: Any) -> None:
+        slot = DirectEvents()
+        direct_events.set(slot)
         first = True
         try:
             async for result in result_source:
@@ -137,6 +151,17 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                 await operation.send_operation_message(
                     {"id": operation.id, "type": "next", "payload": self.engine.format(result)}
                 )
+                if slot.available:
+                    # A live subscription: later results arrive encoded once for their
+                    # whole cohort, and go out as they are.
+                    prefix = (
+                        '{"id":' + orjson.dumps(operation.id).decode() + ',"type":"next","payload":'
+                    )
+                    async for event in slot.events:
+                        if operation.completed:
+                            return
+                        await send_text(self.websocket, prefix + event.payload + "}")
+                    return
         except GraphQLError as error:
             # Strawberry lets a syntax error raised by the parser cache escape its stream.
             await self._send_errors(operation, [error])
@@ -303,6 +328,8 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Any, Any]):
         operation_name: str | None,
         variables: dict[str, object] | None,
     ) -> None:
+        slot = DirectEvents()
+        direct_events.set(slot)
         try:
             # `stream` runs queries and mutations too (Hasura accepts them on the socket).
             result_source = await self.schema.stream(
@@ -313,17 +340,8 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Any, Any]):
                 root_value=self.root_value,
             )
             self.subscriptions[operation_id] = result_source
-            first = True
-            try:
-                async for result in result_source:
-                    if first and isinstance(result, PreExecutionError):
-                        await self._send_error(operation_id, result.errors or [])
-                        break
-                    first = False
-                    await self.send_data_message(result, operation_id)
-            except GraphQLError as error:
-                # Strawberry lets a syntax error raised by the parser cache escape.
-                await self._send_error(operation_id, [error])
+            async with aclosing(result_source):
+                await self._send_results(operation_id, result_source, slot)
             await self.send_message({"type": "complete", "id": operation_id})
         except asyncio.CancelledError:
             # Stopped by the client: confirm with `complete` (gql and Apollo wait for it).
@@ -334,6 +352,30 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler[Any, Any]):
         finally:
             self.subscriptions.pop(operation_id, None)
             self.tasks.pop(operation_id, None)
+
+    async def _send_results(
+        self, operation_id: str, result_source: Any, slot: DirectEvents
+    ) -> None:
+        first = True
+        try:
+            async for result in result_source:
+                if first and isinstance(result, PreExecutionError):
+                    await self._send_error(operation_id, result.errors or [])
+                    return
+                first = False
+                await self.send_data_message(result, operation_id)
+                if slot.available:
+                    # A live subscription: later results arrive encoded once for their
+                    # whole cohort, and go out as they are.
+                    prefix = (
+                        '{"type":"data","id":' + orjson.dumps(operation_id).decode() + ',"payload":'
+                    )
+                    async for event in slot.events:
+                        await send_text(self.websocket, prefix + event.payload + "}")
+                    return
+        except GraphQLError as error:
+            # Strawberry lets a syntax error raised by the parser cache escape.
+            await self._send_error(operation_id, [error])
 
     async def _send_error(self, operation_id: str, errors: list[GraphQLError]) -> None:
         await self.send_message(

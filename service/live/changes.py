@@ -162,8 +162,7 @@ class SQLiteChangeWatcher:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+            await wait_event(self._wake, self.interval)
             self._wake.clear()
             try:
                 await self.check()
@@ -190,6 +189,20 @@ class SQLiteChangeWatcher:
         self._counters = counters
         if changed:
             self._tables_changed(changed)
+
+
+async def wait_event(event: asyncio.Event, seconds: float | None) -> bool:
+    """Wait for `event` at most `seconds` (None: no limit); whether it was set.
+
+    `asyncio.timeout` rather than `wait_for`: on Python 3.11, `wait_for` can swallow a
+    cancellation that arrives as the event is set, and a stopping task would go on.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -267,11 +280,7 @@ class PostgresChangeListener:
 
     async def wait_connected(self, seconds: float) -> bool:
         """Wait until the listener is connected (True) or `seconds` pass (False)."""
-        try:
-            await asyncio.wait_for(self._connected.wait(), seconds)
-        except TimeoutError:
-            return False
-        return self.healthy
+        return await wait_event(self._connected, seconds) and self.healthy
 
     def _on_notification(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         self.notifications += 1
@@ -309,11 +318,10 @@ class PostgresChangeListener:
             # Anything committed before LISTEN took effect went unannounced.
             self._everything_changed()
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._lost.wait(), self.ping_interval)
-                if self._lost.is_set():
+                if await wait_event(self._lost, self.ping_interval):
                     raise ConnectionError("the listening connection was closed")
-                await asyncio.wait_for(connection.fetchval("SELECT 1"), self.ping_timeout)
+                async with asyncio.timeout(self.ping_timeout):
+                    await connection.fetchval("SELECT 1")
         finally:
             self._connection = None
             self._connected.clear()

@@ -81,15 +81,22 @@ class LiveEvent:
         return self.result.error is not None
 
     @classmethod
-    def of_value(cls, value: Any) -> LiveEvent:
-        payload = value.value if isinstance(value, Completed) else value
-        encoded = orjson.dumps(payload, default=str)
-        return cls(SharedResult(value=value), hashlib.blake2b(encoded, digest_size=16).digest())
+    def of_value(cls, value: Any, key: str) -> LiveEvent:
+        """The event of a root field (response key `key`) that resolved to `value`."""
+        data = value.value if isinstance(value, Completed) else value
+        encoded = orjson.dumps(data, default=str)
+        body = b'{"data":{' + orjson.dumps(key) + b":" + encoded + b"}}"
+        return cls(SharedResult(value=value, payload=body.decode()), _digest(encoded))
 
     @classmethod
-    def of_error(cls, error: Exception) -> LiveEvent:
-        text = f"{type(error).__name__}: {error}".encode()
-        return cls(SharedResult(error=error), hashlib.blake2b(text, digest_size=16).digest())
+    def of_error(cls, error: Exception, body: dict[str, Any]) -> LiveEvent:
+        """The event of a root field that raised `error`; `body` is the response for it."""
+        encoded = orjson.dumps(body, default=str)
+        return cls(SharedResult(error=error, payload=encoded.decode()), _digest(encoded))
+
+
+def _digest(encoded: bytes) -> bytes:
+    return hashlib.blake2b(encoded, digest_size=16).digest()
 
 
 # The resolver a cohort runs: (root value, resolve info, arguments) -> LiveEvent.
@@ -208,6 +215,9 @@ class Subscriber:
             self._ready.clear()
             await self._ready.wait()
         return self.pending
+
+    direct = True
+    """Every event is a `SharedResult` with its encoded payload (see `DirectEvents`)."""
 
     def __aiter__(self) -> AsyncIterator[SharedResult]:
         return self

@@ -29,14 +29,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLResolveInfo, print_ast
+from graphql import GraphQLError, GraphQLResolveInfo, located_error, print_ast
 from graphql.language import DocumentNode
 
 from service.graphql.engine import RequestContext
+from service.graphql.errors import UNEXPECTED, EngineError, format_errors
 from service.graphql.permissions import SessionVariable
-from service.graphql.resolvers import Completed, SharedResult, fetch_stream_batch
+from service.graphql.resolvers import Completed, fetch_stream_batch
 
-from .changes import ChangeSource, PostgresChangeListener, SQLiteChangeWatcher
+from .changes import ChangeSource, PostgresChangeListener, SQLiteChangeWatcher, wait_event
 from .cohorts import Cohort, CohortKey, LiveEvent, Subscriber, canonical_json
 
 if TYPE_CHECKING:
@@ -372,11 +373,7 @@ class LiveQueries:
                     self._start(cohort, now)
                 else:
                     wait = due - now if wait is None else min(wait, due - now)
-            if wait is None:
-                await self._wake.wait()
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+            await wait_event(self._wake, wait)
 
     def _start(self, cohort: Cohort, now: float) -> None:
         self._dirty.discard(cohort)
@@ -406,28 +403,29 @@ class LiveQueries:
 
     async def _execute(self, cohort: Cohort) -> LiveEvent:
         info = cohort.info
+        key = info.path.key
+        field_def = info.parent_type.fields[info.field_name]
         try:
             if cohort.stream:
-                field_def = info.parent_type.fields[info.field_name]
                 table = self.engine.catalog.tables[field_def.extensions["table"]]
                 batch = await fetch_stream_batch(table, cohort.root, info, cohort.args)
-                event = LiveEvent.of_value(Completed(batch.rows))
+                event = LiveEvent.of_value(Completed(batch.rows), str(key))
                 event.rows = len(batch.rows)
                 event.next_cursor = batch.cursor
                 return event
-            field_def = info.parent_type.fields[info.field_name]
             value = field_def.resolve(cohort.root, info, **cohort.args)
             if info.is_awaitable(value):
                 value = await value
-            if type(value) is SharedResult:  # pragma: no cover - resolvers return values
-                value = value.value
-            return LiveEvent.of_value(value)
+            return LiveEvent.of_value(value, str(key))
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            if not _is_client_error(error):
+            if not isinstance(error, EngineError | GraphQLError):
+                # Logged once for the cohort, answered as Hasura's "unexpected" to each.
                 log.exception("live queries: a subscription failed to run")
-            return LiveEvent.of_error(error)
+                error = EngineError(UNEXPECTED, "unexpected error while executing the request")
+            located = located_error(error, info.field_nodes, info.path.as_list())
+            return LiveEvent.of_error(error, {"errors": format_errors([located])})
 
     async def _poll(self) -> None:
         """The safety poll, and polling while the change source is down."""
@@ -478,11 +476,3 @@ def _detached_info(info: GraphQLResolveInfo, context: RequestContext) -> GraphQL
 
 def _is_awaitable(value: Any) -> bool:
     return asyncio.iscoroutine(value) or isinstance(value, asyncio.Future)
-
-
-def _is_client_error(error: Exception) -> bool:
-    from graphql import GraphQLError
-
-    from service.graphql.errors import EngineError
-
-    return isinstance(error, EngineError | GraphQLError)

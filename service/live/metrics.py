@@ -1,7 +1,9 @@
 """Prometheus families of the live-query engine, read from `LiveQueries.stats()` at scrape.
 
 `event_detector_live_subscriptions` itself is the runtime's gauge (moved by
-`LiveQueries.on_count`); this adds the cohorts, runs and change signals behind it.
+`LiveQueries.on_count`); this adds the cohorts, runs and change signals behind it, and
+the SQL statements the service's database has run (what "no queries while idle" is
+measured with).
 """
 
 from __future__ import annotations
@@ -48,3 +50,9 @@ class LiveQueriesCollector:
         )
         healthy.add_metric([], 1 if stats.change_source_healthy else 0)
         yield healthy
+        statements = CounterMetricFamily(
+            "event_detector_database_statements",
+            "SQL statements sent by the service's database pool (all requests and live queries).",
+        )
+        statements.add_metric([], self.live.database.statements_executed)
+        yield statements
