@@ -60,6 +60,7 @@ class Scenario:
     subscribers: int
     cohorts: int
     seconds: float
+    idle_seconds: float
     interval: float = 0.5
 
 
@@ -214,7 +215,7 @@ async def _run_scenario(
     errors = [s.error for s in subscribers if s.error]
     if errors:
         raise RuntimeError(f"{len(errors)} subscribers failed, e.g. {errors[0]}")
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(0.5)
     writer = Writer(url)
     await writer.open()
     before = await _metrics(base)
@@ -227,7 +228,7 @@ async def _run_scenario(
             await writer.commit(seq)
             seq += 1
             await asyncio.sleep(scenario.interval)
-        await asyncio.sleep(3.0)  # the last frames
+        await asyncio.sleep(2.0)  # the last frames
     finally:
         await writer.close()
     wall = time.monotonic() - wall_before
@@ -246,7 +247,7 @@ async def _run_scenario(
             else:
                 outcome.latencies.append((arrived - committed) * 1000)
     # Idle: every subscriber still connected, nothing written.
-    outcome.idle_seconds = 5.0
+    outcome.idle_seconds = scenario.idle_seconds
     idle_before = await _metrics(base)
     await asyncio.sleep(outcome.idle_seconds)
     idle_after = await _metrics(base)
@@ -313,11 +314,11 @@ async def _database(backend: str) -> AsyncIterator[str]:
 
 
 def _scenarios(quick: bool) -> list[Scenario]:
-    seconds = 6.0 if quick else 30.0
+    seconds, idle = (4.0, 3.0) if quick else (30.0, 10.0)
     return [
-        Scenario("1 subscriber", 1, 1, seconds),
-        Scenario("1,000 subscribers, 10 cohorts", 1000, 10, seconds),
-        Scenario("1,000 subscribers, 1,000 distinct cohorts", 1000, 1000, seconds),
+        Scenario("1 subscriber", 1, 1, seconds, idle),
+        Scenario("1,000 subscribers, 10 cohorts", 1000, 10, seconds, idle),
+        Scenario("1,000 subscribers, 1,000 distinct cohorts", 1000, 1000, seconds, idle),
     ]
 
 
@@ -344,12 +345,12 @@ def _section(outcomes: list[Outcome], quick: bool) -> Section:
         "Service: uvicorn, one process; subscribers: raw WebSocket clients "
         "(graphql-transport-ws, one connection and one subscription each) in the bench "
         "process; writer: one invocation per commit every 0.5 s, straight to the database on "
-        "a connection of its own. Settings as shipped (min interval 0.2 s, debounce 0.03 s, "
-        "SQLite poll 0.075 s). Latency per (subscriber, commit): first frame reflecting the "
+        "a connection of its own. Settings as shipped (min interval 0.2 s, debounce 0.025 s, "
+        "SQLite poll 0.05 s). Latency per (subscriber, commit): first frame reflecting the "
         "commit - commit returned.",
         "",
         "| backend | scenario | commits | latency p50 | p99 | max | missing | runs | "
-        "statements | server CPU | RSS | idle statements (5 s) |",
+        "statements | server CPU | RSS | idle statements |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     targets: list[Target] = []
@@ -359,7 +360,8 @@ def _section(outcomes: list[Outcome], quick: bool) -> Section:
         lines.append(
             f"| {o.backend} | {o.scenario.name} | {o.commits} | {p50:.0f} ms | {p99:.0f} ms | "
             f"{worst:.0f} ms | {o.missing} | {o.executions:.0f} | {o.statements:.0f} | "
-            f"{o.server_cpu * 100:.0f}% | {o.server_rss_mb:.0f} MB | {o.idle_statements:.0f} |"
+            f"{o.server_cpu * 100:.0f}% | {o.server_rss_mb:.0f} MB | "
+            f"{o.idle_statements:.0f} in {o.idle_seconds:.0f} s |"
         )
         if o.scenario.cohorts <= 10:
             targets.append(

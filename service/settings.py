@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         "its tables change)",
     )
     live_debounce: float = Field(
-        default=0.03,
+        default=0.025,
         ge=0,
         description="seconds a live query waits after a change for more changes to arrive",
     )
@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         "listener reconnecting), as Hasura's refetch interval",
     )
     sqlite_change_poll_interval: float = Field(
-        default=0.075,
+        default=0.05,
         gt=0,
         description="seconds between `PRAGMA data_version` checks for commits by other "
         "connections and processes (SQLite)",

@@ -160,7 +160,11 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                     async for event in slot.events:
                         if operation.completed:
                             return
-                        await send_text(self.websocket, prefix + event.payload + "}")
+                        try:
+                            await send_text(self.websocket, prefix + event.payload + "}")
+                        except WebSocketDisconnected:
+                            operation.completed = True  # nothing more can be sent
+                            return
                     return
         except GraphQLError as error:
             # Strawberry lets a syntax error raised by the parser cache escape its stream.
