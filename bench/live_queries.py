@@ -228,7 +228,11 @@ async def _run_scenario(
             await writer.commit(seq)
             seq += 1
             await asyncio.sleep(scenario.interval)
-        await asyncio.sleep(2.0)  # the last frames
+        # Until every subscriber shows the last commit (or it is clearly not coming).
+        last = seq - 1
+        drain = time.monotonic() + (30.0 if scenario.cohorts > 10 else 5.0)
+        while time.monotonic() < drain and any(last not in s.seen for s in subscribers):
+            await asyncio.sleep(0.05)
     finally:
         await writer.close()
     wall = time.monotonic() - wall_before
@@ -246,7 +250,16 @@ async def _run_scenario(
                 outcome.missing += 1
             else:
                 outcome.latencies.append((arrived - committed) * 1000)
-    # Idle: every subscriber still connected, nothing written.
+    # Idle: every subscriber still connected, nothing written. First let the work caused
+    # by the last commits finish (a cohort notified while it ran runs once more).
+    quiet = time.monotonic() + 60
+    runs = (await _metrics(base))["executions"]
+    while time.monotonic() < quiet:
+        await asyncio.sleep(0.5)
+        now_runs = (await _metrics(base))["executions"]
+        if now_runs == runs:
+            break
+        runs = now_runs
     outcome.idle_seconds = scenario.idle_seconds
     idle_before = await _metrics(base)
     await asyncio.sleep(outcome.idle_seconds)
@@ -314,7 +327,7 @@ async def _database(backend: str) -> AsyncIterator[str]:
 
 
 def _scenarios(quick: bool) -> list[Scenario]:
-    seconds, idle = (4.0, 3.0) if quick else (30.0, 10.0)
+    seconds, idle = (3.0, 2.0) if quick else (30.0, 10.0)
     return [
         Scenario("1 subscriber", 1, 1, seconds, idle),
         Scenario("1,000 subscribers, 10 cohorts", 1000, 10, seconds, idle),
@@ -330,8 +343,13 @@ async def run(quick: bool) -> Section:
             try:
                 seq = 1
                 for scenario in _scenarios(quick):
-                    print(f"   {backend}: {scenario.name}", flush=True)
+                    began = time.monotonic()
                     outcome = await _run_scenario(base, url, backend, process.pid, scenario, seq)
+                    print(
+                        f"   {backend}: {scenario.name}: {time.monotonic() - began:.1f} s "
+                        f"(connecting {outcome.connect_seconds:.1f} s)",
+                        flush=True,
+                    )
                     seq += outcome.commits + 1
                     outcomes.append(outcome)
             finally:

@@ -16,8 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import yaml
 
 from service.settings import Settings
+from tests.support.db import prepare_database, run
 from tests.support.live import (
     LEGACY,
     PROTOCOLS,
@@ -319,3 +321,88 @@ def test_settings_default_to_hasuras_websocket_timings() -> None:
     assert 0.1 <= settings.live_min_interval <= 0.25
     assert 0.025 <= settings.live_debounce <= 0.05
     assert 30 <= settings.live_safety_poll_interval <= 60
+
+
+async def test_metrics_count_live_subscriptions_and_cohorts(server: RunningServer) -> None:
+    def metric(name: str) -> float:
+        text = server.client.get("/metrics").text
+        values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
+        return float(values[0])
+
+    variables = {"fn": new_function()}
+    async with (
+        subscribed(server.websocket_url, COUNT_BY_FUNCTION, variables, protocol=LEGACY) as a,
+        subscribed(server.websocket_url, COUNT_BY_FUNCTION, variables, protocol=TRANSPORT_WS) as b,
+    ):
+        await a.next()
+        await b.next()
+        stats = live_stats(server)
+        subscriptions = await asyncio.to_thread(metric, "event_detector_live_subscriptions")
+        cohorts = await asyncio.to_thread(metric, "event_detector_live_cohorts")
+        assert subscriptions == stats.subscriptions >= 2
+        assert cohorts == stats.cohorts >= 1
+        assert stats.cohorts < stats.subscriptions  # the two identical ones share a cohort
+    await wait_until(lambda: live_stats(server).subscriptions == stats.subscriptions - 2)
+
+
+@pytest.fixture(scope="module")
+def viewer_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """SQLite, with `viewer` seeing only the invocations of its `X-Hasura-Function`."""
+    root = tmp_path_factory.mktemp("viewer")
+    metadata = root / "metadata"
+    shutil.copytree(REPO_ROOT / "hasura" / "metadata", metadata)
+    path = metadata / "databases/observability/tables/event_detector_observability_invocations.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["select_permissions"][0]["permission"]["filter"] = {
+        "source_function": {"_eq": "X-Hasura-Function"}
+    }
+    path.write_text(yaml.safe_dump(document))
+    url = f"sqlite:///{root / 'observability.db'}"
+    run(prepare_database(url))
+    settings = Settings(
+        database_url=url, admin_secret="s", hasura_metadata_dir=metadata, rollup_interval=0
+    )
+    with serving(settings) as running:
+        yield running
+
+
+async def test_session_variables_used_by_permissions_separate_cohorts(
+    viewer_server: RunningServer,
+) -> None:
+    server = viewer_server
+    count = "subscription { invocations_aggregate { aggregate { count } } }"
+
+    def viewer(function: str) -> dict[str, str]:
+        return {
+            "x-hasura-admin-secret": "s",
+            "x-hasura-role": "viewer",
+            "x-hasura-function": function,
+        }
+
+    body = await asyncio.to_thread(
+        server.post,
+        INSERT_INVOCATIONS,
+        {
+            "rows": [{"source_function": "a", "status": "completed"}] * 2
+            + [{"source_function": "b", "status": "completed"}]
+        },
+        headers={"x-hasura-admin-secret": "s"},
+    )
+    assert "errors" not in body, body
+    url = server.websocket_url
+    async with (
+        subscribed(url, count, headers=viewer("a"), protocol=TRANSPORT_WS) as a1,
+        subscribed(url, count, headers=viewer("a"), protocol=LEGACY) as a2,
+        subscribed(url, count, headers=viewer("b"), protocol=TRANSPORT_WS) as b,
+    ):
+        assert [count_of(await s.next()) for s in (a1, a2, b)] == [2, 2, 1]
+        assert live_stats(server).cohorts == 2
+        await asyncio.to_thread(
+            server.post,
+            INSERT_INVOCATIONS,
+            {"rows": [{"source_function": "b", "status": "completed"}]},
+            headers={"x-hasura-admin-secret": "s"},
+        )
+        assert count_of(await b.next()) == 2
+        await asyncio.sleep(0.5)
+        assert a1.pending() == a2.pending() == 0

@@ -380,23 +380,31 @@ class LiveQueries:
     # --- running -------------------------------------------------------------------------------
 
     async def _schedule(self) -> None:
-        settings = self.settings
         while True:
             self._wake.clear()
-            now = time.monotonic()
-            wait: float | None = None
-            for cohort in list(self._dirty):
-                if cohort.running:
-                    continue  # it runs again when this run ends
-                if cohort.closed or not cohort.subscribers:
-                    self._drop(cohort)
-                    continue
-                due = cohort.due(settings.debounce, settings.min_interval)
-                if due <= now:
-                    self._start(cohort, now)
-                else:
-                    wait = due - now if wait is None else min(wait, due - now)
+            try:
+                wait = self._start_due(time.monotonic())
+            except Exception:  # a bug here must not stop every live query for good
+                log.exception("live queries: scheduling failed")
+                wait = 0.1
             await wait_event(self._wake, wait)
+
+    def _start_due(self, now: float) -> float | None:
+        """Start the dirty cohorts that are due; seconds until the next one is (or None)."""
+        settings = self.settings
+        wait: float | None = None
+        for cohort in list(self._dirty):
+            if cohort.running:
+                continue  # it runs again when this run ends
+            if cohort.closed or not cohort.subscribers:
+                self._drop(cohort)
+                continue
+            due = cohort.due(settings.debounce, settings.min_interval)
+            if due <= now:
+                self._start(cohort, now)
+            else:
+                wait = due - now if wait is None else min(wait, due - now)
+        return wait
 
     def _start(self, cohort: Cohort, now: float) -> None:
         self._dirty.discard(cohort)
@@ -405,7 +413,12 @@ class LiveQueries:
         cohort.last_started = now
         task = asyncio.create_task(self._run(cohort), name="live-run")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._run_done)
+
+    def _run_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("live queries: a run failed", exc_info=task.exception())
 
     async def _run(self, cohort: Cohort) -> None:
         try:
