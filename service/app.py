@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .db import Database
 from .graphql.engine import GraphQLEngine
@@ -17,6 +18,9 @@ from .live import LiveQueries, LiveSettings
 from .live.metrics import LiveQueriesCollector
 from .runtime import ServiceRuntime
 from .settings import Settings
+from .webclient import web_routes
+
+log = logging.getLogger("service.app")
 
 GRAPHQL_PATHS = ("/v1/graphql", "/graphql")
 
@@ -28,6 +32,7 @@ async def healthz(request: Request) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the application for `settings` (read from the environment when omitted).
 
+    The web client (`web/`, see `service.webclient`) is served at `/` and its pages.
     `app.state` holds `settings`, `database` (`service.db.Database`), `engine`
     (`service.graphql.engine.GraphQLEngine`) and `runtime` (`service.runtime.ServiceRuntime`:
     the webhook receiver, `metrics`, the periodic rollup) and `live` (`service.live.LiveQueries`:
@@ -44,10 +49,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     runtime.metrics.registry.register(LiveQueriesCollector(live))
     view = engine.view()
-    routes: list[Route | WebSocketRoute] = [Route("/healthz", healthz), *runtime.routes()]
+    routes: list[BaseRoute] = [Route("/healthz", healthz), *runtime.routes()]
     for path in GRAPHQL_PATHS:
         routes.append(Route(path, view))
         routes.append(WebSocketRoute(path, view))
+    try:
+        routes.extend(web_routes(settings.web_dir))
+    except FileNotFoundError as exc:
+        # An installed package without the repository's web/: serve the API alone.
+        log.warning("web client not served: %s", exc)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

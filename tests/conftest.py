@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,29 @@ def module_db_url(
         yield url
     finally:
         db.run(db.drop_postgres_database(admin_url, url))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium (Debian's) driven by Playwright, for one test module.
+
+    Module scope, not session: Playwright's sync API keeps an event loop running in the
+    main thread while it is started, which would break every later test that runs its
+    own loop (asyncio.run, pytest-asyncio)."""
+    from tests.support.browser import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def tab(browser: Any) -> Iterator[Any]:
+    """A fresh browser tab at 1440 x 900; the test fails on any console or page error."""
+    from tests.support.browser import open_tab
+
+    opened = open_tab(browser)
+    try:
+        yield opened
+        opened.assert_no_errors()
+    finally:
+        opened.close()

@@ -1,0 +1,260 @@
+// The client of the service's Hasura-compatible GraphQL API: HTTP for queries, graphql-ws
+// (graphql-transport-ws) for live updates, with a polling fallback when the server does
+// not keep subscriptions open or the socket is down.
+//
+// Nothing secret is built into the page: by default no credential is sent, and the API
+// answers with its unauthorized role (or asks for one). A user who has the admin secret
+// types it on the Settings page; it lives in sessionStorage (this tab only) and is sent as
+// `x-hasura-admin-secret`, like any Hasura client does.
+import { createClient } from 'graphql-ws';
+import { createStore } from './store.js';
+
+export const GRAPHQL_PATH = '/v1/graphql';
+const AUTH_KEY = 'event-detector.auth';
+const AUTH_CODES = new Set(['access-denied', 'invalid-headers', 'invalid-jwt']);
+
+export class GraphQLRequestError extends Error {
+  constructor(errors) {
+    const first = errors[0] || {};
+    super(first.message || 'GraphQL error');
+    this.name = 'GraphQLRequestError';
+    this.code = first.extensions?.code || 'unexpected';
+    this.errors = errors;
+  }
+}
+
+export class NetworkError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'NetworkError';
+  }
+}
+
+// -- auth (sessionStorage) -----------------------------------------------------------
+
+function loadAuth() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(AUTH_KEY) || '{}');
+    return { adminSecret: saved.adminSecret || '', role: saved.role || '' };
+  } catch {
+    return { adminSecret: '', role: '' };
+  }
+}
+
+export const auth = createStore({ ...loadAuth(), version: 0 });
+
+export function setAuth({ adminSecret, role }) {
+  const next = { adminSecret: adminSecret || '', role: role || '' };
+  if (next.adminSecret || next.role) sessionStorage.setItem(AUTH_KEY, JSON.stringify(next));
+  else sessionStorage.removeItem(AUTH_KEY);
+  auth.set({ ...next, version: auth.get().version + 1 });
+  resetSocket();
+  connection.set({ authError: null, live: 'unknown' });
+  liveSupport = 'unknown';
+}
+
+export function authHeaders() {
+  const { adminSecret, role } = auth.get();
+  const headers = {};
+  if (adminSecret) headers['x-hasura-admin-secret'] = adminSecret;
+  if (role) headers['x-hasura-role'] = role;
+  return headers;
+}
+
+// -- connection state ------------------------------------------------------------------
+
+// http: 'unknown' | 'ok' | 'down'; ws: 'idle' | 'open' | 'closed';
+// live: 'unknown' | 'push' (server pushes changes) | 'poll' (we ask every second).
+export const connection = createStore({
+  http: 'unknown',
+  httpError: null,
+  ws: 'idle',
+  live: 'unknown',
+  paused: false,
+  authError: null,
+  lastOk: null,
+});
+
+export function setPaused(paused) {
+  connection.set({ paused });
+}
+
+function httpOk() {
+  connection.set({ http: 'ok', httpError: null, lastOk: Date.now() });
+}
+
+function httpDown(message) {
+  connection.set({ http: 'down', httpError: message });
+}
+
+// -- HTTP ---------------------------------------------------------------------------------
+
+export async function request(query, variables = {}, { signal } = {}) {
+  let response;
+  try {
+    response = await fetch(GRAPHQL_PATH, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...authHeaders() },
+      body: JSON.stringify({ query, variables }),
+      signal,
+    });
+  } catch (error) {
+    if (error.name === 'AbortError') throw error;
+    httpDown(`cannot reach ${GRAPHQL_PATH} (${error.message})`);
+    throw new NetworkError(`The API is unreachable: ${error.message}`);
+  }
+  if (!response.ok) {
+    const message = `${GRAPHQL_PATH} answered HTTP ${response.status}`;
+    httpDown(message);
+    throw new NetworkError(message);
+  }
+  const body = await response.json();
+  httpOk();
+  if (body.errors?.length) {
+    const error = new GraphQLRequestError(body.errors);
+    if (AUTH_CODES.has(error.code)) connection.set({ authError: error.message });
+    throw error;
+  }
+  return body.data;
+}
+
+// -- WebSocket -------------------------------------------------------------------------
+
+let socket = null;
+
+function socketClient() {
+  if (socket) return socket;
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  socket = createClient({
+    url: `${scheme}://${location.host}${GRAPHQL_PATH}`,
+    lazy: true,
+    keepAlive: 10_000,
+    retryAttempts: Infinity,
+    shouldRetry: () => true,
+    retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** retries, 5000))),
+    connectionParams: () => ({ headers: authHeaders() }),
+    on: {
+      connected: () => connection.set({ ws: 'open' }),
+      closed: () => connection.set({ ws: 'closed' }),
+    },
+  });
+  return socket;
+}
+
+function resetSocket() {
+  const old = socket;
+  socket = null;
+  if (old) old.dispose();
+  connection.set({ ws: 'idle' });
+}
+
+// 'unknown' until the first subscription tells: one that completes right after its first
+// result means the server answers subscriptions once (no live queries): poll instead.
+let liveSupport = 'unknown';
+
+function asQuery(operation) {
+  return operation.replace(/^\s*subscription\b/, 'query');
+}
+
+/**
+ * Follow a live query: `onData(data)` runs with the first result and again whenever the
+ * result changes. `operation` is a `subscription` with one root field. Returns a function
+ * that stops it. Results are held back while the user paused live updates.
+ */
+export function watch(operation, variables, onData, { pollMs = 1000, onError } = {}) {
+  let stopped = false;
+  let timer = null;
+  let polling = false;
+  let dispose = null;
+  let last = null;
+  let pending = null;
+
+  const report = (error) => {
+    if (onError) onError(error);
+  };
+  const deliver = (data) => {
+    const key = JSON.stringify(data);
+    if (key === last) return;
+    if (connection.get().paused && last !== null) {
+      pending = data;
+      return;
+    }
+    last = key;
+    onData(data);
+  };
+  const unpause = connection.subscribe((state) => {
+    if (!state.paused && pending !== null) {
+      const data = pending;
+      pending = null;
+      deliver(data);
+    }
+  });
+
+  const poll = async () => {
+    timer = null;
+    if (stopped) return;
+    if (!connection.get().paused || last === null) {
+      try {
+        deliver(await request(asQuery(operation), variables));
+      } catch (error) {
+        if (!(error instanceof NetworkError)) report(error);
+      }
+    }
+    if (!stopped) timer = setTimeout(poll, document.hidden ? Math.max(pollMs, 5000) : pollMs);
+  };
+  const startPolling = () => {
+    if (stopped || polling) return;
+    polling = true;
+    connection.set({ live: 'poll' });
+    poll();
+  };
+
+  if (liveSupport === 'poll' || typeof WebSocket === 'undefined') {
+    startPolling();
+  } else {
+    let first = true;
+    dispose = socketClient().subscribe(
+      { query: operation, variables },
+      {
+        next: (result) => {
+          if (result.errors?.length) {
+            report(new GraphQLRequestError(result.errors));
+            return;
+          }
+          if (first) {
+            first = false;
+            // Still open a moment after the first result: the server pushes changes.
+            setTimeout(() => {
+              if (!stopped && !polling) {
+                liveSupport = 'push';
+                connection.set({ live: 'push' });
+              }
+            }, 1500);
+          }
+          deliver(result.data);
+        },
+        error: (error) => {
+          if (stopped) return;
+          if (Array.isArray(error)) {
+            const failure = new GraphQLRequestError(error);
+            if (AUTH_CODES.has(failure.code)) connection.set({ authError: failure.message });
+            report(failure);
+          } else {
+            startPolling();
+          }
+        },
+        complete: () => {
+          if (stopped) return;
+          liveSupport = 'poll';
+          startPolling();
+        },
+      },
+    );
+  }
+  return () => {
+    stopped = true;
+    unpause();
+    if (dispose) dispose();
+    if (timer) clearTimeout(timer);
+  };
+}

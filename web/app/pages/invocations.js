@@ -1,0 +1,184 @@
+// Invocations: server-side pages, filters and search, all kept in the URL.
+import { html } from 'htm/preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { Batch, CHANGES, can } from '../lib/api.js';
+import { useLive, useNow, useQuery } from '../lib/hooks.js';
+import { createdWithin, useTimeRange } from '../lib/timerange.js';
+import { OPERATIONS, STATUSES, invocationWhere, parseSearch, readFilters } from '../lib/search.js';
+import { fmtDuration, fmtNumber } from '../lib/format.js';
+import { Link, navigate, updateParams } from '../lib/router.js';
+import { Empty, ErrorBox, Id, Loading, OpBadge, StatusBadge, Time } from '../components/ui.js';
+
+const PAGE_SIZES = [25, 50, 100, 200];
+const SORTS = {
+  '-created_at': [{ created_at: 'desc' }, { id: 'asc' }],
+  created_at: [{ created_at: 'asc' }, { id: 'asc' }],
+  '-total_duration_ms': [{ total_duration_ms: 'desc_nulls_last' }, { id: 'asc' }],
+  total_duration_ms: [{ total_duration_ms: 'asc_nulls_last' }, { id: 'asc' }],
+};
+
+const ROW_FIELDS = `id created_at status source_function source_table source_operation correlation_id
+  source_user_email source_user_role source_job_id total_duration_ms events_detected_count
+  total_jobs_run total_jobs_succeeded total_jobs_failed error_message delivery_attempt`;
+
+async function fetchPage({ where, orderBy, limit, offset }, signal) {
+  const batch = new Batch('InvocationsList');
+  const w = batch.variable('invocations_bool_exp!', where);
+  const o = batch.variable('[invocations_order_by!]!', orderBy);
+  const record = can('invocations', 'source_event_payload')
+    ? 'new_id: source_event_payload(path: "event.data.new.id") old_id: source_event_payload(path: "event.data.old.id")'
+    : '';
+  batch.add(`rows: invocations(where: ${w}, order_by: ${o}, limit: ${limit}, offset: ${offset}) {
+    ${ROW_FIELDS} ${record}
+    checked: event_executions_aggregate { aggregate { count } }
+    detected: event_executions(where: {detected: {_eq: true}}, order_by: [{event_name: asc}], limit: 6) { event_name status }
+  }`);
+  batch.add(`total: invocations_aggregate(where: ${w}) { aggregate { count } }`);
+  return batch.run(signal);
+}
+
+async function fetchOptions(signal) {
+  const batch = new Batch('InvocationFilterOptions');
+  batch.add('functions: invocations(distinct_on: [source_function], order_by: [{source_function: asc}]) { source_function }');
+  batch.add('tables: invocations(distinct_on: [source_table], order_by: [{source_table: asc}], where: {source_table: {_is_null: false}}) { source_table }');
+  return batch.run(signal);
+}
+
+function recordId(row) {
+  const id = row.new_id ?? row.old_id;
+  if (id === null || id === undefined || typeof id === 'object') return null;
+  const table = (row.source_table || '').split('.').pop();
+  return `${table}:${id}`;
+}
+
+export function InvocationsPage({ params }) {
+  const range = useTimeRange(params);
+  const filters = readFilters(params);
+  const size = PAGE_SIZES.includes(Number(params.size)) ? Number(params.size) : 50;
+  const page = Math.max(1, Number.parseInt(params.page || '1', 10) || 1);
+  const sort = SORTS[params.sort] ? params.sort : '-created_at';
+  const within = createdWithin(range);
+  const where = invocationWhere(filters, within);
+  const search = parseSearch(filters.q);
+  const changes = useLive(CHANGES, { where: within });
+  const result = useQuery((signal) => fetchPage({ where, orderBy: SORTS[sort], limit: size, offset: (page - 1) * size }, signal), ['page', where, sort, size, page], { version: changes.version });
+  const options = useQuery((signal) => fetchOptions(signal), ['options'], { version: changes.version, throttleMs: 30_000 });
+  const now = useNow(15_000);
+  const [selected, setSelected] = useState(0);
+
+  const rows = result.data?.rows || [];
+  const total = result.data?.total.aggregate.count ?? 0;
+  const pages = Math.max(1, Math.ceil(total / size));
+
+  // A filter change always goes back to the first page.
+  const set = (patch) => updateParams({ ...patch, page: '' });
+  const toggleStatus = (status) => {
+    const next = filters.status.includes(status) ? filters.status.filter((s) => s !== status) : [...filters.status, status];
+    set({ status: next.join(',') });
+  };
+
+  useEffect(() => setSelected(0), [JSON.stringify(where), page]);
+  // One listener reading the latest rows and selection (no stale closure between renders).
+  const keys = useRef({});
+  keys.current = { rows, selected, page, pages };
+  useEffect(() => {
+    const onKey = (event) => {
+      const target = event.target;
+      if (event.metaKey || event.ctrlKey || event.altKey || (target && ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName))) return;
+      const { rows: list, selected: index, page: current, pages: count } = keys.current;
+      if (event.key === 'j') setSelected(Math.max(0, Math.min(list.length - 1, index + 1)));
+      else if (event.key === 'k') setSelected(Math.max(0, index - 1));
+      else if (event.key === 'Enter' && list[index]) navigate(`/invocations/${list[index].id}${location.search}`);
+      else if (event.key === ']' && current < count) updateParams({ page: current + 1 });
+      else if (event.key === '[' && current > 1) updateParams({ page: current - 1 });
+      else return;
+      event.preventDefault();
+    };
+    addEventListener('keydown', onKey);
+    return () => removeEventListener('keydown', onKey);
+  }, []);
+
+  const functions = options.data?.functions.map((f) => f.source_function) || [];
+  const tables = options.data?.tables.map((t) => t.source_table) || [];
+  const active = filters.status.length || filters.fn || filters.table || filters.op || filters.detected || filters.hideChildren || filters.errors || filters.q;
+
+  return html`<div class="page invocations">
+    <div class="filters" data-filters>
+      <div class="filter-group" role="group" aria-label="Status">
+        ${STATUSES.map(
+          (status) => html`<button type="button" class=${`chip-toggle status-${status} ${filters.status.includes(status) ? 'on' : ''}`} data-filter-status=${status} aria-pressed=${filters.status.includes(status)} onClick=${() => toggleStatus(status)}><span class="dot"></span>${status}</button>`,
+        )}
+      </div>
+      <select aria-label="Function" data-filter="fn" value=${filters.fn} onChange=${(e) => set({ fn: e.target.value })}>
+        <option value="">All functions</option>
+        ${[...new Set([...functions, filters.fn].filter(Boolean))].map((f) => html`<option value=${f}>${f}</option>`)}
+      </select>
+      <select aria-label="Table" data-filter="table" value=${filters.table} onChange=${(e) => set({ table: e.target.value })}>
+        <option value="">All tables</option>
+        ${[...new Set([...tables, filters.table].filter(Boolean))].map((t) => html`<option value=${t}>${t}</option>`)}
+      </select>
+      <select aria-label="Operation" data-filter="op" value=${filters.op} onChange=${(e) => set({ op: e.target.value })}>
+        <option value="">All operations</option>
+        ${OPERATIONS.map((op) => html`<option value=${op}>${op}</option>`)}
+      </select>
+      <label class="check"><input type="checkbox" data-filter="detected" checked=${filters.detected} onChange=${(e) => set({ detected: e.target.checked ? '1' : '' })} /> Detected only</label>
+      <label class="check"><input type="checkbox" data-filter="children" checked=${filters.hideChildren} onChange=${(e) => set({ children: e.target.checked ? 'hide' : '' })} /> Hide child invocations</label>
+      <label class="check"><input type="checkbox" data-filter="errors" checked=${filters.errors} onChange=${(e) => set({ errors: e.target.checked ? '1' : '' })} /> Errors only</label>
+      ${active ? html`<button type="button" class="btn link" data-clear-filters onClick=${() => navigate(`/invocations${range.key === 'custom' ? `?range=custom&from=${encodeURIComponent(params.from)}&to=${encodeURIComponent(params.to)}` : params.range ? `?range=${params.range}` : ''}`)}>Clear filters</button>` : null}
+    </div>
+    ${filters.q
+      ? html`<div class="search-note" data-search-note>Searching ${search.description}. ${search.warning ? html`<span class="warn-text">${search.warning}</span>` : null}
+          <button type="button" class="btn link" onClick=${() => set({ q: '' })}>Clear search</button></div>`
+      : null}
+    <${ErrorBox} error=${result.error} />
+    <div class="card table-card">
+      <div class="table-head">
+        <div data-total=${result.current ? total : ''}>${result.data ? html`<strong>${fmtNumber(total)}</strong> invocation${total === 1 ? '' : 's'}${total ? html`<span class="muted"> · showing ${fmtNumber((page - 1) * size + Math.min(1, rows.length))}–${fmtNumber((page - 1) * size + rows.length)}</span>` : null}` : 'Loading…'}
+          ${result.loading && result.data ? html`<span class="spinner small"></span>` : null}</div>
+        <div class="pager">
+          <label class="muted small">Rows <select value=${size} data-page-size onChange=${(e) => updateParams({ size: e.target.value, page: '' })}>${PAGE_SIZES.map((n) => html`<option value=${n}>${n}</option>`)}</select></label>
+          <button type="button" class="btn" data-page-prev disabled=${page <= 1} onClick=${() => updateParams({ page: page - 1 })} title="Previous page ([)">‹ Prev</button>
+          <span class="muted small" data-page>Page ${page} of ${pages}</span>
+          <button type="button" class="btn" data-page-next disabled=${page >= pages} onClick=${() => updateParams({ page: page + 1 })} title="Next page (])">Next ›</button>
+        </div>
+      </div>
+      ${!result.data
+        ? html`<${Loading} />`
+        : rows.length === 0
+          ? html`<${Empty} title="No invocations match">${active ? 'Loosen a filter or widen the time range.' : 'Nothing arrived in this time range.'}</${Empty}>`
+          : html`<div class="table-scroll"><table class="table invocations-table" data-table="invocations">
+              <thead><tr>
+                <th><button type="button" class="sort" onClick=${() => updateParams({ sort: sort === '-created_at' ? 'created_at' : '-created_at' })}>When ${sort === '-created_at' ? '↓' : sort === 'created_at' ? '↑' : ''}</button></th>
+                <th>Function</th><th>Record</th><th>Status</th>
+                <th class="num"><button type="button" class="sort" onClick=${() => updateParams({ sort: sort === '-total_duration_ms' ? 'total_duration_ms' : '-total_duration_ms' })}>Duration ${sort === '-total_duration_ms' ? '↓' : sort === 'total_duration_ms' ? '↑' : ''}</button></th>
+                <th class="num">Events</th><th class="num">Jobs</th><th>Detected</th><th>Correlation</th><th>User</th><th><span class="sr-only">Flow</span></th>
+              </tr></thead>
+              <tbody>${rows.map((row, i) => html`<${Row} row=${row} now=${now} selected=${i === selected} onSelect=${() => setSelected(i)} />`)}</tbody>
+            </table></div>`}
+    </div>
+  </div>`;
+}
+
+function Row({ row, now, selected, onSelect }) {
+  const record = recordId(row);
+  const checked = row.checked?.aggregate.count ?? 0;
+  const open = (event) => {
+    if (event.target.closest('a, button')) return;
+    navigate(`/invocations/${row.id}${location.search}`);
+  };
+  return html`<tr class=${`clickable ${selected ? 'selected' : ''}`} data-invocation=${row.id} data-status=${row.status} onClick=${open} onMouseEnter=${onSelect}>
+    <td class="nowrap"><${Time} value=${row.created_at} now=${now} /></td>
+    <td class="nowrap"><${Link} href=${`/invocations/${row.id}`} class="strong">${row.source_function}</${Link}> <${OpBadge} op=${row.source_operation} />
+      ${row.source_job_id ? html` <span class="chip small" title="Triggered by a job of another invocation">child</span>` : null}
+      ${row.delivery_attempt > 1 ? html` <span class="chip small warn" title="Hasura redelivered this event">retry ${row.delivery_attempt - 1}</span>` : null}</td>
+    <td class="mono truncate" data-record=${record || ''}>${record || html`<span class="muted">${row.source_table || '—'}</span>`}</td>
+    <td><${StatusBadge} status=${row.status} title=${row.error_message || ''} /></td>
+    <td class="num">${fmtDuration(row.total_duration_ms)}</td>
+    <td class="num" title=${`${row.events_detected_count} detected of ${checked} checked`}><span class="strong">${row.events_detected_count}</span><span class="muted">/${checked}</span></td>
+    <td class="num">${row.total_jobs_succeeded}${row.total_jobs_failed ? html`<span class="bad-text"> +${row.total_jobs_failed}✕</span>` : null}<span class="muted">/${row.total_jobs_run}</span></td>
+    <td class="events-cell">${(row.detected || []).map((e) => html`<span class=${`event-chip ${e.status === 'completed' ? '' : 'bad'}`}>${e.event_name}</span>`)}</td>
+    <td><${Id} value=${row.correlation_id} label="Copy correlation id" /></td>
+    <td class="truncate user-cell">${row.source_user_email || html`<span class="muted">${row.source_user_role || 'system'}</span>`}</td>
+    <td class="nowrap"><${Link} href=${`/flow/${row.id}`} class="icon-btn" title="Open the flow of this invocation" aria-label="Flow"><svg viewBox="0 0 16 16"><rect x="1.5" y="6" width="4" height="4" rx="1" /><rect x="10.5" y="2" width="4" height="4" rx="1" /><rect x="10.5" y="10" width="4" height="4" rx="1" /><path d="M5.5 8h2.5M8 4v8M8 4h2.5M8 12h2.5" /></svg></${Link}></td>
+  </tr>`;
+}
