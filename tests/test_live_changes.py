@@ -233,6 +233,32 @@ async def test_subscribers_get_a_write_made_while_the_listener_was_down(
             await admin.close()
 
 
+async def test_a_write_reaches_the_subscribers_of_every_service_process(
+    postgres_server: RunningServer, postgres_url: str
+) -> None:
+    count = """subscription { invocations_aggregate(where: {source_function: {_eq: "both"}}) {
+      aggregate { count } } }"""
+
+    def counted(result: dict[str, Any]) -> int:
+        return int(result["invocations_aggregate"]["aggregate"]["count"])
+
+    # A second service on the same database: its own listener, its own cohorts.
+    with serving(Settings(database_url=postgres_url, rollup_interval=0)) as other:
+        async with (
+            subscribed(postgres_server.websocket_url, count, protocol=TRANSPORT_WS) as first,
+            subscribed(other.websocket_url, count, protocol=TRANSPORT_WS) as second,
+        ):
+            assert counted(await first.next()) == counted(await second.next()) == 0
+            # Written through the first service: the second hears of it from PostgreSQL.
+            body = await asyncio.to_thread(
+                postgres_server.post,
+                'mutation { insert_invocations_one(object: {source_function: "both"}) { id } }',
+            )
+            assert "errors" not in body, body
+            assert counted(await first.next()) == 1
+            assert counted(await second.next()) == 1
+
+
 def _cohort() -> Cohort:
     key = CohortKey("subscription { x }", None, b"{}", "admin", ())
     return Cohort(key=key, info=None, args={}, session=None, tables=frozenset())  # type: ignore[arg-type]
