@@ -357,13 +357,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS idx_dashboard_stats_hour_bucket_source_functio
 CREATE INDEX IF NOT EXISTS idx_dashboard_stats_source_function
     ON event_detector_observability.dashboard_stats (source_function);
 
--- The migration revision this file equals, so `event-detector migrate` can upgrade it.
+-- The migration revision this file equals, so `event-detector migrate` can upgrade it
+-- (0002 adds SQLite's change counters only: on PostgreSQL it equals 0001).
 CREATE TABLE IF NOT EXISTS event_detector_observability.alembic_version (
     version_num varchar(32) NOT NULL,
     CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 INSERT INTO event_detector_observability.alembic_version (version_num)
-SELECT '0001'
+SELECT '0002'
 WHERE NOT EXISTS (SELECT 1 FROM event_detector_observability.alembic_version);
 
 COMMIT;

@@ -14,6 +14,8 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .db import Database
 from .graphql.engine import GraphQLEngine
+from .live import LiveQueries, LiveSettings
+from .live.metrics import LiveQueriesCollector
 from .runtime import ServiceRuntime
 from .settings import Settings
 from .webclient import web_routes
@@ -33,12 +35,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     The web client (`web/`, see `service.webclient`) is served at `/` and its pages.
     `app.state` holds `settings`, `database` (`service.db.Database`), `engine`
     (`service.graphql.engine.GraphQLEngine`) and `runtime` (`service.runtime.ServiceRuntime`:
-    the webhook receiver, `metrics`, the periodic rollup) for the other parts of the service.
+    the webhook receiver, `metrics`, the periodic rollup) and `live` (`service.live.LiveQueries`:
+    subscriptions re-run on change; `live.stats()`) for the other parts of the service.
     """
     settings = settings or Settings()
     database = Database(settings.database_url, pool_size=settings.db_pool_size)
     engine = GraphQLEngine(settings, database)
     runtime = ServiceRuntime.from_settings(settings)
+    live = LiveQueries(
+        engine,
+        LiveSettings.from_settings(settings),
+        on_count=runtime.metrics.live_subscriptions.set,
+    )
+    runtime.metrics.registry.register(LiveQueriesCollector(live))
     view = engine.view()
     routes: list[BaseRoute] = [Route("/healthz", healthz), *runtime.routes()]
     for path in GRAPHQL_PATHS:
@@ -59,8 +68,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         gc.collect()
         gc.freeze()
         try:
-            async with runtime.lifespan():
-                yield
+            await live.start()
+            try:
+                async with runtime.lifespan():
+                    yield
+            finally:
+                await live.stop()
         finally:
             await database.dispose()
 
@@ -69,4 +82,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.database = database
     app.state.engine = engine
     app.state.runtime = runtime
+    app.state.live = live
     return app

@@ -7,6 +7,8 @@
 - SQLite: WAL journal (readers never block the writer), a busy timeout, enforced
   foreign keys (so deletes cascade as on PostgreSQL), and the functions, aggregates and
   collation of `service.sqlite_emulation` that give filters PostgreSQL's semantics.
+  Reads use a second pool (`read_engine`) whose connections are in autocommit from the
+  start, which saves the thread hops of switching and resetting them on every read.
 
 It also counts the SQL statements it sends (`statements_executed`), for tests that
 bound the statements per request and for the service's metrics.
@@ -75,11 +77,20 @@ class Database:
         else:
             options.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(async_url, **options)
+        # Reads run in autocommit. On SQLite, switching a pooled connection to autocommit
+        # and rolling it back on return are thread hops into aiosqlite (~1.5 ms a read);
+        # a second pool whose connections are autocommit from the start avoids both.
+        self.read_engine: AsyncEngine = self.engine
+        if self.dialect == "sqlite":
+            self.read_engine = create_async_engine(
+                async_url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None, **options
+            )
         self._statements = itertools.count()
         self._statements_seen = 0
-        event.listen(self.engine.sync_engine, "before_cursor_execute", self._count_statement)
-        if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _prepare_sqlite_connection)
+        for engine in {self.engine, self.read_engine}:
+            event.listen(engine.sync_engine, "before_cursor_execute", self._count_statement)
+            if self.dialect == "sqlite":
+                event.listen(engine.sync_engine, "connect", _prepare_sqlite_connection)
 
     @property
     def is_sqlite(self) -> bool:
@@ -96,6 +107,10 @@ class Database:
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A pooled connection in autocommit mode, for read-only statements."""
+        if self.read_engine is not self.engine:
+            async with self.read_engine.connect() as conn:
+                yield conn
+            return
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
@@ -109,6 +124,8 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
 def _prepare_sqlite_connection(

@@ -78,6 +78,64 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=10, ge=1, description="database connections kept per process")
 
+    # -- WebSocket transport and live subscriptions -------------------------------------
+    websocket_keepalive: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "EVENT_DETECTOR_WEBSOCKET_KEEPALIVE", "HASURA_GRAPHQL_WEBSOCKET_KEEPALIVE"
+        ),
+        description="seconds between `ka` messages on the legacy graphql-ws protocol",
+    )
+    websocket_connection_init_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "EVENT_DETECTOR_WEBSOCKET_CONNECTION_INIT_TIMEOUT",
+            "HASURA_GRAPHQL_WEBSOCKET_CONNECTION_INIT_TIMEOUT",
+        ),
+        description="seconds a socket may wait before `connection_init` (then closed with 4408)",
+    )
+    websocket_max_operations: int = Field(
+        default=200,
+        ge=1,
+        description="operations (subscriptions, queries in flight) one WebSocket may run at once",
+    )
+    live_min_interval: float = Field(
+        default=0.2,
+        ge=0,
+        description="seconds between two re-executions of one live query (however often "
+        "its tables change)",
+    )
+    live_debounce: float = Field(
+        default=0.025,
+        ge=0,
+        description="seconds a live query waits after a change for more changes to arrive",
+    )
+    live_safety_poll_interval: float = Field(
+        default=60.0,
+        ge=0,
+        description="seconds after which a live query re-runs even without a change "
+        "notification (covers lost signals); 0 = never",
+    )
+    live_degraded_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="poll interval while change notifications are unavailable (PostgreSQL "
+        "listener reconnecting), as Hasura's refetch interval",
+    )
+    sqlite_change_poll_interval: float = Field(
+        default=0.05,
+        gt=0,
+        description="seconds between `PRAGMA data_version` checks for commits by other "
+        "connections and processes (SQLite)",
+    )
+    postgres_listener_ping_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds between liveness pings of the LISTEN connection (PostgreSQL)",
+    )
+
     # -- webhook receiver (POST /hooks/<function>) ------------------------------------
     events_dir: Path | None = Field(
         default=None,

@@ -225,7 +225,11 @@ def test_websocket_auth_through_connection_init_headers(server: RunningServer) -
             request = GraphQLRequest(
                 "subscription { invocations_aggregate { aggregate { count } } }"
             )
-            return [result async for result in session.subscribe(request)]
+            results = session.subscribe(request)
+            try:
+                return [await asyncio.wait_for(anext(results), 30)]  # the first (live) result
+            finally:
+                await results.aclose()
 
     results = asyncio.run(subscribe({"headers": ADMIN}))
     assert results == [

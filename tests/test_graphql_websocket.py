@@ -1,7 +1,7 @@
 """The WebSocket route serves the engine's subscription root over both protocols.
 
-Live re-execution is the subscription engine's job; here a subscription answers once
-(the engine's default `subscription_events`), which is what the route must keep doing.
+Each test takes a subscription's first result (re-execution on change is covered by
+`test_live_queries.py`).
 """
 
 from __future__ import annotations
@@ -35,11 +35,16 @@ def server(module_db_url: str) -> Iterator[RunningServer]:
 def subscribe(
     server: RunningServer, protocol: str, query: str, variables: dict[str, Any] | None = None
 ) -> list[Any]:
+    """The first result of a subscription (as a one-element list)."""
+
     async def collect() -> list[Any]:
         transport = WebsocketsTransport(url=server.websocket_url, subprotocols=[protocol])
         async with Client(transport=transport, fetch_schema_from_transport=False) as session:
-            request = GraphQLRequest(query, variable_values=variables)
-            return [result async for result in session.subscribe(request)]
+            results = session.subscribe(GraphQLRequest(query, variable_values=variables))
+            try:
+                return [await asyncio.wait_for(anext(results), 30)]
+            finally:
+                await results.aclose()
 
     return asyncio.run(collect())
 

@@ -57,7 +57,7 @@ from .plan import (
     Planner,
     RowPlan,
 )
-from .resolvers import Completed
+from .resolvers import Completed, SharedResult
 from .schema import build_schema
 
 
@@ -89,6 +89,27 @@ class EngineExecutor(StrawberryGraphQLCoreExecutionContext):
     """
 
     build_resolve_info = Executor.build_resolve_info
+
+    def execute_field(
+        self,
+        parent_type: Any,
+        source: Any,
+        field_details_list: Any,
+        path: Any,
+        position_context: Any,
+    ) -> Any:
+        if type(source) is SharedResult and source.error is None:
+            # A subscription event the live-query engine resolved once for a whole cohort:
+            # the value is final. Skipping the field's argument coercion matters, as it
+            # would otherwise run for every subscriber at every change.
+            value = source.value
+            if type(value) is Completed:
+                return value.value
+            if value is None:
+                return None
+        return super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
 
     def complete_value(
         self,
@@ -366,6 +387,23 @@ class GraphQLEngine:
             field_def = root_type.fields[node.name.value]
             tables |= _root_tables(planner, ctx, field_def, nodes, key)
         return frozenset(tables)
+
+    def field_tables(
+        self, info: GraphQLResolveInfo, session: Session | None = None
+    ) -> frozenset[str]:
+        """Names of the tables the root field being resolved reads (as `tables_read`).
+
+        For a resolver or subscription hook that already has graphql-core's resolve info
+        (the operation is validated and its variables coerced). `session` defaults to
+        the one in `info.context`.
+        """
+        if session is None:
+            context = info.context
+            session = context.session if isinstance(context, RequestContext) else ADMIN_SESSION
+        ctx = self.compile_context(session)
+        planner = Planner(info.schema, info.fragments, info.variable_values, ctx)
+        field_def = info.parent_type.fields[info.field_name]
+        return frozenset(_root_tables(planner, ctx, field_def, info.field_nodes, info.path.key))
 
     # --- transport -------------------------------------------------------------------------------
 

@@ -6,12 +6,17 @@ serialised result, which `execution.EngineExecutor` passes through without walki
 field by field again.
 
 Subscription root fields use the same resolvers; what drives re-execution is the
-engine's `subscription_events` hook (see `engine.py`).
+engine's `subscription_events` hook (see `engine.py`; the live-query engine in
+`service.live` runs each distinct subscription once per change and hands every
+subscriber the same `SharedResult`).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -20,7 +25,7 @@ from graphql import GraphQLResolveInfo, get_named_type
 from .errors import validation_failed
 from .loaders import Fetcher, aggregate, select_rows
 from .metadata import TableInfo
-from .plan import Planner, SelectArgs
+from .plan import ColumnOut, Planner, SelectArgs
 
 if TYPE_CHECKING:
     from .compiling import CompileContext
@@ -102,67 +107,158 @@ def select_aggregate(table: TableInfo) -> Resolver:
     return resolve
 
 
-def select_stream(table: TableInfo) -> Resolver:
-    """Resolver of `t_stream(batch_size, cursor, where)`: the next batch after the cursor.
+STREAM_CURSOR_KEY = "@cursor"
+"""Key of the hidden cursor column in stream rows (never a GraphQL name, so no alias clashes)."""
 
-    Rows strictly after the cursor value, in cursor order (Hasura's strict `>` without
-    tie-break). A subscription driver may pass a mapping with `initial_value` (and
-    optionally `ordering`) as the root value to continue from a later cursor.
+
+@dataclass
+class StreamBatch:
+    """One batch of `t_stream`: the shaped rows and where the next batch starts.
+
+    `cursor` is `{"initial_value": {field: value}, "ordering": ...}` for the last row of
+    the batch (the database's value, as the engine compares it), or None when the batch
+    is empty; pass it as the root value of the next fetch.
     """
 
-    async def resolve(root: Any, info: GraphQLResolveInfo, **args: Any) -> Completed:
-        engine, ctx, planner, path = runtime(info)
-        cursors = args.get("cursor") or []
-        if len(cursors) != 1 or cursors[0] is None:
-            raise validation_failed(
-                "exactly one cursor is expected in 'cursor'", f"{path}.args.cursor"
-            )
-        cursor = dict(cursors[0])
-        if isinstance(root, Mapping) and "initial_value" in root:
-            cursor.update(root)
-        initial = cursor.get("initial_value") or {}
-        if len(initial) != 1:
-            raise validation_failed(
-                "exactly one column is expected in the cursor's initial_value",
-                f"{path}.args.cursor.initial_value",
-            )
-        ((field, value),) = initial.items()
-        ascending = (cursor.get("ordering") or "ASC") == "ASC"
-        batch_size = args["batch_size"]
-        if batch_size < 0:
-            raise validation_failed(
-                "unexpected negative value for 'batch_size'", f"{path}.args.batch_size"
-            )
-        bound = {field: {"_gt" if ascending else "_lt": value}} if value is not None else {}
-        where = {"_and": [args["where"], bound]} if args.get("where") is not None else bound
-        select_args = SelectArgs(
-            where=where,
-            order_by=[{field: "asc" if ascending else "desc"}],
-            limit=batch_size,
-            path=path,
+    rows: list[dict[str, Any]]
+    cursor: dict[str, Any] | None
+
+
+async def fetch_stream_batch(
+    table: TableInfo, root: Any, info: GraphQLResolveInfo, args: Mapping[str, Any]
+) -> StreamBatch:
+    """The next batch of `t_stream(batch_size, cursor, where)` after the cursor.
+
+    Rows strictly after the cursor value, in cursor order (Hasura's strict `>` without
+    tie-break). `root` may be a mapping with `initial_value` (and optionally `ordering`)
+    that continues from a later cursor, as `StreamBatch.cursor` gives it. Raises
+    `EngineError` (validation-failed) for a cursor that is not exactly one column.
+    """
+    engine, ctx, planner, path = runtime(info)
+    cursors = args.get("cursor") or []
+    if len(cursors) != 1 or cursors[0] is None:
+        raise validation_failed("exactly one cursor is expected in 'cursor'", f"{path}.args.cursor")
+    cursor = dict(cursors[0])
+    if isinstance(root, Mapping) and "initial_value" in root:
+        cursor.update(root)
+    initial = cursor.get("initial_value") or {}
+    if len(initial) != 1:
+        raise validation_failed(
+            "exactly one column is expected in the cursor's initial_value",
+            f"{path}.args.cursor.initial_value",
         )
-        plan = planner.row_plan(_object_type(info), table, info.field_nodes, path)
-        async with engine.database.read() as conn:
-            rows = await select_rows(Fetcher(ctx, conn), plan, select_args)
-        return Completed(rows)
+    ((field, value),) = initial.items()
+    ordering = cursor.get("ordering") or "ASC"
+    ascending = ordering == "ASC"
+    batch_size = args["batch_size"]
+    if batch_size < 0:
+        raise validation_failed(
+            "unexpected negative value for 'batch_size'", f"{path}.args.batch_size"
+        )
+    bound = {field: {"_gt" if ascending else "_lt": value}} if value is not None else {}
+    where = {"_and": [args["where"], bound]} if args.get("where") is not None else bound
+    select_args = SelectArgs(
+        where=where,
+        order_by=[{field: "asc" if ascending else "desc"}],
+        limit=batch_size,
+        path=path,
+    )
+    plan = planner.row_plan(_object_type(info), table, info.field_nodes, path)
+    # The cursor column rides along unserialised, whether or not it was selected.
+    column = table.columns_by_field[field]
+    plan.outputs.append(ColumnOut(STREAM_CURSOR_KEY, column, _unchanged))
+    async with engine.database.read() as conn:
+        rows = await select_rows(Fetcher(ctx, conn), plan, select_args)
+    last = None
+    for row in rows:
+        last = row.pop(STREAM_CURSOR_KEY)
+    next_cursor = None
+    if rows:
+        next_cursor = {"initial_value": {field: last}, "ordering": ordering}
+    return StreamBatch(rows, next_cursor)
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def select_stream(table: TableInfo) -> Resolver:
+    """Resolver of `t_stream(batch_size, cursor, where)`: the next batch after the cursor."""
+
+    async def resolve(root: Any, info: GraphQLResolveInfo, **args: Any) -> Completed:
+        return Completed((await fetch_stream_batch(table, root, info, args)).rows)
 
     return resolve
+
+
+class SharedResult:
+    """The result of one execution of a subscription root field, shared by many
+    subscribers (the live-query engine runs a field once for all identical
+    subscriptions): what the field resolved to, or the error it raised.
+
+    `payload`, when set, is the whole response body (`{"data": {<key>: …}}` or
+    `{"errors": […]}`, Hasura's shape) already encoded as JSON text, so a transport can
+    send it as is (see `DirectEvents`).
+    """
+
+    __slots__ = ("error", "payload", "value")
+
+    def __init__(
+        self, value: Any = None, error: Exception | None = None, payload: str | None = None
+    ) -> None:
+        self.value = value
+        self.error = error
+        self.payload = payload
+
+
+class DirectEvents:
+    """Where a transport can pick up a subscription's event stream for direct sending.
+
+    A transport sets one in `direct_events` (a context variable) before it runs an
+    operation; `live()`'s subscribe puts the stream the engine's hook returned in
+    `events`. When that stream says `direct = True`, every event it yields is a
+    `SharedResult` with `payload` set: after the first result, the transport may send
+    those payloads itself instead of executing each event through graphql-core again
+    (the same bytes for every subscriber of a cohort).
+    """
+
+    __slots__ = ("events",)
+
+    def __init__(self) -> None:
+        self.events: Any = None
+
+    @property
+    def available(self) -> bool:
+        return bool(getattr(self.events, "direct", False))
+
+
+direct_events: ContextVar[DirectEvents | None] = ContextVar("direct_events", default=None)
 
 
 def live(resolver: Resolver) -> dict[str, Any]:
     """`subscribe`/`resolve` for a subscription root field built on a query resolver.
 
     `subscribe` asks the engine for the events that should trigger a (re-)execution
-    (`GraphQLEngine.subscription_events`); each event re-runs `resolver` with the
-    event as root value.
+    (`GraphQLEngine.subscription_events(info, args)`, an async iterator or an awaitable
+    of one). An event that is a `SharedResult` is the field's value (or error) already;
+    any other event re-runs `resolver` with the event as root value.
     """
 
     async def subscribe(root: Any, info: GraphQLResolveInfo, **args: Any) -> AsyncIterator[Any]:
         context: RequestContext = info.context
-        async for event in context.engine.subscription_events(info, args):
-            yield event
+        events = context.engine.subscription_events(info, args)
+        if inspect.isawaitable(events):
+            events = await events
+        slot = direct_events.get()
+        if slot is not None:
+            slot.events = events
+        return events
 
     async def resolve(event: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+        if type(event) is SharedResult:
+            if event.error is not None:
+                raise event.error
+            return event.value
         return await resolver(event, info, **args)
 
     return {"subscribe": subscribe, "resolve": resolve}

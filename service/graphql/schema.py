@@ -688,7 +688,7 @@ class SchemaBuilder:
                     },
                     description=f'fetch data from the table in a streaming manner: "{table.type_name}"',
                     **resolvers.live(resolvers.select_stream(table)),
-                    extensions={"table": table.name},
+                    extensions={"table": table.name, "stream": True},
                 )
         return _sorted(fields)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -22,11 +23,13 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from .auth import AuthError
 from .engine import RequestContext
 from .errors import PARSE_FAILED, error_response
+from .websocket import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
 
 if TYPE_CHECKING:
     from .engine import GraphQLEngine
@@ -35,11 +38,27 @@ logger = logging.getLogger(__name__)
 
 
 class GraphQLView(GraphQL):
-    """Strawberry's ASGI GraphQL app, speaking Hasura's dialect of errors and auth."""
+    """Strawberry's ASGI GraphQL app, speaking Hasura's dialect of errors and auth.
+
+    WebSocket: both protocols with Hasura's behaviour (`websocket.py`); the legacy
+    `graphql-ws` also when the client names no subprotocol (or none we speak); keep-alive,
+    init timeout and the per-connection operation limit from the settings.
+    """
+
+    graphql_transport_ws_handler_class = GraphQLTransportWSHandler
+    graphql_ws_handler_class = LegacyGraphQLWSHandler
 
     def __init__(self, engine: GraphQLEngine, **options: Any) -> None:
+        settings = engine.settings
         options.setdefault("graphql_ide", "graphiql")
         options.setdefault("allow_queries_via_get", True)
+        options.setdefault("keep_alive", True)
+        options.setdefault("keep_alive_interval", settings.websocket_keepalive)
+        options.setdefault(
+            "connection_init_wait_timeout",
+            timedelta(seconds=settings.websocket_connection_init_timeout),
+        )
+        options.setdefault("max_subscriptions_per_connection", settings.websocket_max_operations)
         super().__init__(engine.schemas, **options)  # type: ignore[arg-type]
         self.engine = engine
 
@@ -57,6 +76,24 @@ class GraphQLView(GraphQL):
             else:
                 response = Response(error.reason, status_code=error.status_code)
         await response(scope, receive, send)
+
+    async def pick_websocket_subprotocol(self, request: WebSocket) -> str | None:
+        # Hasura: graphql-transport-ws when asked for, else the legacy protocol (also for
+        # clients that name none, where Strawberry would close with 4406).
+        offered = list(request.scope.get("subprotocols") or ())
+        for protocol in offered:
+            if protocol in (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL):
+                return protocol
+        return GRAPHQL_WS_PROTOCOL
+
+    async def create_websocket_response(
+        self, request: WebSocket, subprotocol: str | None
+    ) -> WebSocket:
+        # Answer with a subprotocol only if the client offered it: a client that offered
+        # none must not get one back (browsers and `websockets` reject the handshake).
+        offered = request.scope.get("subprotocols") or ()
+        await request.accept(subprotocol=subprotocol if subprotocol in offered else None)
+        return request
 
     async def get_context(
         self, request: Request | WebSocket, response: Any = None

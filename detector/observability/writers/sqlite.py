@@ -11,7 +11,9 @@ The writer runs on the plugin's dedicated thread, so blocking calls are fine her
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
@@ -30,6 +32,37 @@ from .base import (
 )
 
 _HAS_UPDATED_AT = {t for t, columns in COLUMN_KINDS.items() if "updated_at" in columns}
+
+log = logging.getLogger(__name__)
+
+CommitListener = Callable[[str], None]
+_commit_listeners: list[CommitListener] = []
+
+
+def add_commit_listener(listener: CommitListener) -> None:
+    """Call `listener(path)` after every transaction an `SQLiteWriter` of this process commits.
+
+    `path` is the database file. Listeners run on the writer's thread and must be quick
+    and thread-safe (a live-query service uses this to look for changes at once instead
+    of at its next poll). A listener that raises is logged and otherwise ignored.
+    """
+    _commit_listeners.append(listener)
+
+
+def remove_commit_listener(listener: CommitListener) -> None:
+    """Stop calling `listener` (no error if it was not added)."""
+    try:
+        _commit_listeners.remove(listener)
+    except ValueError:
+        pass
+
+
+def _announce_commit(path: str) -> None:
+    for listener in tuple(_commit_listeners):
+        try:
+            listener(path)
+        except Exception:
+            log.exception("observability: a commit listener failed")
 
 
 def upsert_sql(table: str, columns: tuple[str, ...], *, ignore: bool = False) -> str:
@@ -161,6 +194,8 @@ class SQLiteWriter:
             raise StoreUnavailable(f"{short_error(exc)}: {message[:120]}") from None
         except sqlite3.Error as exc:
             raise StoreUnavailable(short_error(exc)) from None
+        if _commit_listeners:
+            _announce_commit(self.path)
 
     async def write(self, batch: Batch) -> None:
         """Write one batch in one transaction (BEGIN IMMEDIATE)."""

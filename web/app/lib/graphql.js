@@ -79,12 +79,29 @@ export function setPaused(paused) {
   connection.set({ paused });
 }
 
+let probe = null;
+
 function httpOk() {
   connection.set({ http: 'ok', httpError: null, lastOk: Date.now() });
+  if (probe) {
+    clearInterval(probe);
+    probe = null;
+  }
 }
 
 function httpDown(message) {
   connection.set({ http: 'down', httpError: message });
+  // With live queries pushed over the socket, no later request may come to tell that
+  // HTTP works again: probe until it does.
+  if (!probe) {
+    probe = setInterval(async () => {
+      try {
+        if ((await fetch('/healthz', { cache: 'no-store' })).ok) httpOk();
+      } catch {
+        // still unreachable
+      }
+    }, 2000);
+  }
 }
 
 // -- HTTP ---------------------------------------------------------------------------------

@@ -1,0 +1,11 @@
+"""Live subscriptions: identical subscriptions share one execution, re-run on change.
+
+- `engine`: `LiveQueries`, the GraphQL engine's subscription hook (cohorts, scheduling,
+  streams);
+- `cohorts`: cohort keys, shared results, subscribers with a latest-wins slot;
+- `changes`: change sources (SQLite `data_version` watcher, PostgreSQL `LISTEN`).
+"""
+
+from .engine import LiveQueries, LiveSettings, LiveStats
+
+__all__ = ["LiveQueries", "LiveSettings", "LiveStats"]
