@@ -220,7 +220,7 @@ async def run(quick: bool) -> Section:
     from tests.support.db import create_postgres_database
     from tests.support.pgserver import running_postgres
 
-    n = 40_000 if quick else 200_000
+    n = 30_000 if quick else 200_000
     results: dict[str, float] = {}
     with running_postgres() as server:
         url = await create_postgres_database(server.url())
