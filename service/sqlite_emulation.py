@@ -20,6 +20,7 @@ import functools
 import json
 import math
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -74,16 +75,33 @@ def similar_regex(pattern: str) -> re.Pattern[str]:
             out.append(char)
         else:
             out.append(re.escape(char))
-    return re.compile("".join(out), re.DOTALL)
+    return _compile("".join(out), re.DOTALL)
+
+
+def posix_regex_or_error(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
+    """`posix_regex`, raising `re.error` (with its message) for an invalid pattern."""
+    compiled = posix_regex(pattern, case_insensitive)
+    if compiled is None:
+        _compile(pattern, re.IGNORECASE if case_insensitive else 0)  # raises re.error
+    assert compiled is not None
+    return compiled
 
 
 @functools.lru_cache(maxsize=512)
 def posix_regex(pattern: str, case_insensitive: bool) -> re.Pattern[str] | None:
     """A compiled regex for a POSIX pattern, or None when Python cannot compile it."""
     try:
-        return re.compile(pattern, re.IGNORECASE if case_insensitive else 0)
+        return _compile(pattern, re.IGNORECASE if case_insensitive else 0)
     except re.error:
         return None
+
+
+def _compile(pattern: str, flags: int) -> re.Pattern[str]:
+    # Python warns (FutureWarning) about sets like `[[` whose meaning may change in a
+    # future Python; a user's filter is not the place to say so.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return re.compile(pattern, flags)
 
 
 def sql_like(value: str | None, pattern: str | None) -> int | None:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.observability.capture import Sanitizer, truncate_text
+from detector.observability.capture import Sanitizer, SnapshotEncoder, truncate_text
 
 
 def test_deny_list_matches_keys_by_case_insensitive_substring() -> None:
@@ -188,3 +188,54 @@ def test_to_json_never_raises_and_always_gives_valid_json(value: Any) -> None:
         assert text is not None
         # No NaN/Infinity tokens: PostgreSQL's jsonb would refuse them.
         json.loads(text, parse_constant=lambda token: pytest.fail(f"JSON has {token}"))
+
+
+# Keys drawn partly from the deny-list (in any case, inside longer names), so that the
+# text fast path of `snapshot_to_json` meets both denied and innocent keys.
+snapshot_keys = st.one_of(
+    st.text(max_size=12),
+    st.builds(
+        lambda prefix, word, suffix, upper: prefix + (word.upper() if upper else word) + suffix,
+        st.text(max_size=3),
+        st.sampled_from(["token", "secret", "password", "card", "api_key", "ssn"]),
+        st.text(max_size=3),
+        st.booleans(),
+    ),
+)
+snapshot_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=40)
+    | st.sampled_from(["NaN", "Infinity", "token", "x" * 300]),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(snapshot_keys, children, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(snapshot_values, st.sampled_from([64, 400, 65536]))
+def test_snapshot_text_is_cleaned_exactly_as_the_value_it_holds(value: Any, cap: int) -> None:
+    # The writer thread turns snapshot text into stored JSON; its fast path (text kept as
+    # it is) must give what parsing and cleaning in full gives.
+    sanitizer = Sanitizer(max_value_bytes=cap)
+    text = SnapshotEncoder().encode(value)
+    assert sanitizer.snapshot_to_json(text) == sanitizer.to_json(json.loads(text))
+
+
+def test_snapshot_text_with_a_denied_key_or_a_callback_is_cleaned_in_full() -> None:
+    encoder = SnapshotEncoder()
+    text = encoder.encode({"user": {"Api_Token": "t-1", "name": "ana"}, "n": float("nan")})
+    cleaned = json.loads(Sanitizer().snapshot_to_json(text) or "")
+    assert cleaned == {"user": {"Api_Token": "[redacted]", "name": "ana"}, "n": "nan"}
+    # A word JSON would escape cannot be found in the text: such lists parse in full.
+    quoted = Sanitizer(redact_keys=['we"ird'])
+    text = encoder.encode({'a we"ird key': 1})
+    assert json.loads(quoted.snapshot_to_json(text) or "") == {'a we"ird key': "[redacted]"}
+    seen: list[Any] = []
+    with_callback = Sanitizer(redact=lambda value, path: seen.append(path) or value)
+    with_callback.snapshot_to_json(encoder.encode({"a": 1}))
+    assert seen == [(), ("a",)]

@@ -46,6 +46,9 @@ _LOG_OVERHEAD = 700
 INBOX_SHARE = 4
 # What an inbox entry costs beyond the deferred JSON text it carries (tuple, references).
 INBOX_ENTRY_BYTES = 200
+# Entries converted at a time when converting only part of the inbox: a few hundred
+# microseconds, so that a write in flight is never kept waiting long for its replies.
+ABSORB_CHUNK = 32
 
 DROP_LOG_LINES = "log_lines_buffer_full"
 DROP_BODIES = "payload_bodies_buffer_full"
@@ -175,8 +178,9 @@ class BoundedBuffer:
             self.absorb()
         return len(inbox)
 
-    def absorb(self) -> int:
-        """Convert every entry in the inbox into records, in posting order; returns how many.
+    def absorb(self, limit: int | None = None) -> int:
+        """Convert the oldest `limit` entries of the inbox (all by default) into records,
+        in posting order; returns how many.
 
         Serialised: two threads absorbing at once apply their entries one after the other.
         """
@@ -185,13 +189,26 @@ class BoundedBuffer:
             return 0
         with self._absorb_lock:
             with self._inbox_lock:
-                entries: Iterable[Any] = self._inbox
-                count = len(self._inbox)
-                self._inbox = []
-                self._inbox_bytes = 0
+                inbox = self._inbox
+                if limit is None or limit >= len(inbox):
+                    entries: Iterable[Any] = inbox
+                    self._inbox = []
+                    self._inbox_bytes = 0
+                else:
+                    entries = inbox[:limit]
+                    del inbox[:limit]
+                    # Entry sizes are not kept (the host's path stays an append): the
+                    # bytes leave in proportion, and reach 0 with the last entry.
+                    self._inbox_bytes -= self._inbox_bytes * limit // (limit + len(inbox))
+                count = len(entries)  # type: ignore[arg-type]
             for entry in entries:
                 converter(entry)
         return count
+
+    @property
+    def records(self) -> int:
+        """Converted records waiting to be written (the inbox not included)."""
+        return len(self._executions) + len(self._logs)
 
     def oldest_age(self) -> float | None:
         """Seconds since the oldest buffered record was recorded, or None when empty."""
@@ -266,9 +283,13 @@ class BoundedBuffer:
     def take(self, max_records: int) -> Batch:
         """Remove and return up to `max_records` records, oldest first, parents first.
 
-        Converts the inbox first, so every record posted before the call can be taken.
+        Converts inbox entries first, oldest first, until there are `max_records`
+        records or the inbox is empty: every record posted before the call can be taken,
+        and entries beyond a full batch wait (the writer converts them while the batch
+        is written; see `BackgroundFlusher`).
         """
-        self.absorb()
+        while self._inbox and self.records < max_records:
+            self.absorb(max(ABSORB_CHUNK, max_records - self.records))
         with self._lock:
             executions: list[Patch] = []
             while self._executions and len(executions) < max_records:

@@ -98,6 +98,13 @@ class Sanitizer:
         self._redact = redact
         self.max_value_bytes = max_value_bytes
         self.redaction_errors = 0
+        # Snapshot text can be kept as it is when no deny word occurs anywhere in it (so
+        # in no key). That test is only sound for words JSON writes verbatim and whose
+        # lower case does not depend on context: printable ASCII without `"` and `\`.
+        self._text_fast_path = redact is None and all(
+            word.isascii() and word.isprintable() and '"' not in word and "\\" not in word
+            for word in words
+        )
 
     def is_denied(self, key: str) -> bool:
         """Whether values under `key` are redacted by the deny-list."""
@@ -119,6 +126,25 @@ class Sanitizer:
         if len(text) > self.max_value_bytes:
             return json.dumps(self._truncated(cleaned, text), separators=(",", ":"))
         return text
+
+    def snapshot_to_json(self, text: str) -> str | None:
+        """`to_json` of the value `text` holds (JSON from `SnapshotEncoder`).
+
+        The text itself is returned when cleaning could not change it: within the cap,
+        no `NaN`/`Infinity` token (JSON has none; they become strings), and no deny word
+        anywhere in it, so none in a key. Otherwise it is parsed and cleaned in full.
+        """
+        if text == "null":
+            return None
+        if (
+            self._text_fast_path
+            and len(text) <= self.max_value_bytes
+            and (self._deny is None or self._deny.search(text.lower()) is None)
+            and "NaN" not in text
+            and "Infinity" not in text
+        ):
+            return text
+        return self.to_json(json.loads(text))
 
     def _is_flat(self, value: Any) -> bool:
         """A scalar, or a dict of str keys to simple scalars none of them denied: such a

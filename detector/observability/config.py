@@ -43,7 +43,9 @@ class ObservabilityConfig:
     max_logs_per_job: int = 1000
     max_error_chars: int = 4000
     flush_interval: float = 1.0
-    batch_size: int = 2000
+    # Larger batches: fewer transactions (PostgreSQL COPY: ~40k rows/s at 2000, ~54k at
+    # 5000, measured in bench/flush_throughput); a batch only fills under heavy load.
+    batch_size: int = 5000
     max_buffer_bytes: int = 64 * 1024 * 1024
     serverless: bool = False
     flush_timeout: float = 5.0

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .buffer import Batch, BoundedBuffer, Patch
+from .buffer import ABSORB_CHUNK, Batch, BoundedBuffer, Patch
 from .writers.base import RecordsRejected, StoreUnavailable, WriteError
 
 if TYPE_CHECKING:
@@ -253,7 +253,7 @@ class BackgroundFlusher:
                 if not len(batch):
                     break
                 started = time.monotonic()
-                left = await self._write_isolating(batch.all())
+                left = await self._write_converting(batch.all())
                 if left:
                     self.buffer.requeue(_as_batch(left))
                     self._failed()
@@ -294,6 +294,21 @@ class BackgroundFlusher:
                     raise StoreUnavailable(f"migration failed: {type(exc).__name__}") from None
             self._migrated = True
         await self.writer.open()
+
+    async def _write_converting(self, patches: list[Patch]) -> list[Patch]:
+        """`_write_isolating`, converting inbox entries for the next batch meanwhile.
+
+        While the store works on this batch (PostgreSQL: a COPY on the server), this
+        thread turns the next entries into records, a chunk at a time, so conversion and
+        writing overlap instead of taking turns. Order is kept: entries are converted in
+        posting order, and the next batch is only taken after this one is written.
+        """
+        write = asyncio.ensure_future(self._write_isolating(patches))
+        buffer, batch_size = self.buffer, self.config.batch_size
+        while not write.done() and buffer.inbox_depth and buffer.records < batch_size:
+            buffer.absorb(ABSORB_CHUNK)
+            await asyncio.sleep(0)
+        return await write
 
     async def _write_isolating(self, patches: list[Patch]) -> list[Patch]:
         """Write `patches`; returns those not written because the store is unavailable."""

@@ -17,6 +17,7 @@ case-sensitive `LIKE`, jsonb operators) compile to the functions registered by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,8 +26,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
+from .. import sqlite_emulation
 from .compiling import CompileContext, bind, json_text
-from .errors import validation_failed
+from .errors import DATA_EXCEPTION, EngineError, validation_failed
 from .metadata import ColumnInfo, Relationship, TableInfo
 from .permissions import SessionVariable
 from .scalars import build_custom_scalars
@@ -286,7 +288,7 @@ def compile_comparison(
         elif scalar == "jsonb":
             conditions.append(_jsonb(ctx, expression, value_type, operator, value, here))
         elif operator in PATTERN_OPERATORS:
-            conditions.append(_pattern(ctx, expression, operator, value))
+            conditions.append(_pattern(ctx, expression, operator, value, here))
         else:
             conditions.append(_basic(expression, value_type, operator, value, here))
     return sa.and_(TRUE, *conditions) if len(conditions) != 1 else conditions[0]
@@ -322,14 +324,32 @@ def _basic(
 
 
 def _pattern(
-    ctx: CompileContext, expression: ColumnElement[Any], operator: str, value: Any
+    ctx: CompileContext, expression: ColumnElement[Any], operator: str, value: Any, path: str
 ) -> ColumnElement[bool]:
     pattern = sa.bindparam(None, str(value), type_=sa.Text)
     if ctx.sqlite:
         function, negate = PATTERN_OPERATORS[operator]
+        _check_sqlite_pattern(function, str(value), path)
         matched = getattr(sa.func, function)(expression, pattern, type_=sa.Boolean) == 1
         return sa.not_(matched) if negate else matched
     return expression.op(POSTGRES_PATTERN_OPERATORS[operator], is_comparison=True)(pattern)
+
+
+def _check_sqlite_pattern(function: str, pattern: str, path: str) -> None:
+    """Refuse a pattern SQLite's emulation cannot compile, as PostgreSQL refuses it.
+
+    Inside SQLite the emulation's error would surface as "user-defined function raised
+    exception" (and only when some row is compared); this names the problem up front.
+    """
+    try:
+        if function == "pg_similar":
+            sqlite_emulation.similar_regex(pattern)
+        elif function in ("pg_regex", "pg_iregex"):
+            sqlite_emulation.posix_regex_or_error(pattern, function == "pg_iregex")
+    except re.error as error:
+        raise EngineError(
+            DATA_EXCEPTION, f"invalid regular expression: {error.msg}", path
+        ) from None
 
 
 def _jsonb(
