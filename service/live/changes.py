@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -76,6 +77,9 @@ class SQLiteChangeWatcher:
         self._tables_changed = tables_changed
         self._everything_changed = everything_changed
         self._conn: sqlite3.Connection | None = None
+        # Reads run in worker threads; a cancelled `to_thread` leaves its read running,
+        # so closing must wait for it (closing under a running statement crashes).
+        self._conn_lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,9 +121,13 @@ class SQLiteChangeWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._conn_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit: every read is its own short transaction, so the watcher never pins
@@ -129,19 +137,23 @@ class SQLiteChangeWatcher:
         return conn
 
     def _data_version(self) -> int:
-        assert self._conn is not None
-        self.checks += 1
-        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        with self._conn_lock:
+            if self._conn is None:
+                raise sqlite3.ProgrammingError("the change watcher is stopped")
+            self.checks += 1
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _read_counters(self) -> dict[str, int] | None:
-        assert self._conn is not None
-        self.counter_reads += 1
-        try:
-            return {name: int(count) for name, count in self._conn.execute(COUNTERS_QUERY)}
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return None
-            raise
+        with self._conn_lock:
+            if self._conn is None:
+                raise sqlite3.ProgrammingError("the change watcher is stopped")
+            self.counter_reads += 1
+            try:
+                return {name: int(count) for name, count in self._conn.execute(COUNTERS_QUERY)}
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return None
+                raise
 
     def _on_local_commit(self, *args: Any) -> None:
         self._committing = True
