@@ -91,7 +91,7 @@ class Sanitizer:
         *,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
         redact: RedactCallback | None = None,
-        max_value_bytes: int = 64 * 1024,
+        max_value_bytes: int = 256 * 1024,
     ) -> None:
         words = sorted({word.lower() for word in redact_keys if word})
         self._deny = re.compile("|".join(re.escape(w) for w in words)) if words else None

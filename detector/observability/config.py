@@ -38,7 +38,7 @@ class ObservabilityConfig:
     redact_keys: Sequence[str] = ()
     default_redact_keys: bool = True
     redact: RedactCallback | None = None
-    max_value_bytes: int = 64 * 1024
+    max_value_bytes: int = 256 * 1024
     max_log_line_chars: int = 8 * 1024
     max_logs_per_job: int = 1000
     max_error_chars: int = 4000
