@@ -19,13 +19,13 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
 from bench.report import Section, Target, percentile
+from bench.service_process import start_service
 from detector.observability.models import POSTGRES_SCHEMA
 from service.db import Database
 from service.graphql.engine import GraphQLEngine
@@ -33,7 +33,7 @@ from service.settings import Settings
 from tests.graphql_helpers import with_typename
 from tests.support import db
 from tests.support.console_operations import INVOCATION_DETAIL, INVOCATIONS_LIST, OVERVIEW_DASHBOARD
-from tests.support.pgserver import free_port, running_postgres
+from tests.support.pgserver import running_postgres
 
 TITLE = "GraphQL latency: dashboard and invocation list over 100,000 invocations (PostgreSQL)"
 KEY = "graphql_latency"
@@ -165,37 +165,8 @@ async def _statements_per_request(
 
 
 def _serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
     # No background rollup: its refresh would compete with the requests being timed.
-    env = {**os.environ, "EVENT_DETECTOR_DATABASE_URL": url, "EVENT_DETECTOR_ROLLUP_INTERVAL": "0"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "service.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.terminate()
-    raise RuntimeError("the service did not start")
+    return start_service(url, {"EVENT_DETECTOR_ROLLUP_INTERVAL": "0"})
 
 
 async def _time(
