@@ -76,10 +76,17 @@ def sqlite_path(url: str) -> str:
     return sa.engine.make_url(url).database or ":memory:"
 
 
-def asyncpg_url(url: str) -> str:
-    """A SQLAlchemy URL for asyncpg from a plain `postgresql://` URL."""
+def async_engine_url(url: str) -> str:
+    """The SQLAlchemy async URL (aiosqlite or asyncpg) for a supported database URL.
+
+    `sqlite:///path.db` → `sqlite+aiosqlite:///path.db`, `postgresql://…` or `postgres://…`
+    → `postgresql+asyncpg://…`; the rest of the URL is kept. Raises `ValueError` (see
+    `check_url`) for any other URL.
+    """
+    check_url(url)
+    driver = "sqlite+aiosqlite" if is_sqlite(url) else "postgresql+asyncpg"
     made = sa.engine.make_url(url)
-    return made.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    return made.set(drivername=driver).render_as_string(hide_password=False)
 
 
 def _sqlite_engine(url: str) -> sa.Engine:
@@ -127,7 +134,7 @@ def _upgrade_connection(connection: sa.Connection, revision: str) -> str | None:
 async def _postgres(url: str, work: Callable[[sa.Connection], T], *, write: bool) -> T:
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(asyncpg_url(url), poolclass=sa.NullPool)
+    engine = create_async_engine(async_engine_url(url), poolclass=sa.NullPool)
     try:
         if write:
             async with engine.begin() as conn:

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from ..status import InvocationStatus, JobStatus
-from .migrate import asyncpg_url, check_url, is_sqlite, sqlite_path
+from .migrate import async_engine_url, check_url, is_sqlite
 from .models import POSTGRES_SCHEMA, metadata
 from .sqltypes import parse_timestamp
 
@@ -74,12 +74,6 @@ def _cents(value: float | Decimal | None) -> Decimal | None:
     return Decimal(str(value)).quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
-def _engine_url(url: str) -> str:
-    if is_sqlite(url):
-        return f"sqlite+aiosqlite:///{sqlite_path(url)}"
-    return asyncpg_url(url)
-
-
 async def rollup(url: str, *, now: datetime | None = None) -> RollupResult:
     """Roll up every hour not yet rolled up (or changed since) and refresh dashboard_stats.
 
@@ -88,7 +82,7 @@ async def rollup(url: str, *, now: datetime | None = None) -> RollupResult:
     """
     check_url(url)
     now = now or datetime.now(UTC)
-    engine = create_async_engine(_engine_url(url), poolclass=sa.NullPool)
+    engine = create_async_engine(async_engine_url(url), poolclass=sa.NullPool)
     try:
         async with engine.begin() as conn:
             if not is_sqlite(url):

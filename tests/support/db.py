@@ -5,16 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from detector.observability.migrate import upgrade_async
+from detector.observability.migrate import async_engine_url, upgrade_async
 
 
 def async_url(url: str) -> str:
     """SQLAlchemy async URL for a `sqlite:///…` or `postgresql://…` URL."""
-    if url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
-    if url.startswith("postgresql://"):
-        return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
-    raise ValueError(f"unsupported database URL: {url}")
+    return async_engine_url(url)
 
 
 async def prepare_database(url: str) -> None:
