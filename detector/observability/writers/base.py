@@ -31,6 +31,11 @@ COLUMN_KINDS: dict[str, dict[str, str]] = {
 }
 """table → column → PostgreSQL type name, derived from the models (one source of truth)."""
 
+TABLES_WITH_UPDATED_AT = frozenset(
+    t for t, columns in COLUMN_KINDS.items() if "updated_at" in columns
+)
+"""Tables whose upserts stamp `updated_at` when a patch does not set it."""
+
 # Columns an upsert never changes once the row exists.
 NEVER_UPDATED = frozenset({"id", "created_at"})
 
