@@ -143,14 +143,7 @@ def build_rows_query(
     if not windowed:
         statement = sa.select(*selected).select_from(alias).where(where)
         statement = statement.order_by(*(term.clause() for term in terms))
-        if partition is None:
-            if limit is not None:
-                statement = statement.limit(limit)
-            if offset:
-                statement = statement.offset(offset)
-        if cap is not None and (limit is None or partition is not None):
-            statement = statement.limit(cap + 1)
-        return statement, labels
+        return _bounded(statement, partition, limit, offset, cap), labels
 
     order_labels = [term.expression.label(f"_o{i}") for i, term in enumerate(terms)]
     inner_columns: list[Any] = [*selected, *order_labels]
@@ -188,14 +181,29 @@ def build_rows_query(
     else:
         statement = sa.select(*(inner.c[label] for label in labels)).where(*kept)
         statement = statement.order_by(*ordered(inner))
-        if partition is None:
-            if limit is not None:
-                statement = statement.limit(limit)
-            if offset:
-                statement = statement.offset(offset)
+    return _bounded(statement, partition, limit, offset, cap), labels
+
+
+def _bounded(
+    statement: sa.Select[Any],
+    partition: Partition | None,
+    limit: int | None,
+    offset: int,
+    cap: int | None,
+) -> sa.Select[Any]:
+    """`statement` with its page and its `cap` (see `build_rows_query`).
+
+    `limit`/`offset` apply here only without a partition (partitioned reads page per
+    parent in a window); `cap` + 1 rows are read so that reaching the cap can be told.
+    """
+    if partition is None:
+        if limit is not None:
+            statement = statement.limit(limit)
+        if offset:
+            statement = statement.offset(offset)
     if cap is not None and (limit is None or partition is not None):
         statement = statement.limit(cap + 1)
-    return statement, labels
+    return statement
 
 
 # --- rows ------------------------------------------------------------------------------------------
