@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from detector.observability.migrate import async_engine_url, upgrade_async
 
@@ -48,3 +53,24 @@ async def drop_postgres_database(admin_url: str, url: str) -> None:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+@contextlib.contextmanager
+def database_for(
+    backend: str, request: pytest.FixtureRequest, directory: Path, *, migrate: bool = True
+) -> Iterator[str]:
+    """A fresh database on `backend` (a file in `directory`, or a new PostgreSQL database)."""
+    if backend == "sqlite":
+        url = f"sqlite:///{directory / 'runtime.db'}"
+        if migrate:
+            run(prepare_database(url))
+        yield url
+        return
+    admin_url = str(request.getfixturevalue("postgres_admin_url"))
+    url = run(create_postgres_database(admin_url))
+    try:
+        if migrate:
+            run(prepare_database(url))
+        yield url
+    finally:
+        run(drop_postgres_database(admin_url, url))
