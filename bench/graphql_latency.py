@@ -24,8 +24,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench._service_process import start_service
 from bench.report import Section, Target, percentile
-from bench.service_process import start_service
 from detector.observability.models import POSTGRES_SCHEMA
 from service.db import Database
 from service.graphql.engine import GraphQLEngine

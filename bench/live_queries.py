@@ -37,8 +37,8 @@ import asyncpg
 import httpx
 import websockets
 
+from bench._service_process import start_service
 from bench.report import Section, Target, percentile
-from bench.service_process import start_service
 from detector.observability.models import POSTGRES_SCHEMA
 from detector.observability.sqltypes import timestamp_to_sqlite
 from tests.support import db

@@ -36,8 +36,8 @@ from typing import Any
 
 import httpx
 
+from ._service_process import wait_for_health
 from .report import Section, Target
-from .service_process import wait_for_health
 
 TITLE = "Memory: service and plugin RSS under sustained load"
 ROOT = Path(__file__).resolve().parents[1]
