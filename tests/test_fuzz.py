@@ -260,7 +260,9 @@ class EngineHarness:
         self.database = Database(url)
         self.engine = GraphQLEngine(Settings(database_url=url, max_rows=1000), self.database)
         self.statements: list[tuple[str, Any]] = []
-        event.listen(self.database.engine.sync_engine, "before_cursor_execute", self._capture)
+        # Reads on SQLite go through their own pool: capture both engines' statements.
+        for engine in {self.database.engine, self.database.read_engine}:
+            event.listen(engine.sync_engine, "before_cursor_execute", self._capture)
 
     def _capture(self, conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
         self.statements.append((statement, parameters))
