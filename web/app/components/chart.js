@@ -35,7 +35,7 @@ export function TimeChart({ x, series, height = 220, format = (v) => String(v), 
       series: [
         // Away from the plot the legend sums the bars over the whole range (a line's
         // values, durations, do not add up); over a bucket it shows that bucket.
-        { value: (u, v, si, idx) => (idx == null ? 'whole range' : v == null ? '—' : fmtAbsolute(v * 1000)) },
+        { value: (u, v, si, idx) => (idx == null ? (series.some((s) => s.kind !== 'line') ? 'whole range' : 'hover for values') : v == null ? '—' : fmtAbsolute(v * 1000)) },
         ...series.map((s) => ({
           label: s.label,
           stroke: s.color,
@@ -43,7 +43,7 @@ export function TimeChart({ x, series, height = 220, format = (v) => String(v), 
           width: s.kind === 'line' ? 2 : 0,
           points: { show: s.kind === 'line', size: 4 },
           value: (u, v, si, idx) => {
-            if (idx == null) return s.kind === 'line' ? 'hover for a bucket' : format(s.values.reduce((sum, n) => sum + (n || 0), 0));
+            if (idx == null) return s.kind === 'line' ? '—' : format(s.values.reduce((sum, n) => sum + (n || 0), 0));
             return v == null ? '—' : format(v);
           },
           paths: s.kind === 'line' ? undefined : uPlot.paths.bars({ size: [barWidth, 48], align: 0 }),
