@@ -47,12 +47,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+def _database_option(value: str | None) -> str | None:
+    """A plain file path given to `--db` means an SQLite file there (`sqlite:///…`)."""
+    if value is None or "://" in value or value.startswith("sqlite:"):
+        return value
+    return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
 DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help="sqlite:///path.db or postgresql://… (default: EVENT_DETECTOR_DATABASE_URL, "
-        "else sqlite:///event-detector.db)",
+        help="sqlite:///path.db, a path to an SQLite file, or postgresql://… "
+        "(default: EVENT_DETECTOR_DATABASE_URL, else sqlite:///event-detector.db)",
+        callback=_database_option,
     ),
 ]
 EventsDirOption = Annotated[

@@ -212,6 +212,13 @@ def test_migrate_creates_then_reports_up_to_date(
     assert "unsupported database URL" in cli("migrate", "--db", "mysql://x/y", expect=2)
 
 
+def test_a_plain_path_to_db_is_an_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "plain.db"
+    assert "from revision none to" in cli("migrate", "--db", str(path))
+    assert path.exists()
+    assert "is up to date" in cli("migrate", "--db", f"sqlite:///{path}")
+
+
 def test_rollup_writes_the_hourly_rows(recorded_db: tuple[str, list[str]]) -> None:
     url, ids = recorded_db
     output = cli("rollup", "--db", url)

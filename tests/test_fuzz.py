@@ -260,7 +260,7 @@ class EngineHarness:
         self.database = Database(url)
         self.engine = GraphQLEngine(Settings(database_url=url, max_rows=1000), self.database)
         self.statements: list[tuple[str, Any]] = []
-        # Both pools: on SQLite reads have their own (`Database.read_engine`).
+        # Reads on SQLite go through their own pool: capture both engines' statements.
         for engine in {self.database.engine, self.database.read_engine}:
             event.listen(engine.sync_engine, "before_cursor_execute", self._capture)
 

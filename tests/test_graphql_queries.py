@@ -1039,7 +1039,25 @@ def test_unknown_field_and_operator_are_validation_errors(server: RunningServer)
         "path": "$.selectionSet.invocations.args.where",
         "code": "validation-failed",
     }
-    assert "_unexpected" in error["message"]
+    assert error["message"] == "field '_unexpected' not found in type: 'uuid_comparison_exp'"
+
+
+def test_common_validation_errors_are_worded_as_hasura_words_them(server: RunningServer) -> None:
+    cases = [
+        ("{ invocations(where: {nope: {_eq: 1}}) { id } }", None),
+        ("query ($w: invocations_bool_exp) { invocations(where: $w) { id } }", {"w": {"nope": {}}}),
+        ("{ invocations(limt: 2) { id } }", None),
+        ("query ($id: uuid!) { invocations_by_pk(id: $id) { id } }", None),
+        ("{ invocations_by_pk { id } }", None),
+    ]
+    messages = [errors(server, query, variables)[0]["message"] for query, variables in cases]
+    assert messages == [
+        "field 'nope' not found in type: 'invocations_bool_exp'",
+        "field 'nope' not found in type: 'invocations_bool_exp'",
+        "'invocations' has no argument named 'limt'",
+        'expecting a value for non-nullable variable: "id"',
+        "missing required field 'id'",
+    ]
 
 
 def test_invalid_values_are_rejected_with_the_field_named(server: RunningServer) -> None:

@@ -157,9 +157,13 @@ def test_overview_kpis_and_chart_match_the_database(
     failed = page.locator(
         '[data-chart-table="invocations"] td[data-series="Failed"]'
     ).all_text_contents()
-    assert sum(int(t or 0) for t in failed) == count(
-        dataset.url, invocations, in_window(dataset), invocations.c.status.in_(BAD)
-    )
+    bad = count(dataset.url, invocations, in_window(dataset), invocations.c.status.in_(BAD))
+    assert sum(int(t or 0) for t in failed) == bad
+    # Away from the plot, the legend under it sums each series over the whole range.
+    legend = page.locator('[data-chart="invocations"] .u-legend')
+    expect(legend).to_contain_text("whole range")
+    expect(legend.locator(".u-series").nth(1)).to_contain_text(f"{current['invocations']:,}")
+    expect(legend.locator(".u-series").nth(2)).to_contain_text(f"{bad:,}")
 
     newest = rows(
         dataset.url,

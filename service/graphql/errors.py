@@ -92,14 +92,48 @@ def format_error(error: GraphQLError, document: DocumentNode | None = None) -> d
     return hasura_error(_hasura_message(error.message), VALIDATION_FAILED, path)
 
 
+# graphql-core's wording → Hasura's, for the errors clients meet most (first match wins).
+_HASURA_WORDING: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"Cannot query field '([^']+)' on type '([^']+)'"),
+        "field '{0}' not found in type: '{1}'",
+    ),
+    (
+        re.compile(r"Field '([^']+)' is not defined by (?:input )?type '([^']+)'"),
+        "field '{0}' not found in type: '{1}'",
+    ),
+    (
+        re.compile(r"Expected value of type '([^']+)' not to include unknown field '([^']+)'"),
+        "field '{1}' not found in type: '{0}'",
+    ),
+    (
+        re.compile(r"Unknown argument '([^']+)' on field '[^'.]+\.([^']+)'"),
+        "'{1}' has no argument named '{0}'",
+    ),
+    (
+        re.compile(
+            r"Variable '\$([^']+)' (?:of required type '[^']+' was not provided"
+            r"|has invalid value: Expected a value of non-null type)"
+        ),
+        'expecting a value for non-nullable variable: "{0}"',
+    ),
+    (
+        re.compile(r"Argument '[^']+\(([^:']+):\)' of type '[^']+' is required"),
+        "missing required field '{0}'",
+    ),
+    (
+        re.compile(r"Field '[^'.]+\.([^']+)' of required type '[^']+' was not provided"),
+        "missing required field '{0}'",
+    ),
+)
+
+
 def _hasura_message(message: str) -> str:
     """graphql-core's wording, rephrased the way Hasura words the common cases."""
-    match = re.match(r"Cannot query field '([^']+)' on type '([^']+)'", message)
-    if match:
-        return f"field '{match.group(1)}' not found in type: '{match.group(2)}'"
-    match = re.match(r"Field '([^']+)' is not defined by type '([^']+)'", message)
-    if match:
-        return f"field '{match.group(1)}' not found in type: '{match.group(2)}'"
+    for pattern, template in _HASURA_WORDING:
+        match = pattern.search(message)
+        if match:
+            return template.format(*match.groups())
     return message
 
 

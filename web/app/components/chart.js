@@ -33,14 +33,19 @@ export function TimeChart({ x, series, height = 220, format = (v) => String(v), 
         { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' }, values: (u, ticks) => ticks.map(format), size: 64 },
       ],
       series: [
-        { value: (u, v) => (v == null ? '—' : fmtAbsolute(v * 1000)) },
+        // Away from the plot the legend sums the bars over the whole range (a line's
+        // values, durations, do not add up); over a bucket it shows that bucket.
+        { value: (u, v, si, idx) => (idx == null ? (series.some((s) => s.kind !== 'line') ? 'whole range' : 'hover for values') : v == null ? '—' : fmtAbsolute(v * 1000)) },
         ...series.map((s) => ({
           label: s.label,
           stroke: s.color,
           fill: s.kind === 'line' ? undefined : s.color,
           width: s.kind === 'line' ? 2 : 0,
           points: { show: s.kind === 'line', size: 4 },
-          value: (u, v) => (v == null ? '—' : format(v)),
+          value: (u, v, si, idx) => {
+            if (idx == null) return s.kind === 'line' ? '—' : format(s.values.reduce((sum, n) => sum + (n || 0), 0));
+            return v == null ? '—' : format(v);
+          },
           paths: s.kind === 'line' ? undefined : uPlot.paths.bars({ size: [barWidth, 48], align: 0 }),
           spanGaps: false,
         })),
