@@ -19,12 +19,12 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
+from bench._service_process import start_service
 from bench.report import Section, Target, percentile
 from detector.observability.models import POSTGRES_SCHEMA
 from service.db import Database
@@ -32,64 +32,13 @@ from service.graphql.engine import GraphQLEngine
 from service.settings import Settings
 from tests.graphql_helpers import with_typename
 from tests.support import db
-from tests.support.pgserver import free_port, running_postgres
+from tests.support.console_operations import INVOCATION_DETAIL, INVOCATIONS_LIST, OVERVIEW_DASHBOARD
+from tests.support.pgserver import running_postgres
 
 TITLE = "GraphQL latency: dashboard and invocation list over 100,000 invocations (PostgreSQL)"
 KEY = "graphql_latency"
 DAYS = 30
 S = POSTGRES_SCHEMA
-
-OVERVIEW = """
-query OverviewDashboard($timeRange: timestamptz!, $timeRangeEnd: timestamptz!) {
-  dashboard_stats(where: {hour_bucket: {_gte: $timeRange, _lte: $timeRangeEnd}}, order_by: {hour_bucket: asc}) {
-    hour_bucket total_invocations successful_invocations failed_invocations
-  }
-  invocations_table: invocations(where: {created_at: {_gte: $timeRange, _lte: $timeRangeEnd}}, order_by: {created_at: desc}, limit: 10) {
-    id source_function created_at total_duration_ms status events_detected_count total_jobs_run
-    total_jobs_succeeded total_jobs_failed correlation_id source_user_email source_user_role
-  }
-  invocations_aggregate(where: {created_at: {_gte: $timeRange, _lte: $timeRangeEnd}}) {
-    aggregate { count avg { total_duration_ms } sum { total_jobs_run total_jobs_succeeded total_jobs_failed } }
-  }
-  event_executions_aggregate(where: {detected: {_eq: true}, created_at: {_gte: $timeRange, _lte: $timeRangeEnd}}) {
-    aggregate { count }
-    nodes { event_name }
-  }
-}"""
-
-INVOCATIONS_LIST = """
-query InvocationsList($limit: Int = 20, $offset: Int = 0, $where: invocations_bool_exp = {}, $order_by: [invocations_order_by!] = {created_at: desc}) {
-  invocations(limit: $limit, offset: $offset, where: $where, order_by: $order_by) {
-    id created_at updated_at source_function source_table source_operation source_system source_job_id
-    correlation_id source_user_email source_user_role total_duration_ms events_detected_count
-    total_jobs_run total_jobs_succeeded total_jobs_failed status error_message source_event_payload
-    event_executions_aggregate { aggregate { count } }
-    detected_events: event_executions_aggregate(where: {detected: {_eq: true}}) { aggregate { count } }
-    undetected_events: event_executions_aggregate(where: {detected: {_eq: false}}) { aggregate { count } }
-    event_executions(where: {detected: {_eq: true}}) { id event_name detected }
-  }
-  invocations_aggregate(where: $where) { aggregate { count } }
-}"""
-
-INVOCATION_DETAIL = """
-query InvocationDetail($id: uuid!) {
-  invocations_by_pk(id: $id) {
-    id created_at updated_at correlation_id source_function source_table source_operation source_system
-    source_event_id source_event_payload source_event_time source_user_email source_user_role
-    total_duration_ms events_detected_count total_jobs_run total_jobs_succeeded total_jobs_failed
-    auto_load_modules event_modules_directory status error_message error_stack context_data
-    event_executions {
-      id created_at updated_at correlation_id event_name event_module_path detected detection_duration_ms
-      detection_error detection_error_stack handler_duration_ms handler_error handler_error_stack
-      jobs_count jobs_succeeded jobs_failed status
-      job_executions {
-        id created_at updated_at correlation_id job_name job_function_name job_options duration_ms
-        status result error_message error_stack
-      }
-    }
-  }
-}"""
-
 JOBS_PER_EVENT = 5
 
 
@@ -182,7 +131,7 @@ def _operations(now: datetime, ids: list[str]) -> dict[str, tuple[str, Any]]:
     }
     order = [{"created_at": "desc"}]
     return {
-        "OverviewDashboard (last 24 h)": (OVERVIEW, lambda: day),
+        "OverviewDashboard (last 24 h)": (OVERVIEW_DASHBOARD, lambda: day),
         "InvocationsList (page 1 of 50, 24 h filters)": (
             INVOCATIONS_LIST,
             lambda: {"limit": 50, "offset": 0, "where": where, "order_by": order},
@@ -216,37 +165,8 @@ async def _statements_per_request(
 
 
 def _serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
     # No background rollup: its refresh would compete with the requests being timed.
-    env = {**os.environ, "EVENT_DETECTOR_DATABASE_URL": url, "EVENT_DETECTOR_ROLLUP_INTERVAL": "0"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "service.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.terminate()
-    raise RuntimeError("the service did not start")
+    return start_service(url, {"EVENT_DETECTOR_ROLLUP_INTERVAL": "0"})
 
 
 async def _time(

@@ -25,7 +25,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -38,11 +37,12 @@ import asyncpg
 import httpx
 import websockets
 
+from bench._service_process import start_service
 from bench.report import Section, Target, percentile
 from detector.observability.models import POSTGRES_SCHEMA
 from detector.observability.sqltypes import timestamp_to_sqlite
 from tests.support import db
-from tests.support.pgserver import free_port, running_postgres
+from tests.support.pgserver import running_postgres
 
 TITLE = "Live queries: commit → frame latency, 1,000 subscribers, statements while idle"
 KEY = "live_queries"
@@ -276,41 +276,10 @@ async def _run_scenario(
 
 
 def _serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "EVENT_DETECTOR_DATABASE_URL": url,
-        "EVENT_DETECTOR_ROLLUP_INTERVAL": "0",
-        "EVENT_DETECTOR_WEBSOCKET_MAX_OPERATIONS": "10",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "service.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
+    return start_service(
+        url,
+        {"EVENT_DETECTOR_ROLLUP_INTERVAL": "0", "EVENT_DETECTOR_WEBSOCKET_MAX_OPERATIONS": "10"},
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.terminate()
-    raise RuntimeError("the service did not start")
 
 
 @contextlib.asynccontextmanager

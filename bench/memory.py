@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from ._service_process import wait_for_health
 from .report import Section, Target
 
 TITLE = "Memory: service and plugin RSS under sustained load"
@@ -185,16 +186,7 @@ def _service(url: str, seconds: float) -> tuple[Trace, dict[str, Any]]:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.2)
+        wait_for_health(process, base)
         samples, answered, failed = asyncio.run(_load(base, seconds, process.pid, 20.0, 10.0))
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
         buffered = [

@@ -10,15 +10,14 @@ is returned with `timed_out=True`.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ._sync import run_coroutine_sync
 from .correlation import correlation_id_problem, is_uuid, resolve_correlation
 from .dispatch import PluginDispatcher, registered_plugins, remember_plugins
 from .errors import ConfigurationError, DeadlineExceededError, EventModuleError, InvalidEventPayload
@@ -597,10 +596,6 @@ def listen_to_sync(payload: Any, **options: Any) -> ListenResult:
     runs the invocation on a helper thread and blocks until it ends; prefer
     `await listen_to(...)` there.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(listen_to(payload, **options))
-    context = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector-listen") as pool:
-        return pool.submit(context.run, asyncio.run, listen_to(payload, **options)).result()
+    return run_coroutine_sync(
+        lambda: listen_to(payload, **options), thread_name="detector-listen", keep_context=True
+    )

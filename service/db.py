@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_
 
+from detector.observability.migrate import async_engine_url
 from detector.observability.models import POSTGRES_SCHEMA
 
 from . import sqlite_emulation
@@ -45,14 +46,7 @@ def async_database_url(url: str) -> str:
     """
     if url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         return url
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url.removeprefix(prefix)
-    raise ValueError(
-        f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
-    )
+    return async_engine_url(url)
 
 
 class Database:

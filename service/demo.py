@@ -27,11 +27,10 @@ import asyncio
 import json
 import math
 import random
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from detector import InvalidEventPayload, ListenResult, listen_to
+from detector._sync import run_coroutine_sync
 from detector.observability import ObservabilityPlugin
 from detector.observability.migrate import upgrade_async
 from detector.observability.rollup import rollup
@@ -133,7 +133,7 @@ def populate_demo(
     an event loop (the work then runs on a helper thread). Raises ValueError for an
     unsupported URL and the driver's error when the database cannot be reached.
     """
-    return _run(
+    return run_coroutine_sync(
         lambda: populate_demo_async(
             database_url,
             seed=seed,
@@ -143,7 +143,8 @@ def populate_demo(
             events_dir=events_dir,
             concurrency=concurrency,
             progress=progress,
-        )
+        ),
+        thread_name="event-detector-demo",
     )
 
 
@@ -546,25 +547,3 @@ async def _backdate(database_url: str, targets: dict[str, datetime]) -> None:
 def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine from sync code, on a helper thread if this thread runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = asyncio.run(factory())
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name="event-detector-demo")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]

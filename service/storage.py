@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from detector.observability.migrate import asyncpg_url, check_url, is_sqlite, sqlite_path
+from detector.observability.migrate import async_engine_url, is_sqlite
 from detector.observability.models import POSTGRES_SCHEMA, metadata
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -29,10 +29,10 @@ quarantined_records = metadata.tables["quarantined_records"]
 
 def open_engine(url: str, *, pool_size: int = 2) -> AsyncEngine:
     """An async engine for `sqlite:///…` or `postgresql://…`; raises ValueError otherwise."""
-    check_url(url)
+    async_url = async_engine_url(url)
     if is_sqlite(url):
         engine = create_async_engine(
-            f"sqlite+aiosqlite:///{sqlite_path(url)}",
+            async_url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
             poolclass=sa.NullPool,
         )
@@ -45,7 +45,7 @@ def open_engine(url: str, *, pool_size: int = 2) -> AsyncEngine:
 
         return engine
     return create_async_engine(
-        asyncpg_url(url),
+        async_url,
         pool_size=pool_size,
         max_overflow=pool_size,
         execution_options={"schema_translate_map": {None: POSTGRES_SCHEMA}},

@@ -81,18 +81,8 @@ def module_db_url(
     module_backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A database with the observability schema shared by one test module, per backend."""
-    if module_backend == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'observability.db'}"
-        db.run(db.prepare_database(url))
+    with db.database_for(module_backend, request, tmp_path_factory.mktemp("db")) as url:
         yield url
-        return
-    admin_url = str(request.getfixturevalue("postgres_admin_url"))
-    url = db.run(db.create_postgres_database(admin_url))
-    try:
-        db.run(db.prepare_database(url))
-        yield url
-    finally:
-        db.run(db.drop_postgres_database(admin_url, url))
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 import jwt
 import pytest
-import yaml
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
@@ -20,9 +18,10 @@ from gql.transport.websockets import WebsocketsTransport
 from service.db import Database
 from service.graphql.auth import Session
 from service.graphql.engine import GraphQLEngine
-from service.settings import REPO_ROOT, Settings
+from service.settings import Settings
 from tests.support.dataset import build_dataset, insert_dataset
 from tests.support.db import run
+from tests.support.metadata import metadata_with_function_filter
 from tests.support.server import RunningServer, serving
 
 DATASET = build_dataset()
@@ -274,15 +273,7 @@ def test_unauthorized_role_serves_anonymous_requests(tmp_path: Path) -> None:
 @pytest.fixture
 def filtered_metadata(tmp_path: Path) -> Path:
     """hasura/ metadata where `viewer` sees only its own function's invocations."""
-    target = tmp_path / "metadata"
-    shutil.copytree(REPO_ROOT / "hasura" / "metadata", target)
-    path = target / "databases/observability/tables/event_detector_observability_invocations.yaml"
-    document = yaml.safe_load(path.read_text())
-    permission = document["select_permissions"][0]["permission"]
-    permission["filter"] = {"source_function": {"_eq": "X-Hasura-Function"}}
-    permission["limit"] = 5
-    path.write_text(yaml.safe_dump(document))
-    return target
+    return metadata_with_function_filter(tmp_path / "metadata", limit=5)
 
 
 def test_row_filters_with_session_variables_apply_everywhere(

@@ -6,12 +6,20 @@ import asyncio
 import math
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from detector.observability.sqltypes import JSONB, UUID, Timestamptz, pg_type_name
 from service.db import Database
 from service.graphql.engine import GraphQLEngine
-from service.graphql.scalars import build_custom_scalars, format_timestamptz, serializer_for
+from service.graphql.scalars import (
+    build_custom_scalars,
+    format_timestamptz,
+    scalar_name_for,
+    serializer_for,
+)
 from service.settings import Settings
 from tests.support.dataset import build_dataset, insert_dataset
 from tests.support.db import run
@@ -97,3 +105,30 @@ def test_stringify_numeric_types_switch(db_url: str) -> None:
         assert total == len(dataset.invocations)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("column_type", "pg_name", "scalar"),
+    [
+        (UUID(), "uuid", "uuid"),
+        (Timestamptz(), "timestamptz", "timestamptz"),
+        (JSONB(), "jsonb", "jsonb"),
+        (sa.Boolean(), "boolean", "Boolean"),
+        (sa.BigInteger(), "bigint", "bigint"),
+        (sa.Integer(), "integer", "Int"),
+        (sa.Float(), "float8", "float8"),
+        (sa.Numeric(), "numeric", "numeric"),
+        (sa.Text(), "text", "String"),
+        (sa.String(20), "text", "String"),
+    ],
+)
+def test_scalar_names_follow_the_postgres_type_names(
+    column_type: sa.types.TypeEngine[Any], pg_name: str, scalar: str
+) -> None:
+    assert pg_type_name(column_type) == pg_name
+    assert scalar_name_for(column_type) == scalar
+
+
+def test_a_column_type_without_a_postgres_name_is_named_in_the_error() -> None:
+    with pytest.raises(TypeError, match="LargeBinary"):
+        scalar_name_for(sa.LargeBinary())

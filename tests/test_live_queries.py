@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import yaml
 
 from service.settings import Settings
 from tests.support.db import prepare_database, run
@@ -30,6 +29,7 @@ from tests.support.live import (
     subscribed,
     wait_until,
 )
+from tests.support.metadata import metadata_with_function_filter
 from tests.support.server import RunningServer, serving
 
 COUNT_BY_FUNCTION = """
@@ -349,14 +349,7 @@ async def test_metrics_count_live_subscriptions_and_cohorts(server: RunningServe
 def viewer_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """SQLite, with `viewer` seeing only the invocations of its `X-Hasura-Function`."""
     root = tmp_path_factory.mktemp("viewer")
-    metadata = root / "metadata"
-    shutil.copytree(REPO_ROOT / "hasura" / "metadata", metadata)
-    path = metadata / "databases/observability/tables/event_detector_observability_invocations.yaml"
-    document = yaml.safe_load(path.read_text())
-    document["select_permissions"][0]["permission"]["filter"] = {
-        "source_function": {"_eq": "X-Hasura-Function"}
-    }
-    path.write_text(yaml.safe_dump(document))
+    metadata = metadata_with_function_filter(root / "metadata")
     url = f"sqlite:///{root / 'observability.db'}"
     run(prepare_database(url))
     settings = Settings(

@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import yaml
 
-from service.settings import REPO_ROOT, Settings
+from service.settings import Settings
 from tests.support.dataset import build_dataset, insert_dataset
 from tests.support.db import run
 from tests.support.live import LEGACY, PROTOCOLS, TRANSPORT_WS, RawSocket, insert_rows, subscribed
+from tests.support.metadata import metadata_with_function_filter
 from tests.support.server import RunningServer, serving
 from tests.test_security import ADMIN, HIDDEN, REACHING, SECRET, VIEWER
 
@@ -182,17 +182,8 @@ async def test_live_updates_to_the_viewer_never_carry_hidden_values(
 @pytest.fixture(scope="module")
 def filtered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """SQLite; the viewer sees only the invocations of its `X-Hasura-Function`."""
-    import shutil
-
     root = tmp_path_factory.mktemp("filtered")
-    metadata = root / "metadata"
-    shutil.copytree(REPO_ROOT / "hasura" / "metadata", metadata)
-    path = metadata / "databases/observability/tables/event_detector_observability_invocations.yaml"
-    document = yaml.safe_load(path.read_text())
-    document["select_permissions"][0]["permission"]["filter"] = {
-        "source_function": {"_eq": "X-Hasura-Function"}
-    }
-    path.write_text(yaml.safe_dump(document))
+    metadata = metadata_with_function_filter(root / "metadata")
     url = f"sqlite:///{root / 'filtered.db'}"
     from tests.support.db import prepare_database
 

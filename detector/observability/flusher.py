@@ -316,33 +316,31 @@ class BackgroundFlusher:
             await self._open()
             await self.writer.write(_as_batch(patches))
         except RecordsRejected as exc:
-            if len(patches) == 1:
-                self._quarantine(patches[0], str(exc))
-                return []
-            middle = len(patches) // 2
-            left = await self._write_isolating(patches[:middle])
-            if left:
-                return left + patches[middle:]
-            return await self._write_isolating(patches[middle:])
-        except StoreUnavailable as exc:
-            self._error(str(exc))
-            return patches
-        except WriteError as exc:
+            return await self._isolate(patches, str(exc))
+        except WriteError as exc:  # StoreUnavailable among them: kept for a retry
             self._error(str(exc))
             return patches
         except Exception as exc:
             # A bug or an unforeseen driver error: isolate rather than block the buffer.
-            if len(patches) == 1:
-                self._quarantine(patches[0], f"{type(exc).__name__} while writing")
-                return []
-            middle = len(patches) // 2
-            left = await self._write_isolating(patches[:middle])
-            if left:
-                return left + patches[middle:]
-            return await self._write_isolating(patches[middle:])
+            return await self._isolate(patches, f"{type(exc).__name__} while writing")
         for patch in patches:
             self.written[patch.table] += 1
         return []
+
+    async def _isolate(self, patches: list[Patch], error: str) -> list[Patch]:
+        """Write the halves of a refused batch apart, down to the records to quarantine.
+
+        A single refused patch is quarantined with `error`. Returns the patches not
+        written because the store became unavailable (in order), as `_write_isolating`.
+        """
+        if len(patches) == 1:
+            self._quarantine(patches[0], error)
+            return []
+        middle = len(patches) // 2
+        left = await self._write_isolating(patches[:middle])
+        if left:
+            return left + patches[middle:]
+        return await self._write_isolating(patches[middle:])
 
     def _quarantine(self, patch: Patch, error: str) -> None:
         row = {

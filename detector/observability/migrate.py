@@ -13,8 +13,7 @@ async code use the `*_async` twins.
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +23,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from .._sync import run_coroutine_sync
 from .models import POSTGRES_SCHEMA
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -76,10 +76,17 @@ def sqlite_path(url: str) -> str:
     return sa.engine.make_url(url).database or ":memory:"
 
 
-def asyncpg_url(url: str) -> str:
-    """A SQLAlchemy URL for asyncpg from a plain `postgresql://` URL."""
+def async_engine_url(url: str) -> str:
+    """The SQLAlchemy async URL (aiosqlite or asyncpg) for a supported database URL.
+
+    `sqlite:///path.db` → `sqlite+aiosqlite:///path.db`, `postgresql://…` or `postgres://…`
+    → `postgresql+asyncpg://…`; the rest of the URL is kept. Raises `ValueError` (see
+    `check_url`) for any other URL.
+    """
+    check_url(url)
+    driver = "sqlite+aiosqlite" if is_sqlite(url) else "postgresql+asyncpg"
     made = sa.engine.make_url(url)
-    return made.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    return made.set(drivername=driver).render_as_string(hide_password=False)
 
 
 def _sqlite_engine(url: str) -> sa.Engine:
@@ -124,32 +131,10 @@ def _upgrade_connection(connection: sa.Connection, revision: str) -> str | None:
     return _revision_of(connection)
 
 
-def _run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion from sync code, even if this thread runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = asyncio.run(factory())
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name="event-detector-migrate")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
 async def _postgres(url: str, work: Callable[[sa.Connection], T], *, write: bool) -> T:
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(asyncpg_url(url), poolclass=sa.NullPool)
+    engine = create_async_engine(async_engine_url(url), poolclass=sa.NullPool)
     try:
         if write:
             async with engine.begin() as conn:
@@ -158,6 +143,12 @@ async def _postgres(url: str, work: Callable[[sa.Connection], T], *, write: bool
             return await conn.run_sync(work)
     finally:
         await engine.dispose()
+
+
+def _postgres_sync(url: str, work: Callable[[sa.Connection], T], *, write: bool) -> T:
+    return run_coroutine_sync(
+        lambda: _postgres(url, work, write=write), thread_name="event-detector-migrate"
+    )
 
 
 def _sqlite(url: str, work: Callable[[sa.Connection], T], *, write: bool) -> T:
@@ -181,9 +172,7 @@ def upgrade(url: str, revision: str = "head") -> str | None:
     check_url(url)
     if is_sqlite(url):
         return _sqlite(url, lambda c: _upgrade_connection(c, revision), write=True)
-    return _run_coroutine(
-        lambda: _postgres(url, lambda c: _upgrade_connection(c, revision), write=True)
-    )
+    return _postgres_sync(url, lambda c: _upgrade_connection(c, revision), write=True)
 
 
 async def upgrade_async(url: str, revision: str = "head") -> str | None:
@@ -199,7 +188,7 @@ def current_revision(url: str) -> str | None:
     check_url(url)
     if is_sqlite(url):
         return _sqlite(url, _revision_of, write=False)
-    return _run_coroutine(lambda: _postgres(url, _revision_of, write=False))
+    return _postgres_sync(url, _revision_of, write=False)
 
 
 async def current_revision_async(url: str) -> str | None:
@@ -221,4 +210,4 @@ def downgrade(url: str, revision: str) -> str | None:
 
     if is_sqlite(url):
         return _sqlite(url, work, write=True)
-    return _run_coroutine(lambda: _postgres(url, work, write=True))
+    return _postgres_sync(url, work, write=True)

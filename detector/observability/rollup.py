@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from ..status import InvocationStatus, JobStatus
-from .migrate import asyncpg_url, check_url, is_sqlite, sqlite_path
+from .migrate import async_engine_url, check_url, is_sqlite
 from .models import POSTGRES_SCHEMA, metadata
 from .sqltypes import parse_timestamp
 
@@ -74,12 +74,6 @@ def _cents(value: float | Decimal | None) -> Decimal | None:
     return Decimal(str(value)).quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
-def _engine_url(url: str) -> str:
-    if is_sqlite(url):
-        return f"sqlite+aiosqlite:///{sqlite_path(url)}"
-    return asyncpg_url(url)
-
-
 async def rollup(url: str, *, now: datetime | None = None) -> RollupResult:
     """Roll up every hour not yet rolled up (or changed since) and refresh dashboard_stats.
 
@@ -88,7 +82,7 @@ async def rollup(url: str, *, now: datetime | None = None) -> RollupResult:
     """
     check_url(url)
     now = now or datetime.now(UTC)
-    engine = create_async_engine(_engine_url(url), poolclass=sa.NullPool)
+    engine = create_async_engine(async_engine_url(url), poolclass=sa.NullPool)
     try:
         async with engine.begin() as conn:
             if not is_sqlite(url):
@@ -179,25 +173,15 @@ async def _roll_hour(
     for row in result:
         groups[row.source_function].append(row)
 
-    detected: dict[str, Counter[str]] = defaultdict(Counter)
-    for function, name, count in await conn.execute(
-        sa.select(invocations.c.source_function, event_executions.c.event_name, sa.func.count())
-        .join(invocations, invocations.c.id == event_executions.c.invocation_id)
-        .where(in_hour, event_executions.c.detected.is_(True))
-        .group_by(invocations.c.source_function, event_executions.c.event_name)
-    ):
-        detected[function][name] = count
-    failed_jobs: dict[str, Counter[str]] = defaultdict(Counter)
+    detected = await _count_by_function(
+        conn, event_executions.c.event_name, in_hour, event_executions.c.detected.is_(True)
+    )
     not_completed = [
         s.value for s in JobStatus if s not in (JobStatus.COMPLETED, JobStatus.RUNNING)
     ]
-    for function, name, count in await conn.execute(
-        sa.select(invocations.c.source_function, job_executions.c.job_name, sa.func.count())
-        .join(invocations, invocations.c.id == job_executions.c.invocation_id)
-        .where(in_hour, job_executions.c.status.in_(not_completed))
-        .group_by(invocations.c.source_function, job_executions.c.job_name)
-    ):
-        failed_jobs[function][name] = count
+    failed_jobs = await _count_by_function(
+        conn, job_executions.c.job_name, in_hour, job_executions.c.status.in_(not_completed)
+    )
 
     for function, rows in groups.items():
         durations = [r.total_duration_ms for r in rows if r.total_duration_ms is not None]
@@ -222,6 +206,23 @@ async def _roll_hour(
             "updated_at": datetime.now(UTC),
         }
         await conn.execute(_upsert(conn, values))
+
+
+async def _count_by_function(
+    conn: AsyncConnection, name: sa.Column[Any], *conditions: sa.ColumnElement[bool]
+) -> dict[str, Counter[str]]:
+    """Rows of `name`'s table matching `conditions`, counted per source function of their
+    invocation (joined) and per `name`."""
+    table = name.table
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for function, value, count in await conn.execute(
+        sa.select(invocations.c.source_function, name, sa.func.count())
+        .join(invocations, invocations.c.id == table.c.invocation_id)
+        .where(*conditions)
+        .group_by(invocations.c.source_function, name)
+    ):
+        counts[function][value] = count
+    return counts
 
 
 def _top(counts: Counter[str], key: str) -> list[dict[str, Any]]:

@@ -147,6 +147,34 @@ class JSONB(sa.types.TypeDecorator[Any]):
         return jsonb_order(json.loads(value))
 
 
+def pg_type_name(column_type: sa.types.TypeEngine[Any]) -> str:
+    """The PostgreSQL type name of a SQLAlchemy column type (`uuid`, `bigint`, `text`, ...).
+
+    The one mapping the writers (casts) and the GraphQL engine (scalar names) derive from.
+    Raises `TypeError` for a type it does not know, naming it.
+    """
+    # Subclasses before their bases: BigInteger is an Integer, Text a String.
+    if isinstance(column_type, UUID):
+        return "uuid"
+    if isinstance(column_type, Timestamptz):
+        return "timestamptz"
+    if isinstance(column_type, JSONB):
+        return "jsonb"
+    if isinstance(column_type, sa.Boolean):
+        return "boolean"
+    if isinstance(column_type, sa.BigInteger):
+        return "bigint"
+    if isinstance(column_type, sa.Integer):
+        return "integer"
+    if isinstance(column_type, sa.Float):
+        return "float8"
+    if isinstance(column_type, sa.Numeric):
+        return "numeric"
+    if isinstance(column_type, sa.String):
+        return "text"
+    raise TypeError(f"no PostgreSQL type name for column type {column_type!r}")
+
+
 class utcnow(FunctionElement[datetime]):
     """`now()` that renders as each backend's storage format of `Timestamptz`."""
 

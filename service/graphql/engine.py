@@ -190,6 +190,16 @@ class RoleSchemas:
             errors=[GraphQLError(error.message, extensions={"code": error.code, "path": "$"})],
         )
 
+    @classmethod
+    def _denied_stream(cls, context: RequestContext) -> AsyncIterator[ExecutionResult]:
+        """The authentication error as the one result of a subscription or stream."""
+        denied = cls._denied(context)
+
+        async def refuse() -> AsyncIterator[ExecutionResult]:
+            yield denied
+
+        return refuse()
+
     async def execute(
         self,
         query: str | None,
@@ -213,12 +223,7 @@ class RoleSchemas:
     ) -> Any:
         schema = self._schema(context_value)
         if schema is None:
-            denied = self._denied(context_value)
-
-            async def refuse() -> AsyncIterator[Any]:
-                yield denied
-
-            return refuse()
+            return self._denied_stream(context_value)
         return await schema.subscribe(query, variable_values, context_value, *args, **kwargs)
 
     async def stream(
@@ -231,12 +236,7 @@ class RoleSchemas:
     ) -> Any:
         schema = self._schema(context_value)
         if schema is None:
-            denied = self._denied(context_value)
-
-            async def refuse() -> AsyncIterator[Any]:
-                yield denied
-
-            return refuse()
+            return self._denied_stream(context_value)
         return await schema.stream(query, variable_values, context_value, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:

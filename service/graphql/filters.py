@@ -18,7 +18,7 @@ case-sensitive `LIKE`, jsonb operators) compile to the functions registered by
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +35,10 @@ from .scalars import build_custom_scalars
 
 TRUE = sa.true()
 FALSE = sa.false()
+_CONNECTIVES: dict[str, tuple[Callable[..., ColumnElement[bool]], ColumnElement[bool]]] = {
+    "_and": (sa.and_, TRUE),
+    "_or": (sa.or_, FALSE),
+}
 
 _SCALAR_PARSERS = build_custom_scalars()
 
@@ -83,25 +87,15 @@ def compile_where(
         here = f"{path}.{key}"
         if value is None:
             raise validation_failed(f"unexpected null value for field '{key}'", here)
-        if key == "_and":
-            items = _as_list(value)
+        if key in _CONNECTIVES:
+            # The identity element first: an empty `_and` is true, an empty `_or` false.
+            combine, identity = _CONNECTIVES[key]
             conditions.append(
-                sa.and_(
-                    TRUE,
+                combine(
+                    identity,
                     *(
                         compile_where(ctx, table, alias, v, f"{here}[{i}]")
-                        for i, v in enumerate(items)
-                    ),
-                )
-            )
-        elif key == "_or":
-            items = _as_list(value)
-            conditions.append(
-                sa.or_(
-                    FALSE,
-                    *(
-                        compile_where(ctx, table, alias, v, f"{here}[{i}]")
-                        for i, v in enumerate(items)
+                        for i, v in enumerate(_as_list(value))
                     ),
                 )
             )

@@ -15,7 +15,8 @@ serialised: the engine hands them to graphql-core as completed values.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,14 +143,7 @@ def build_rows_query(
     if not windowed:
         statement = sa.select(*selected).select_from(alias).where(where)
         statement = statement.order_by(*(term.clause() for term in terms))
-        if partition is None:
-            if limit is not None:
-                statement = statement.limit(limit)
-            if offset:
-                statement = statement.offset(offset)
-        if cap is not None and (limit is None or partition is not None):
-            statement = statement.limit(cap + 1)
-        return statement, labels
+        return _bounded(statement, partition, limit, offset, cap), labels
 
     order_labels = [term.expression.label(f"_o{i}") for i, term in enumerate(terms)]
     inner_columns: list[Any] = [*selected, *order_labels]
@@ -187,14 +181,29 @@ def build_rows_query(
     else:
         statement = sa.select(*(inner.c[label] for label in labels)).where(*kept)
         statement = statement.order_by(*ordered(inner))
-        if partition is None:
-            if limit is not None:
-                statement = statement.limit(limit)
-            if offset:
-                statement = statement.offset(offset)
+    return _bounded(statement, partition, limit, offset, cap), labels
+
+
+def _bounded(
+    statement: sa.Select[Any],
+    partition: Partition | None,
+    limit: int | None,
+    offset: int,
+    cap: int | None,
+) -> sa.Select[Any]:
+    """`statement` with its page and its `cap` (see `build_rows_query`).
+
+    `limit`/`offset` apply here only without a partition (partitioned reads page per
+    parent in a window); `cap` + 1 rows are read so that reaching the cap can be told.
+    """
+    if partition is None:
+        if limit is not None:
+            statement = statement.limit(limit)
+        if offset:
+            statement = statement.offset(offset)
     if cap is not None and (limit is None or partition is not None):
         statement = statement.limit(cap + 1)
-    return statement, labels
+    return statement
 
 
 # --- rows ------------------------------------------------------------------------------------------
@@ -599,72 +608,65 @@ async def aggregate(
     parents = [None] if partition is None else partition.keys
     results: dict[Any, dict[str, Any]] = {}
     for parent in parents:
-        measured_blocks = values.get(parent)
-        result: dict[str, Any] = {}
-        for output in plan.outputs:
-            if isinstance(output, ConstOut):
-                result[output.key] = output.value
-            elif isinstance(output, AggregateFieldsOut):
-                result[output.key] = (
-                    measured_blocks[output.key] if measured_blocks else _empty_block(output)
-                )
-            else:
-                result[output.key] = nodes[output.key].get(parent, [])
-        results[parent] = result
+        parent_nodes = {key: listed.get(parent, []) for key, listed in nodes.items()}
+        results[parent] = _aggregate_result(plan, values.get(parent), parent_nodes)
     return results
+
+
+def _aggregate_result(
+    plan: AggregatePlan,
+    blocks: dict[str, Any] | None,
+    nodes: dict[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """One `<table>_aggregate` value: its shaped `blocks` (None: of no rows) and `nodes`."""
+    result: dict[str, Any] = {}
+    for output in plan.outputs:
+        if isinstance(output, ConstOut):
+            result[output.key] = output.value
+        elif isinstance(output, AggregateFieldsOut):
+            result[output.key] = blocks[output.key] if blocks else _empty_block(output)
+        else:
+            result[output.key] = nodes.get(output.key, [])
+    return result
 
 
 def _shape_blocks(
     blocks: list[AggregateFieldsOut], slots: list[tuple[str, str, str | None]], row: Sequence[Any]
 ) -> dict[str, dict[str, Any]]:
     measured = {slot: value for slot, value in zip(slots, row, strict=True)}
-    shaped: dict[str, dict[str, Any]] = {}
-    for block in blocks:
-        out: dict[str, Any] = {}
-        for member in block.outputs:
-            if isinstance(member, ConstOut):
-                out[member.key] = member.value
-            elif isinstance(member, CountOut):
-                out[member.key] = int(measured[(block.key, member.key, None)] or 0)
-            else:
-                fields: dict[str, Any] = {}
-                for item in member.outputs:
-                    if isinstance(item, ConstOut):
-                        fields[item.key] = item.value
-                    else:
-                        value = measured[(block.key, member.key, item.key)]
-                        fields[item.key] = None if value is None else item.serialize(value)
-                out[member.key] = fields
-        shaped[block.key] = out
-    return shaped
+    return {block.key: _shape_block(block, measured) for block in blocks}
 
 
-def _empty_block(block: AggregateFieldsOut) -> dict[str, Any]:
+def _shape_block(
+    block: AggregateFieldsOut, measured: Mapping[tuple[str, str, str | None], Any]
+) -> dict[str, Any]:
+    """One `aggregate` block from its measured values, keyed (block, member, item)."""
     out: dict[str, Any] = {}
     for member in block.outputs:
         if isinstance(member, ConstOut):
             out[member.key] = member.value
         elif isinstance(member, CountOut):
-            out[member.key] = 0
+            out[member.key] = int(measured[(block.key, member.key, None)] or 0)
         else:
-            out[member.key] = {
-                item.key: (item.value if isinstance(item, ConstOut) else None)
-                for item in member.outputs
-            }
+            fields: dict[str, Any] = {}
+            for item in member.outputs:
+                if isinstance(item, ConstOut):
+                    fields[item.key] = item.value
+                else:
+                    value = measured[(block.key, member.key, item.key)]
+                    fields[item.key] = None if value is None else item.serialize(value)
+            out[member.key] = fields
     return out
+
+
+def _empty_block(block: AggregateFieldsOut) -> dict[str, Any]:
+    # Over no rows every measure is NULL (so count 0, the other aggregates null).
+    return _shape_block(block, defaultdict(lambda: None))
 
 
 def empty_aggregate(plan: AggregatePlan) -> dict[str, Any]:
     """The aggregate of no rows: count 0, other aggregates null, no nodes."""
-    result: dict[str, Any] = {}
-    for output in plan.outputs:
-        if isinstance(output, ConstOut):
-            result[output.key] = output.value
-        elif isinstance(output, AggregateFieldsOut):
-            result[output.key] = _empty_block(output)
-        else:
-            result[output.key] = []
-    return result
+    return _aggregate_result(plan, None, {})
 
 
 # --- jsonb paths ------------------------------------------------------------------------------------

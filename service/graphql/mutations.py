@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -27,6 +27,7 @@ from graphql import (
     GraphQLField,
     GraphQLInputField,
     GraphQLInputObjectType,
+    GraphQLInputType,
     GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
@@ -66,7 +67,44 @@ if TYPE_CHECKING:
 
     from .schema import SchemaBuilder
 
-JSONB_OPERATORS = ("_append", "_prepend", "_delete_key", "_delete_elem", "_delete_at_path")
+
+# Hasura's jsonb update operators, in its order: argument, input type suffix, description
+# (the argument's and its input type's), value type given the jsonb scalar.
+_JSONB_OPERATOR_INPUTS: tuple[
+    tuple[str, str, str, Callable[[GraphQLInputType], GraphQLInputType]], ...
+] = (
+    (
+        "_append",
+        "append_input",
+        "append existing jsonb value of filtered columns with new jsonb value",
+        lambda json_type: json_type,
+    ),
+    (
+        "_prepend",
+        "prepend_input",
+        "prepend existing jsonb value of filtered columns with new jsonb value",
+        lambda json_type: json_type,
+    ),
+    (
+        "_delete_key",
+        "delete_key_input",
+        "delete key/value pair or string element. key/value pairs are matched based on their key value",
+        lambda json_type: GraphQLString,
+    ),
+    (
+        "_delete_elem",
+        "delete_elem_input",
+        "delete the array element with specified index (negative integers count from the end). throws an error if top level container is not an array",
+        lambda json_type: GraphQLInt,
+    ),
+    (
+        "_delete_at_path",
+        "delete_at_path_input",
+        "delete the field or element with specified path (for JSON arrays, negative integers count from the end)",
+        lambda json_type: GraphQLList(GraphQLNonNull(GraphQLString)),
+    ),
+)
+JSONB_OPERATORS = tuple(argument for argument, *_ in _JSONB_OPERATOR_INPUTS)
 UPDATE_OPERATORS = ("_set", "_inc", *JSONB_OPERATORS)
 
 
@@ -260,56 +298,13 @@ class MutationTypes:
             )
         if jsonb:
             json_type = scalar("jsonb")
-            args["_append"] = GraphQLArgument(
-                self.columns_input(
-                    table,
-                    "append_input",
-                    "append existing jsonb value of filtered columns with new jsonb value",
-                    jsonb,
-                    lambda c: json_type,
-                ),
-                description="append existing jsonb value of filtered columns with new jsonb value",
-            )
-            args["_prepend"] = GraphQLArgument(
-                self.columns_input(
-                    table,
-                    "prepend_input",
-                    "prepend existing jsonb value of filtered columns with new jsonb value",
-                    jsonb,
-                    lambda c: json_type,
-                ),
-                description="prepend existing jsonb value of filtered columns with new jsonb value",
-            )
-            args["_delete_key"] = GraphQLArgument(
-                self.columns_input(
-                    table,
-                    "delete_key_input",
-                    "delete key/value pair or string element. key/value pairs are matched based on their key value",
-                    jsonb,
-                    lambda c: GraphQLString,
-                ),
-                description="delete key/value pair or string element. key/value pairs are matched based on their key value",
-            )
-            args["_delete_elem"] = GraphQLArgument(
-                self.columns_input(
-                    table,
-                    "delete_elem_input",
-                    "delete the array element with specified index (negative integers count from the end). throws an error if top level container is not an array",
-                    jsonb,
-                    lambda c: GraphQLInt,
-                ),
-                description="delete the array element with specified index (negative integers count from the end). throws an error if top level container is not an array",
-            )
-            args["_delete_at_path"] = GraphQLArgument(
-                self.columns_input(
-                    table,
-                    "delete_at_path_input",
-                    "delete the field or element with specified path (for JSON arrays, negative integers count from the end)",
-                    jsonb,
-                    lambda c: GraphQLList(GraphQLNonNull(GraphQLString)),
-                ),
-                description="delete the field or element with specified path (for JSON arrays, negative integers count from the end)",
-            )
+            for argument, suffix, description, value_type in _JSONB_OPERATOR_INPUTS:
+                value = value_type(json_type)
+                # `value` bound now: the input's fields are built lazily, after the loop.
+                args[argument] = GraphQLArgument(
+                    self.columns_input(table, suffix, description, jsonb, lambda c, v=value: v),
+                    description=description,
+                )
         return args
 
     def mutation_response(self, table: TableInfo) -> GraphQLObjectType:

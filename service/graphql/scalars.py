@@ -35,7 +35,7 @@ from graphql.language import (
 )
 from graphql.utilities import value_from_ast_untyped
 
-from detector.observability.sqltypes import JSONB, UUID, Timestamptz, parse_timestamp, uuid_to_text
+from detector.observability.sqltypes import parse_timestamp, pg_type_name, uuid_to_text
 
 Serializer = Callable[[Any], Any]
 
@@ -52,30 +52,17 @@ STRINGIFIABLE = frozenset({"bigint", "numeric", "float8"})
 """Scalars Hasura turns into strings with HASURA_GRAPHQL_STRINGIFY_NUMERIC_TYPES."""
 
 
+_BUILT_IN_SCALARS = {"integer": "Int", "text": "String", "boolean": "Boolean"}
+"""PostgreSQL types Hasura maps to GraphQL's built-in scalars; the rest keep their name."""
+
+
 def scalar_name_for(column_type: sa.types.TypeEngine[Any]) -> str:
     """Hasura's scalar name for a SQLAlchemy column type.
 
     Raises `TypeError` for a type the engine does not know, naming it.
     """
-    if isinstance(column_type, UUID):
-        return "uuid"
-    if isinstance(column_type, Timestamptz):
-        return "timestamptz"
-    if isinstance(column_type, JSONB):
-        return "jsonb"
-    if isinstance(column_type, sa.Boolean):
-        return "Boolean"
-    if isinstance(column_type, sa.BigInteger):
-        return "bigint"
-    if isinstance(column_type, sa.Integer):
-        return "Int"
-    if isinstance(column_type, sa.Float):
-        return "float8"
-    if isinstance(column_type, sa.Numeric):
-        return "numeric"
-    if isinstance(column_type, sa.String | sa.Text):
-        return "String"
-    raise TypeError(f"no Hasura scalar for column type {column_type!r}")
+    name = pg_type_name(column_type)
+    return _BUILT_IN_SCALARS.get(name, name)
 
 
 # --- input coercion -------------------------------------------------------------------

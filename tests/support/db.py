@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
-from detector.observability.migrate import upgrade_async
+import pytest
+
+from detector.observability.migrate import async_engine_url, upgrade_async
 
 
 def async_url(url: str) -> str:
     """SQLAlchemy async URL for a `sqlite:///…` or `postgresql://…` URL."""
-    if url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
-    if url.startswith("postgresql://"):
-        return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
-    raise ValueError(f"unsupported database URL: {url}")
+    return async_engine_url(url)
 
 
 async def prepare_database(url: str) -> None:
@@ -52,3 +53,24 @@ async def drop_postgres_database(admin_url: str, url: str) -> None:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+@contextlib.contextmanager
+def database_for(
+    backend: str, request: pytest.FixtureRequest, directory: Path, *, migrate: bool = True
+) -> Iterator[str]:
+    """A fresh database on `backend` (a file in `directory`, or a new PostgreSQL database)."""
+    if backend == "sqlite":
+        url = f"sqlite:///{directory / 'runtime.db'}"
+        if migrate:
+            run(prepare_database(url))
+        yield url
+        return
+    admin_url = str(request.getfixturevalue("postgres_admin_url"))
+    url = run(create_postgres_database(admin_url))
+    try:
+        if migrate:
+            run(prepare_database(url))
+        yield url
+    finally:
+        run(drop_postgres_database(admin_url, url))

@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from service.storage import open_engine
-from tests.support import db
+from tests.support.db import database_for as database_for  # re-exported for the tests
 
 EXAMPLES_EVENTS = Path(__file__).resolve().parents[2] / "examples" / "events"
-
-
-@contextlib.contextmanager
-def database_for(
-    backend: str, request: pytest.FixtureRequest, directory: Path, *, migrate: bool = True
-) -> Iterator[str]:
-    """A fresh database on `backend` (a file in `directory`, or a new PostgreSQL database)."""
-    if backend == "sqlite":
-        url = f"sqlite:///{directory / 'runtime.db'}"
-        if migrate:
-            db.run(db.prepare_database(url))
-        yield url
-        return
-    admin_url = str(request.getfixturevalue("postgres_admin_url"))
-    url = db.run(db.create_postgres_database(admin_url))
-    try:
-        if migrate:
-            db.run(db.prepare_database(url))
-        yield url
-    finally:
-        db.run(db.drop_postgres_database(admin_url, url))
 
 
 async def _rows(url: str, statement: Any) -> list[dict[str, Any]]:

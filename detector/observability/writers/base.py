@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-import sqlalchemy as sa
 
 from ..buffer import Patch
 from ..models import metadata
-from ..sqltypes import JSONB, UUID, Timestamptz
+from ..sqltypes import pg_type_name
 
 
 class WriteError(Exception):
@@ -28,32 +25,16 @@ class RecordsRejected(WriteError):
     """The store refused some of the records (constraint, type): isolate and quarantine."""
 
 
-def _kind(column: sa.Column[Any]) -> str:
-    type_ = column.type
-    if isinstance(type_, UUID):
-        return "uuid"
-    if isinstance(type_, Timestamptz):
-        return "timestamptz"
-    if isinstance(type_, JSONB):
-        return "jsonb"
-    if isinstance(type_, sa.Boolean):
-        return "boolean"
-    if isinstance(type_, sa.BigInteger):
-        return "bigint"
-    if isinstance(type_, sa.Integer):
-        return "integer"
-    if isinstance(type_, sa.Float):
-        return "float8"
-    if isinstance(type_, sa.Numeric):
-        return "numeric"
-    return "text"
-
-
 COLUMN_KINDS: dict[str, dict[str, str]] = {
-    table.name: {column.name: _kind(column) for column in table.columns}
+    table.name: {column.name: pg_type_name(column.type) for column in table.columns}
     for table in metadata.sorted_tables
 }
 """table → column → PostgreSQL type name, derived from the models (one source of truth)."""
+
+TABLES_WITH_UPDATED_AT = frozenset(
+    t for t, columns in COLUMN_KINDS.items() if "updated_at" in columns
+)
+"""Tables whose upserts stamp `updated_at` when a patch does not set it."""
 
 # Columns an upsert never changes once the row exists.
 NEVER_UPDATED = frozenset({"id", "created_at"})

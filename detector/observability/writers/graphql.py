@@ -19,6 +19,7 @@ from ..buffer import Batch, Patch
 from .base import (
     COLUMN_KINDS,
     NEVER_UPDATED,
+    TABLES_WITH_UPDATED_AT,
     RecordsRejected,
     SchemaMissing,
     StoreUnavailable,
@@ -27,7 +28,6 @@ from .base import (
 
 # Hasura error codes about the data (the rest are about the request or the server).
 DATA_ERROR_CODES = {"constraint-violation", "data-exception", "unexpected-payload"}
-_HAS_UPDATED_AT = {t for t, columns in COLUMN_KINDS.items() if "updated_at" in columns}
 
 
 def _object(patch: Patch, now: str) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def _object(patch: Patch, now: str) -> dict[str, Any]:
             out[column] = value.isoformat() if isinstance(value, datetime) else value
         else:
             out[column] = value
-    if patch.table in _HAS_UPDATED_AT and "updated_at" not in out:
+    if patch.table in TABLES_WITH_UPDATED_AT and "updated_at" not in out:
         out["updated_at"] = now
     return out
 
@@ -152,7 +152,7 @@ class GraphQLWriter:
         groups = []
         for (table, columns), patches in group_by_columns(batch.executions).items():
             updates = [c for c in columns if c not in NEVER_UPDATED]
-            if table in _HAS_UPDATED_AT and "updated_at" not in updates:
+            if table in TABLES_WITH_UPDATED_AT and "updated_at" not in updates:
                 updates.append("updated_at")
             groups.append((table, updates, [_object(p, now) for p in patches]))
         if batch.logs:

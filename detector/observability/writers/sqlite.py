@@ -24,14 +24,13 @@ from ..sqltypes import SQLITE_TIMESTAMP_FORMAT, timestamp_to_sqlite
 from .base import (
     COLUMN_KINDS,
     NEVER_UPDATED,
+    TABLES_WITH_UPDATED_AT,
     RecordsRejected,
     SchemaMissing,
     StoreUnavailable,
     group_by_columns,
     short_error,
 )
-
-_HAS_UPDATED_AT = {t for t, columns in COLUMN_KINDS.items() if "updated_at" in columns}
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ def _announce_commit(path: str) -> None:
 def upsert_sql(table: str, columns: tuple[str, ...], *, ignore: bool = False) -> str:
     """`INSERT … ON CONFLICT(id) DO UPDATE` of `columns` (and `updated_at`) into `table`."""
     names = list(columns)
-    if table in _HAS_UPDATED_AT and "updated_at" not in names:
+    if table in TABLES_WITH_UPDATED_AT and "updated_at" not in names:
         names.append("updated_at")
     placeholders = ", ".join("?" for _ in names)
     updates = [c for c in names if c not in NEVER_UPDATED]
@@ -99,7 +98,7 @@ def _rows(table: str, columns: tuple[str, ...], patches: list[Patch], now: str) 
         for index, column in enumerate(columns)
         if (convert := _converter(kinds[column])) is not None
     ]
-    stamp = table in _HAS_UPDATED_AT and "updated_at" not in columns
+    stamp = table in TABLES_WITH_UPDATED_AT and "updated_at" not in columns
     # A C-level getter for the whole row: patches of a group share their column names.
     pick = itemgetter(*columns) if len(columns) > 1 else (lambda values: (values[columns[0]],))
     rows = []
