@@ -48,6 +48,7 @@ app = typer.Typer(
 )
 
 
+
 def _database_option(value: str | None) -> str | None:
     """A plain file path given to `--db` means an SQLite file there (`sqlite:///…`)."""
     if value is None or "://" in value or value.startswith("sqlite:"):
