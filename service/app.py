@@ -16,6 +16,7 @@ from .db import Database
 from .graphql.engine import GraphQLEngine
 from .live import LiveQueries, LiveSettings
 from .live.metrics import LiveQueriesCollector
+from .rerun import InvocationRerunner
 from .runtime import ServiceRuntime
 from .settings import Settings
 from .webclient import web_routes
@@ -36,7 +37,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     `app.state` holds `settings`, `database` (`service.db.Database`), `engine`
     (`service.graphql.engine.GraphQLEngine`) and `runtime` (`service.runtime.ServiceRuntime`:
     the webhook receiver, `metrics`, the periodic rollup) and `live` (`service.live.LiveQueries`:
-    subscriptions re-run on change; `live.stats()`) for the other parts of the service.
+    subscriptions re-run on change; `live.stats()`) and `rerun`
+    (`service.rerun.InvocationRerunner`: `GET`/`POST /v1/rerun`) for the other parts of the
+    service.
     """
     settings = settings or Settings()
     database = Database(settings.database_url, pool_size=settings.db_pool_size)
@@ -48,8 +51,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         on_count=runtime.metrics.live_subscriptions.set,
     )
     runtime.metrics.registry.register(LiveQueriesCollector(live))
+    rerun = InvocationRerunner(
+        settings,
+        database,
+        engine.authenticate,
+        runtime.webhook,
+        runtime.metrics,
+        runtime.observability,
+    )
     view = engine.view()
-    routes: list[BaseRoute] = [Route("/healthz", healthz), *runtime.routes()]
+    routes: list[BaseRoute] = [Route("/healthz", healthz), *runtime.routes(), *rerun.routes()]
     for path in GRAPHQL_PATHS:
         routes.append(Route(path, view))
         routes.append(WebSocketRoute(path, view))
@@ -83,4 +94,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.engine = engine
     app.state.runtime = runtime
     app.state.live = live
+    app.state.rerun = rerun
     return app

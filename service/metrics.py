@@ -11,6 +11,8 @@ tests, never share counters). It exposes:
   `metrics.live_subscriptions.inc()` / `.dec()` (or `.set(n)`);
 - `event_detector_webhook_deliveries_total{function,outcome}`: webhook deliveries by
   outcome (`completed`, `failed`, `timeout`, `rejected`, `unauthorized`, `error`, …);
+- `event_detector_reruns_total{outcome}`: invocations re-run from the console or API
+  (`service.rerun`), by the new invocation's status, or `refused` / `error`;
 - the observability plugin's health, for the plugin running in this process (its
   `stats()`, label `instance`) and for every other process that reported into the
   `plugin_instances` table recently: buffer depth, flush lag, records written, dropped
@@ -93,6 +95,13 @@ class ServiceMetrics:
             "event_detector_webhook_deliveries",
             "Hasura webhook deliveries by function and outcome.",
             ["function", "outcome"],
+            registry=self.registry,
+        )
+        self.reruns = Counter(
+            "event_detector_reruns",
+            "Recorded invocations run again through POST /v1/rerun, by outcome (the new "
+            "invocation's status, or refused, error).",
+            ["outcome"],
             registry=self.registry,
         )
         self.rollups = Counter(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +33,66 @@ from .storage import event_executions, invocations, job_executions, open_engine
 
 
 class ReplayError(Exception):
-    """The invocation cannot be replayed; the message says why."""
+    """The invocation cannot be replayed; the message says why.
+
+    `reason` names the cause for programs (`invalid_id`, `not_found`, `no_payload`,
+    `truncated`, `no_events_dir`); the re-run endpoint answers it per invocation.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInput:
+    """A recorded invocation's payload, ready to run again.
+
+    `payload` has `session_variables` rebuilt when they were redacted whole;
+    `redacted_values` counts the `"[redacted]"` values it still holds (detectors and jobs
+    see that text instead of the original values).
+    """
+
+    payload: Any
+    redacted_values: int
+    rebuilt_session_variables: dict[str, str] | None
+
+
+def invocation_uuid(text: str) -> str:
+    """`text` as a canonical invocation id; raises ReplayError (`invalid_id`) otherwise."""
+    try:
+        return str(uuid.UUID(text))
+    except (ValueError, TypeError, AttributeError):
+        raise ReplayError(
+            f"{text!r} is not an invocation id (a UUID)", reason="invalid_id"
+        ) from None
+
+
+def stored_input(row: Mapping[str, Any]) -> StoredInput:
+    """The stored payload of an `invocations` row, checked and ready to run again.
+
+    `row` needs `id`, `source_event_payload`, `source_user_role` and `source_user_email`.
+    Raises ReplayError (`no_payload`: not captured or cleared by retention; `truncated`:
+    cut at `max_value_bytes` when recorded).
+    """
+    invocation_id = row["id"]
+    payload = row["source_event_payload"]
+    if payload is None:
+        raise ReplayError(
+            f"invocation {invocation_id} has no stored payload: it was recorded with "
+            "capture_payload off, or retention dropped it (retention --payload-days)",
+            reason="no_payload",
+        )
+    if isinstance(payload, dict) and payload.get("_truncated"):
+        raise ReplayError(
+            f"invocation {invocation_id}'s payload was truncated when recorded "
+            f"({payload.get('_original_size')} characters over max_value_bytes): raise "
+            "OBSERVABILITY_MAX_VALUE_BYTES to replay such payloads",
+            reason="truncated",
+        )
+    redacted = count_redacted(payload)
+    payload, rebuilt = _restore_session_variables(payload, row)
+    return StoredInput(payload, redacted, rebuilt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,27 +167,12 @@ async def replay(
     here, else `./events`. Raises ReplayError (unknown id, payload not captured or
     truncated, no events directory).
     """
-    try:
-        invocation_id = str(uuid.UUID(invocation_id))
-    except ValueError:
-        raise ReplayError(f"{invocation_id!r} is not an invocation id (a UUID)") from None
+    invocation_id = invocation_uuid(invocation_id)
     recorded = await _load(database_url, invocation_id)
     row = recorded["invocation"]
-    payload = row["source_event_payload"]
-    if payload is None:
-        raise ReplayError(
-            f"invocation {invocation_id} has no stored payload: it was recorded with "
-            "capture_payload off, or retention dropped it (retention --payload-days)"
-        )
-    if isinstance(payload, dict) and payload.get("_truncated"):
-        raise ReplayError(
-            f"invocation {invocation_id}'s payload was truncated when recorded "
-            f"({payload.get('_original_size')} characters over max_value_bytes): raise "
-            "OBSERVABILITY_MAX_VALUE_BYTES to replay such payloads"
-        )
+    stored = stored_input(row)
     directory = _events_dir(events_dir, row["event_modules_directory"])
-    redacted = _count_redacted(payload)
-    payload, rebuilt = _restore_session_variables(payload, row)
+    payload = stored.payload
 
     if run_jobs:
         result = await listen_to(
@@ -154,8 +199,8 @@ async def replay(
         run_jobs=run_jobs,
         rows=rows,
         result=result,
-        redacted_values=redacted,
-        rebuilt_session_variables=rebuilt,
+        redacted_values=stored.redacted_values,
+        rebuilt_session_variables=stored.rebuilt_session_variables,
         deliveries=recorded["deliveries"],
         repeated_jobs=recorded["repeated_jobs"],
     )
@@ -173,7 +218,9 @@ def _events_dir(given: Path | None, recorded: str | None) -> Path:
     if fallback.is_dir():
         return fallback
     where = f" (recorded: {recorded})" if recorded else ""
-    raise ReplayError(f"no events directory found{where}: pass --events-dir")
+    raise ReplayError(
+        f"no events directory found{where}: pass --events-dir", reason="no_events_dir"
+    )
 
 
 def _then_verdicts(events: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> dict[str, Verdict]:
@@ -218,7 +265,7 @@ def _declared(path: Path) -> tuple[str, ...]:
 
 
 def _restore_session_variables(
-    payload: Any, row: dict[str, Any]
+    payload: Any, row: Mapping[str, Any]
 ) -> tuple[Any, dict[str, str] | None]:
     """Rebuild `event.session_variables` when redaction replaced the whole object.
 
@@ -239,13 +286,14 @@ def _restore_session_variables(
     return {**payload, "event": {**event, "session_variables": variables}}, variables
 
 
-def _count_redacted(value: Any) -> int:
+def count_redacted(value: Any) -> int:
+    """How many `"[redacted]"` values a stored JSON value holds (at any depth)."""
     if value == REDACTED:
         return 1
     if isinstance(value, dict):
-        return sum(_count_redacted(item) for item in value.values())
+        return sum(count_redacted(item) for item in value.values())
     if isinstance(value, list):
-        return sum(_count_redacted(item) for item in value)
+        return sum(count_redacted(item) for item in value)
     return 0
 
 
@@ -257,7 +305,9 @@ async def _load(database_url: str, invocation_id: str) -> dict[str, Any]:
                 await conn.execute(sa.select(invocations).where(invocations.c.id == invocation_id))
             ).first()
             if found is None:
-                raise ReplayError(f"no invocation {invocation_id} in {_shown(database_url)}")
+                raise ReplayError(
+                    f"no invocation {invocation_id} in {_shown(database_url)}", reason="not_found"
+                )
             invocation = dict(found._mapping)
             events = [
                 dict(r._mapping)

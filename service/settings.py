@@ -163,6 +163,13 @@ class Settings(BaseSettings):
         ge=1024,
         description="larger deliveries are answered 413",
     )
+    rerun_max_invocations: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="invocations one `POST /v1/rerun` request may re-run (they run one "
+        "after another)",
+    )
     otel_enabled: bool = Field(
         default=False,
         description="add detector.otel.OpenTelemetryPlugin to webhook deliveries "

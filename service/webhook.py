@@ -28,7 +28,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,42 @@ class WebhookReceiver:
             return base
         return None
 
+    def no_events_dir_message(self, function: str) -> str:
+        """Why `function` has no events directory (for answers that refuse it)."""
+        return (
+            f"no events directory for function `{function}`: expected "
+            f"{self.settings.events_dir}/{function}/ or event modules in "
+            f"{self.settings.events_dir}/"
+        )
+
+    async def deliver(
+        self,
+        payload: Any,
+        function: str,
+        events_dir: Path,
+        *,
+        invocation_id: str,
+        context: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+    ) -> ListenResult:
+        """Run one parsed delivery the way the webhook does: same plugins, same budget.
+
+        `events_dir` comes from `events_dir_for(function)`. Raises what `listen_to` raises
+        (`InvalidEventPayload` after the invocation was recorded as `rejected`,
+        `ConfigurationError`); re-runs (`service.rerun`) pass `context` and
+        `correlation_id` to link the new invocation to the one it repeats.
+        """
+        return await listen_to(
+            payload,
+            events_dir=events_dir,
+            source_function=function,
+            invocation_id=invocation_id,
+            context=context,
+            correlation_id=correlation_id,
+            plugins=self.plugins,
+            time_budget_ms=self.settings.webhook_time_budget_ms,
+        )
+
     async def handle(self, request: Request) -> JSONResponse:
         """`POST /hooks/{function}`: one Hasura delivery."""
         function = str(request.path_params["function"])
@@ -128,12 +164,7 @@ class WebhookReceiver:
         events_dir = self.events_dir_for(function)
         if events_dir is None:
             return _error(
-                404,
-                "unknown_function",
-                f"no events directory for function `{function}`: expected "
-                f"{self.settings.events_dir}/{function}/ or event modules in "
-                f"{self.settings.events_dir}/",
-                outcome="not_found",
+                404, "unknown_function", self.no_events_dir_message(function), outcome="not_found"
             )
         try:
             body = await self._read_body(request)
@@ -166,14 +197,7 @@ class WebhookReceiver:
 
         invocation_id = str(uuid.uuid4())
         try:
-            result = await listen_to(
-                payload,
-                events_dir=events_dir,
-                source_function=function,
-                invocation_id=invocation_id,
-                plugins=self.plugins,
-                time_budget_ms=self.settings.webhook_time_budget_ms,
-            )
+            result = await self.deliver(payload, function, events_dir, invocation_id=invocation_id)
         except InvalidEventPayload as exc:
             return _error(
                 400,

@@ -5,6 +5,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { auth, connection, setPaused } from './lib/graphql.js';
 import { capabilities, loadCapabilities, can } from './lib/api.js';
 import { useStore } from './lib/store.js';
+import { loadRerunSupport, rerunSupport } from './lib/rerun.js';
 import { Link, navigate, useRoute, updateParams, hrefWith, keptParams } from './lib/router.js';
 import { PRESETS, parseRange, useTimeRange } from './lib/timerange.js';
 import { useLive } from './lib/hooks.js';
@@ -242,6 +243,12 @@ function App() {
   useEffect(() => {
     loadCapabilities();
   }, [authState.version]);
+  // Re-runs are offered only to admin credentials the API accepted: asked again each
+  // time the capabilities of new credentials arrive.
+  useEffect(() => {
+    if (caps.status === 'ready') loadRerunSupport();
+    else rerunSupport.set({ status: 'off', enabled: false, max: 0, message: null });
+  }, [caps]);
   // Retry while the API cannot be reached at start.
   useEffect(() => {
     if (caps.status !== 'error' || caps.error?.name !== 'NetworkError') return undefined;

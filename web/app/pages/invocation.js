@@ -2,14 +2,16 @@
 // Fields the caller's role may not read (payloads, contexts, options, results, stacks)
 // are neither asked for nor shown.
 import { html } from 'htm/preact';
+import { useState } from 'preact/hooks';
 import { Batch, can, readable } from '../lib/api.js';
 import { useLive, useNow, useQuery } from '../lib/hooks.js';
 import { fmtDuration, fmtNumber, plural } from '../lib/format.js';
-import { Link, hrefWith, keptParams, updateParams } from '../lib/router.js';
+import { Link, hrefWith, keptParams, navigate, updateParams } from '../lib/router.js';
 import { AbsTime, Card, Empty, ErrorBox, Id, JsonBlock, Loading, OpBadge, StatusBadge, Tabs, Time } from '../components/ui.js';
 import { Waterfall } from '../components/timeline.js';
 import { RowDiff } from '../components/diff.js';
 import { LogViewer } from '../components/logs.js';
+import { RerunDialog, useRerunAvailable } from '../components/rerun.js';
 
 export const LOG_LIMIT = 2000;
 
@@ -57,10 +59,22 @@ async function fetchBodies(id, signal) {
   return (await batch.run(signal)).bodies;
 }
 
+// Re-runs record `{"rerun_of": "<id>"}` as their context (see `/v1/rerun`).
+async function fetchReruns(id, signal) {
+  if (!can('invocations', 'context_data')) return [];
+  const batch = new Batch('InvocationReruns');
+  const where = batch.variable('invocations_bool_exp!', { context_data: { _contains: { rerun_of: id } } });
+  batch.add(`reruns: invocations(where: ${where}, order_by: [{created_at: asc}, {id: asc}], limit: 50) { id created_at status }`);
+  return (await batch.run(signal)).reruns;
+}
+
 export function InvocationPage({ id, params }) {
   const live = useLive(VERSION, { id });
   const detail = useQuery((signal) => fetchInvocation(id, signal), ['invocation', id], { version: live.version });
   const bodies = useQuery((signal) => fetchBodies(id, signal), ['bodies', id]);
+  const reruns = useQuery((signal) => fetchReruns(id, signal), ['reruns', id]);
+  const rerun = useRerunAvailable();
+  const [rerunOpen, setRerunOpen] = useState(false);
   const inv = detail.data;
   const running = inv?.status === 'running';
   const now = useNow(running ? 250 : 15_000);
@@ -86,6 +100,9 @@ export function InvocationPage({ id, params }) {
   const eventNames = new Map(inv.event_executions.map((e) => [e.id, e.event_name]));
   const checked = inv.event_executions.length;
   const correlated = inv.correlated_invocations_aggregate.aggregate.count;
+  const context = bodies.data?.context_data;
+  const rerunOf = context && typeof context === 'object' && typeof context.rerun_of === 'string' ? context.rerun_of : null;
+  const rerunList = reruns.data || [];
 
   return html`<div class="page invocation" data-invocation-page=${inv.id}>
     <${ErrorBox} error=${detail.error} title="Could not refresh" />
@@ -99,8 +116,17 @@ export function InvocationPage({ id, params }) {
             : inv.source_job_id
               ? html`<div class="muted small">Triggered by job <span class="mono">${inv.source_job_id}</span> (not recorded yet)</div>`
               : null}
+          ${rerunOf ? html`<div class="muted small" data-rerun-of=${rerunOf}>Re-run of <${Link} href=${`/invocations/${rerunOf}`}>invocation <span class="mono">${rerunOf.slice(0, 8)}</span></${Link}></div>` : null}
+          ${rerunList.length
+            ? html`<div class="muted small" data-reruns=${rerunList.length}>Re-run ${rerunList.length === 1 ? 'once' : `${rerunList.length} times`}:
+                ${rerunList.map((r, i) => html`${i ? ', ' : ' '}<${Link} href=${`/invocations/${r.id}`} data-rerun-entry=${r.id}><span class="mono">${r.id.slice(0, 8)}</span></${Link}> <${StatusBadge} status=${r.status} />`)}</div>`
+            : null}
         </div>
         <div class="row-actions">
+          ${rerun.available
+            ? html`<button type="button" class="btn" data-rerun-button onClick=${() => setRerunOpen(true)}
+                title="Run this invocation's stored payload again with the current event modules">Re-run</button>`
+            : null}
           <${Link} href=${`/flow/${inv.id}`} class="btn primary" data-open-flow>Open flow${correlated > 1 ? ` (${correlated} invocations)` : ''}</${Link}>
           ${inv.correlation_id ? html`<${Link} href=${hrefWith('/invocations', { ...keptParams(), q: `corr:${inv.correlation_id}` })} class="btn">Same correlation</${Link}>` : null}
         </div>
@@ -151,6 +177,16 @@ export function InvocationPage({ id, params }) {
           </div>`
         : null}
     </div>
+    ${rerunOpen
+      ? html`<${RerunDialog} ids=${[inv.id]} max=${rerun.max} onClose=${() => setRerunOpen(false)}
+          onDone=${(answer) => {
+            const started = answer.results.find((r) => r.rerun_invocation_id);
+            if (!started) return false;
+            setRerunOpen(false);
+            navigate(`/invocations/${started.rerun_invocation_id}`);
+            return true;
+          }} />`
+      : null}
   </div>`;
 }
 

@@ -8,6 +8,7 @@ import { OPERATIONS, STATUSES, invocationWhere, parseSearch, readFilters } from 
 import { fmtDuration, fmtNumber } from '../lib/format.js';
 import { Link, navigate, updateParams } from '../lib/router.js';
 import { Empty, ErrorBox, Id, Loading, OpBadge, StatusBadge, Time } from '../components/ui.js';
+import { RerunDialog, useRerunAvailable } from '../components/rerun.js';
 
 const PAGE_SIZES = [25, 50, 100, 200];
 const SORTS = {
@@ -28,8 +29,9 @@ async function fetchPage({ where, orderBy, limit, offset }, signal) {
   const record = can('invocations', 'source_event_payload')
     ? 'new_id: source_event_payload(path: "event.data.new.id") old_id: source_event_payload(path: "event.data.old.id")'
     : '';
+  const rerunOf = can('invocations', 'context_data') ? 'rerun_of: context_data(path: "rerun_of")' : '';
   batch.add(`rows: invocations(where: ${w}, order_by: ${o}, limit: ${limit}, offset: ${offset}) {
-    ${ROW_FIELDS} ${record}
+    ${ROW_FIELDS} ${record} ${rerunOf}
     checked: event_executions_aggregate { aggregate { count } }
     detected: event_executions(where: {detected: {_eq: true}}, order_by: [{event_name: asc}], limit: 6) { event_name status }
   }`);
@@ -65,6 +67,10 @@ export function InvocationsPage({ params }) {
   const options = useQuery((signal) => fetchOptions(signal), ['options'], { version: changes.version, throttleMs: 30_000 });
   const now = useNow(15_000);
   const [selected, setSelected] = useState(0);
+  const rerun = useRerunAvailable();
+  // Rows ticked for a bulk re-run (admins only); cleared when the rows shown change.
+  const [picked, setPicked] = useState(() => new Set());
+  const [rerunIds, setRerunIds] = useState(null);
 
   const rows = result.data?.rows || [];
   const total = result.data?.total.aggregate.count ?? 0;
@@ -77,7 +83,22 @@ export function InvocationsPage({ params }) {
     set({ status: next.join(',') });
   };
 
-  useEffect(() => setSelected(0), [JSON.stringify(where), page]);
+  useEffect(() => {
+    setSelected(0);
+    setPicked(new Set());
+  }, [JSON.stringify(where), page, size, sort]);
+  const pickedShown = rows.filter((row) => picked.has(row.id));
+  const chosen = (pickedShown.length ? pickedShown : rows).map((row) => row.id);
+  const capped = rerun.max ? chosen.slice(0, rerun.max) : chosen;
+  const togglePick = (id) =>
+    setPicked((previous) => {
+      const next = new Set(previous);
+      if (next.has(id)) next.delete(id);
+      else next.add(id);
+      return next;
+    });
+  const allPicked = rows.length > 0 && pickedShown.length === rows.length;
+  const pickAll = () => setPicked(allPicked ? new Set() : new Set(rows.map((row) => row.id)));
   // One listener reading the latest rows and selection (no stale closure between renders).
   const keys = useRef({});
   keys.current = { rows, selected, page, pages };
@@ -135,6 +156,11 @@ export function InvocationsPage({ params }) {
       <div class="table-head">
         <div data-total=${result.current ? total : ''}>${result.data ? html`<strong>${fmtNumber(total)}</strong> invocation${total === 1 ? '' : 's'}${total ? html`<span class="muted"> · showing ${fmtNumber((page - 1) * size + Math.min(1, rows.length))}–${fmtNumber((page - 1) * size + rows.length)}</span>` : null}` : 'Loading…'}
           ${result.loading && result.data ? html`<span class="spinner small"></span>` : null}</div>
+        ${rerun.available && rows.length
+          ? html`<button type="button" class="btn" data-bulk-rerun=${capped.length} onClick=${() => setRerunIds(capped)}
+              title=${chosen.length > capped.length ? `At most ${rerun.max} per re-run: the first ${rerun.max} are sent` : 'Run their stored payloads again with the current event modules'}>
+              Re-run ${chosen.length > capped.length ? `first ${capped.length}` : capped.length} ${pickedShown.length ? 'selected' : 'shown'}</button>`
+          : null}
         <div class="pager">
           <label class="muted small">Rows <select value=${size} data-page-size onChange=${(e) => updateParams({ size: e.target.value, page: '' })}>${PAGE_SIZES.map((n) => html`<option value=${n}>${n}</option>`)}</select></label>
           <button type="button" class="btn" data-page-prev disabled=${page <= 1} onClick=${() => updateParams({ page: page - 1 })} title="Previous page ([)">‹ Prev</button>
@@ -148,29 +174,39 @@ export function InvocationsPage({ params }) {
           ? html`<${Empty} title="No invocations match">${active ? 'Loosen a filter or widen the time range.' : 'Nothing arrived in this time range.'}</${Empty}>`
           : html`<div class="table-scroll"><table class="table invocations-table" data-table="invocations">
               <thead><tr>
+                ${rerun.available ? html`<th class="check-col"><input type="checkbox" aria-label="Select every row shown" data-select-all checked=${allPicked} onChange=${pickAll} /></th>` : null}
                 <th><button type="button" class="sort" onClick=${() => updateParams({ sort: sort === '-created_at' ? 'created_at' : '-created_at' })}>When ${sort === '-created_at' ? '↓' : sort === 'created_at' ? '↑' : ''}</button></th>
                 <th>Function</th><th>Record</th><th>Status</th>
                 <th class="num"><button type="button" class="sort" onClick=${() => updateParams({ sort: sort === '-total_duration_ms' ? 'total_duration_ms' : '-total_duration_ms' })}>Duration ${sort === '-total_duration_ms' ? '↓' : sort === 'total_duration_ms' ? '↑' : ''}</button></th>
                 <th class="num">Events</th><th class="num">Jobs</th><th>Detected</th><th>Correlation</th><th>User</th><th><span class="sr-only">Flow</span></th>
               </tr></thead>
-              <tbody>${rows.map((row, i) => html`<${Row} row=${row} now=${now} selected=${i === selected} onSelect=${() => setSelected(i)} />`)}</tbody>
+              <tbody>${rows.map(
+                (row, i) => html`<${Row} row=${row} now=${now} selected=${i === selected} onSelect=${() => setSelected(i)}
+                  pickable=${rerun.available} picked=${picked.has(row.id)} onPick=${() => togglePick(row.id)} />`,
+              )}</tbody>
             </table></div>`}
     </div>
+    ${rerunIds
+      ? html`<${RerunDialog} ids=${rerunIds} leftOut=${chosen.length - rerunIds.length} max=${rerun.max}
+          onClose=${() => setRerunIds(null)} onDone=${() => setPicked(new Set())} />`
+      : null}
   </div>`;
 }
 
-function Row({ row, now, selected, onSelect }) {
+function Row({ row, now, selected, onSelect, pickable, picked, onPick }) {
   const record = recordId(row);
   const checked = row.checked?.aggregate.count ?? 0;
   const open = (event) => {
-    if (event.target.closest('a, button')) return;
+    if (event.target.closest('a, button, input, .check-col')) return;
     navigate(`/invocations/${row.id}${location.search}`);
   };
   return html`<tr class=${`clickable ${selected ? 'selected' : ''}`} data-invocation=${row.id} data-status=${row.status} onClick=${open} onMouseEnter=${onSelect}>
+    ${pickable ? html`<td class="check-col"><input type="checkbox" aria-label="Select for re-run" data-select=${row.id} checked=${picked} onChange=${onPick} /></td>` : null}
     <td class="nowrap"><${Time} value=${row.created_at} now=${now} /></td>
     <td class="nowrap"><${Link} href=${`/invocations/${row.id}`} class="strong">${row.source_function}</${Link}> <${OpBadge} op=${row.source_operation} />
       ${row.source_job_id ? html` <span class="chip small" title="Triggered by a job of another invocation">child</span>` : null}
-      ${row.delivery_attempt > 1 ? html` <span class="chip small warn" title="Hasura redelivered this event">retry ${row.delivery_attempt - 1}</span>` : null}</td>
+      ${row.delivery_attempt > 1 ? html` <span class="chip small warn" title="Hasura redelivered this event">retry ${row.delivery_attempt - 1}</span>` : null}
+      ${typeof row.rerun_of === 'string' ? html` <span class="chip small info" data-rerun-chip title=${`Re-run of ${row.rerun_of}`}>re-run</span>` : null}</td>
     <td class="mono truncate" data-record=${record || ''}>${record || html`<span class="muted">${row.source_table || '—'}</span>`}</td>
     <td><${StatusBadge} status=${row.status} title=${row.error_message || ''} /></td>
     <td class="num">${fmtDuration(row.total_duration_ms)}</td>

@@ -1,0 +1,76 @@
+// Re-runs: the service's admin-only `/v1/rerun` endpoint (not GraphQL). `GET` says whether
+// re-runs are possible (the webhook has an events directory) and how many ids one request
+// may carry; `POST` runs stored payloads again (or only checks them, with `dry_run`).
+// The console offers re-runs only while the admin secret is set in this tab.
+import { auth, authHeaders } from './graphql.js';
+import { createStore } from './store.js';
+
+export const RERUN_PATH = '/v1/rerun';
+
+// status: 'off' (no admin credentials in this tab) | 'loading' | 'ready' | 'error'
+export const rerunSupport = createStore({ status: 'off', enabled: false, max: 0, message: null });
+
+/** Whether this tab holds credentials that act as admin (the secret, no other role). */
+export function adminInTab() {
+  const { adminSecret, role } = auth.get();
+  return Boolean(adminSecret) && (!role || role === 'admin');
+}
+
+/** Ask the server whether re-runs are possible; only with admin credentials in this tab. */
+export async function loadRerunSupport() {
+  if (!adminInTab()) {
+    rerunSupport.set({ status: 'off', enabled: false, max: 0, message: null });
+    return;
+  }
+  rerunSupport.set({ status: 'loading' });
+  try {
+    const response = await fetch(RERUN_PATH, { headers: authHeaders(), cache: 'no-store' });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      rerunSupport.set({ status: 'error', enabled: false, max: 0, message: body.error || `${RERUN_PATH} answered HTTP ${response.status}` });
+      return;
+    }
+    rerunSupport.set({ status: 'ready', enabled: Boolean(body.enabled), max: Number(body.max) || 0, message: body.message || null });
+  } catch (error) {
+    rerunSupport.set({ status: 'error', enabled: false, max: 0, message: error.message });
+  }
+}
+
+export class RerunError extends Error {
+  constructor(message, code) {
+    super(message);
+    this.name = 'RerunError';
+    this.code = code || 'unexpected';
+  }
+}
+
+/**
+ * POST the ids to `/v1/rerun`. Resolves to `{results, started | ready, refused}`; throws
+ * RerunError (with the server's message) when the request itself is refused.
+ */
+export async function requestRerun(ids, { dryRun = false, allowRedacted = false } = {}) {
+  let response;
+  try {
+    response = await fetch(RERUN_PATH, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...authHeaders() },
+      body: JSON.stringify({ invocation_ids: ids, dry_run: dryRun, allow_redacted: allowRedacted }),
+    });
+  } catch (error) {
+    throw new RerunError(`The API is unreachable: ${error.message}`, 'network');
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw new RerunError(body?.error || `${RERUN_PATH} answered HTTP ${response.status}`, body?.code);
+  return body;
+}
+
+export const REFUSAL_LABELS = {
+  invalid_id: 'not an invocation id',
+  not_found: 'not recorded (deleted by retention?)',
+  no_payload: 'payload not captured, or cleared by retention',
+  truncated: 'payload truncated when recorded',
+  no_events_dir: 'no events directory serves its function',
+  redacted: 'payload has redacted values',
+  configuration_error: 'configuration error',
+  internal_error: 'the service failed',
+};
