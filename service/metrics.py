@@ -192,7 +192,9 @@ def _from_stats(stats: dict[str, Any]) -> dict[str, Any]:
     return {
         "instance": stats.get("instance_id") or "local",
         # Entries still in the inbox (not yet turned into rows) are buffered too.
-        "buffer_depth": stats.get("buffered_records", 0) + stats.get("inbox_depth", 0),
+        "buffer_depth": stats.get("buffered_records", 0)
+        + stats.get("inbox_depth", 0)
+        + stats.get("in_flight_records", 0),
         "buffer_bytes": stats.get("buffered_bytes"),
         "flush_lag_seconds": 0.0 if lag is None else lag / 1000.0,
         "written": sum(dict(stats.get("written") or {}).values()),

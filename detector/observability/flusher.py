@@ -93,6 +93,8 @@ class BackgroundFlusher:
         self.written: Counter[str] = Counter()
         self.quarantined: deque[dict[str, Any]] = deque(maxlen=1000)
         self.quarantined_total = 0
+        self.in_flight = 0
+        """Records taken from the buffer by the write under way (0 between writes)."""
         self._quarantine_pending: deque[dict[str, Any]] = deque(maxlen=1000)
         self.flushes = 0
         self.failed_flushes = 0
@@ -253,7 +255,11 @@ class BackgroundFlusher:
                 if not len(batch):
                     break
                 started = time.monotonic()
-                left = await self._write_converting(batch.all())
+                self.in_flight = len(batch)
+                try:
+                    left = await self._write_converting(batch.all())
+                finally:
+                    self.in_flight = 0
                 if left:
                     self.buffer.requeue(_as_batch(left))
                     self._failed()

@@ -210,6 +210,7 @@ class ObservabilityPlugin(Plugin):
             "buffered_records": len(self.buffer),
             "buffered_bytes": self.buffer.nbytes,
             "inbox_depth": self.buffer.inbox_depth,
+            "in_flight_records": f.in_flight,
             "recorded": dict(self.buffer.recorded),
             "coalesced": self.buffer.coalesced,
             "written": dict(f.written),
