@@ -113,7 +113,11 @@ CREATE INDEX IF NOT EXISTS idx_event_executions_correlation_id
 CREATE INDEX IF NOT EXISTS idx_event_executions_created_at
     ON event_detector_observability.event_executions (created_at DESC);
 
--- One job run (all its attempts).
+-- One job run (all its attempts). invocation_id has no enforced foreign key (revision
+-- 0003): jobs are flushed at high rates and each foreign key is checked row by row, which
+-- costs COPY throughput. Deleting an invocation still deletes its jobs: the cascade goes
+-- through event_executions (event_execution_id below). invocation_id stays, indexed, as a
+-- denormalised link for filtering (Hasura: manual relationships).
 CREATE TABLE IF NOT EXISTS event_detector_observability.job_executions (
     id uuid NOT NULL DEFAULT gen_random_uuid(),
     invocation_id uuid NOT NULL,
@@ -134,8 +138,6 @@ CREATE TABLE IF NOT EXISTS event_detector_observability.job_executions (
     error_message text,
     error_stack text,
     CONSTRAINT job_executions_pkey PRIMARY KEY (id),
-    CONSTRAINT job_executions_invocation_id_fkey FOREIGN KEY (invocation_id)
-        REFERENCES event_detector_observability.invocations (id) ON DELETE CASCADE,
     CONSTRAINT job_executions_event_execution_id_fkey FOREIGN KEY (event_execution_id)
         REFERENCES event_detector_observability.event_executions (id) ON DELETE CASCADE,
     CONSTRAINT job_executions_status_check
@@ -358,13 +360,14 @@ CREATE INDEX IF NOT EXISTS idx_dashboard_stats_source_function
     ON event_detector_observability.dashboard_stats (source_function);
 
 -- The migration revision this file equals, so `event-detector migrate` can upgrade it
--- (0002 adds SQLite's change counters only: on PostgreSQL it equals 0001).
+-- (0002 adds SQLite's change counters only; 0003 drops job_executions' foreign key on
+-- invocation_id).
 CREATE TABLE IF NOT EXISTS event_detector_observability.alembic_version (
     version_num varchar(32) NOT NULL,
     CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 INSERT INTO event_detector_observability.alembic_version (version_num)
-SELECT '0002'
+SELECT '0003'
 WHERE NOT EXISTS (SELECT 1 FROM event_detector_observability.alembic_version);
 
 COMMIT;

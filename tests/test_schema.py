@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +147,139 @@ async def test_migrated_database_matches_the_models(empty_db_url: str) -> None:
     assert checks == _model_checks()
     indexes = await _on_connection(empty_db_url, _db_indexes)
     assert indexes == _model_indexes()
+
+
+def _foreign_keys(connection: sa.Connection) -> dict[str, set[tuple[str, str, str | None]]]:
+    """Table → {(column, referenced table, ON DELETE)} of the database's foreign keys."""
+    schema = POSTGRES_SCHEMA if connection.dialect.name == "postgresql" else None
+    inspector = sa.inspect(connection)
+    found: dict[str, set[tuple[str, str, str | None]]] = {}
+    for table in metadata.sorted_tables:
+        if table.name in VIEWS:
+            continue
+        found[table.name] = {
+            (
+                fk["constrained_columns"][0],
+                fk["referred_table"],
+                (fk.get("options") or {}).get("ondelete"),
+            )
+            for fk in inspector.get_foreign_keys(table.name, schema=schema)
+        }
+    return found
+
+
+def _trigger_names(connection: sa.Connection, table: str) -> set[str]:
+    """SQLite: the names of the triggers on `table`."""
+    rows = connection.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?", (table,)
+    )
+    return set(rows.scalars())
+
+
+# The enforced foreign keys, all ON DELETE CASCADE. job_executions.invocation_id has none
+# (SPEC §6 flush throughput; revision 0003): jobs go with their event executions.
+FOREIGN_KEYS = {
+    "event_executions": {("invocation_id", "invocations", "CASCADE")},
+    "job_executions": {("event_execution_id", "event_executions", "CASCADE")},
+}
+
+
+async def test_only_the_cascading_parent_links_are_enforced(empty_db_url: str) -> None:
+    await migrate.upgrade_async(empty_db_url)
+    found = await _on_connection(empty_db_url, _foreign_keys)
+    assert {table: fks for table, fks in found.items() if fks} == FOREIGN_KEYS
+    assert not metadata.tables["job_executions"].c.invocation_id.foreign_keys
+    assert "job_executions_invocation_id_fkey" not in SCHEMA_SQL.read_text()
+
+
+JOB_ROWS = 3
+
+
+async def _insert_a_job_tree(url: str) -> str:
+    """One invocation, one event execution and `JOB_ROWS` jobs; returns the invocation id."""
+    invocation, event = str(uuid.uuid4()), str(uuid.uuid4())
+    engine = create_async_engine(async_url(url))
+    prefix = f"{POSTGRES_SCHEMA}." if url.startswith("postgresql") else ""
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(f"INSERT INTO {prefix}invocations (id, source_function) VALUES (:i, 'f')"),
+                {"i": invocation},
+            )
+            await conn.execute(
+                sa.text(
+                    f"INSERT INTO {prefix}event_executions (id, invocation_id, event_name) "
+                    "VALUES (:e, :i, 'e')"
+                ),
+                {"e": event, "i": invocation},
+            )
+            await conn.execute(
+                sa.text(
+                    f"INSERT INTO {prefix}job_executions (id, invocation_id, event_execution_id, "
+                    "job_name) VALUES (:j, :i, :e, 'j')"
+                ),
+                [{"j": str(uuid.uuid4()), "i": invocation, "e": event} for _ in range(JOB_ROWS)],
+            )
+    finally:
+        await engine.dispose()
+    return invocation
+
+
+async def _count_jobs(url: str, invocation: str) -> int:
+    prefix = f"{POSTGRES_SCHEMA}." if url.startswith("postgresql") else ""
+
+    def count(connection: sa.Connection) -> int:
+        return int(
+            connection.execute(
+                sa.text(f"SELECT count(*) FROM {prefix}job_executions WHERE invocation_id = :i"),
+                {"i": invocation},
+            ).scalar_one()
+        )
+
+    return int(await _on_connection(url, count))
+
+
+async def test_revision_0003_keeps_jobs_indexes_and_change_counters(empty_db_url: str) -> None:
+    sqlite = empty_db_url.startswith("sqlite")
+    assert await migrate.upgrade_async(empty_db_url, "0002") == "0002"
+    invocation = await _insert_a_job_tree(empty_db_url)
+    before = await _on_connection(empty_db_url, _foreign_keys)
+    assert ("invocation_id", "invocations", "CASCADE") in before["job_executions"]
+
+    assert await migrate.upgrade_async(empty_db_url) == migrate.head_revision()
+    assert await _count_jobs(empty_db_url, invocation) == JOB_ROWS
+    after = await _on_connection(empty_db_url, _foreign_keys)
+    assert after["job_executions"] == FOREIGN_KEYS["job_executions"]
+    # The SQLite rebuild keeps every index (created_at DESC included) and constraint.
+    assert await _on_connection(empty_db_url, _db_indexes) == _model_indexes()
+    assert await _on_connection(empty_db_url, _check_constraints) == _model_checks()
+    assert await _on_connection(empty_db_url, _model_diffs) == []
+    if sqlite:
+        triggers = await _on_connection(empty_db_url, lambda c: _trigger_names(c, "job_executions"))
+        assert triggers == {f"job_executions_count_{op}" for op in ("insert", "update", "delete")}
+        path = migrate.sqlite_path(empty_db_url)
+        counted = _job_counter(path)
+        await _insert_a_job_tree(empty_db_url)
+        assert _job_counter(path) == counted + JOB_ROWS  # the rebuilt table's triggers fire
+
+    # Downgrading puts the foreign key back (and, on SQLite, the triggers stay).
+    assert await asyncio.to_thread(migrate.downgrade, empty_db_url, "0002") == "0002"
+    restored = await _on_connection(empty_db_url, _foreign_keys)
+    assert restored["job_executions"] == before["job_executions"]
+    assert await _count_jobs(empty_db_url, invocation) == JOB_ROWS
+    if sqlite:
+        triggers = await _on_connection(empty_db_url, lambda c: _trigger_names(c, "job_executions"))
+        assert len(triggers) == 3
+        indexes = await _on_connection(empty_db_url, _db_indexes)
+        assert indexes["idx_job_executions_created_at"] == (False, (("created_at", True),))
+
+
+def _job_counter(path: str) -> int:
+    with sqlite3.connect(path) as conn:
+        row = conn.execute(
+            "SELECT changes FROM change_counters WHERE table_name = 'job_executions'"
+        ).fetchone()
+    return int(row[0])
 
 
 def test_check_constraints_accept_exactly_the_status_values() -> None:

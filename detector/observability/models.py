@@ -13,7 +13,10 @@ Conventions:
   SPEC §2's columns works;
 - `job_logs` and `invocations.source_job_id` carry no enforced foreign keys: log lines are
   written at high rates and deleted by time, and a child invocation may be written before
-  the parent job row it points to.
+  the parent job row it points to;
+- `job_executions.invocation_id` carries none either (SPEC §6 flush throughput: each
+  foreign key is checked row by row): `event_execution_id` → `event_executions` is the
+  job's one enforced foreign key, and deleting an invocation cascades through it.
 """
 
 from __future__ import annotations
@@ -187,9 +190,9 @@ class JobExecution(SQLModel, table=True):
     )
 
     id: str | None = _id()
-    invocation_id: str = _column(
-        UUID(), sa.ForeignKey("invocations.id", ondelete="CASCADE"), nullable=False
-    )
+    # No enforced foreign key (revision 0003): a denormalised link for filtering. The
+    # cascade from invocations comes through event_executions.
+    invocation_id: str = _column(UUID(), nullable=False)
     event_execution_id: str = _column(
         UUID(), sa.ForeignKey("event_executions.id", ondelete="CASCADE"), nullable=False
     )
