@@ -48,6 +48,9 @@ app = typer.Typer(
 )
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def _database_option(value: str | None) -> str | None:
     """A plain file path given to `--db` means an SQLite file there (`sqlite:///…`)."""
     if value is None or "://" in value or value.startswith("sqlite:"):
@@ -202,6 +205,12 @@ def serve(
                 + (f"  webhook  {base}hooks/<function>\n" if settings.events_dir else "")
                 + f"\n[bold green]Dashboard:[/] [bold]{base}[/]"
             )
+            if settings.admin_secret is None and settings.host not in LOOPBACK_HOSTS:
+                out.print(
+                    f"[yellow]warning:[/] no admin secret and listening on {settings.host}: "
+                    "anyone who reaches this port is admin (payloads, mutations, re-runs). "
+                    "Set EVENT_DETECTOR_ADMIN_SECRET."
+                )
         await serving
 
     try:

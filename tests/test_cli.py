@@ -394,3 +394,44 @@ def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> 
         if marker in line:
             return lines
     raise AssertionError(f"no {marker!r} within {timeout} s:\n" + "".join(lines))
+
+
+@pytest.mark.parametrize("admin_secret", [None, "s3cret"])
+def test_serve_warns_when_it_listens_beyond_loopback_without_an_admin_secret(
+    tmp_path: Path, admin_secret: str | None
+) -> None:
+    env = {k: v for k, v in os.environ.items() if "ADMIN_SECRET" not in k}
+    if admin_secret:
+        env["EVENT_DETECTOR_ADMIN_SECRET"] = admin_secret
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--db",
+            f"sqlite:///{tmp_path / 'open.db'}",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(free_port()),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "300"},
+    )
+    try:
+        lines = _read_until(process, "Dashboard:", timeout=60)
+        # The warning (if any) follows the URL; give it a moment, then stop the server.
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+        output = "".join(lines) + rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    warned = "no admin secret and listening on 0.0.0.0" in output
+    assert warned is (admin_secret is None), output
