@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DB ?= sqlite:///event-detector.db
+EVENTS_DIR ?= examples/events
 
 .PHONY: run test bench bench-quick lint format install install-test system-deps web-deps clean
 
 run: install web-deps
-	$(BIN)/event-detector serve --demo --db "$(DB)" --host $(HOST) --port $(PORT)
+	$(BIN)/event-detector serve --demo --db "$(DB)" --events-dir "$(EVENTS_DIR)" --host $(HOST) --port $(PORT)
 
 test: install-test system-deps web-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -179,3 +179,22 @@ def test_admin_reruns_many_from_the_list_with_a_summary(
     page.locator("[data-rerun-close]").click()
     expect(page.locator("[data-rerun-dialog]")).to_have_count(0)
     expect(page.locator("[data-rerun-chip]")).to_have_count(2)
+
+
+def test_a_server_without_an_admin_secret_offers_reruns_without_signing_in(
+    tab: Any, tmp_path: Path
+) -> None:
+    # No admin secret: every request is admin (as in Hasura, and as `make run` serves).
+    events_dir = tmp_path / "events"
+    (events_dir / "charges").mkdir(parents=True)
+    write_module(events_dir / "charges", "orders.charge", CHARGE_BROKEN)
+    url = f"sqlite:///{tmp_path / 'open.db'}"
+    off_loop(db.run, db.prepare_database(url))
+    settings = Settings(database_url=url, events_dir=events_dir, rollup_interval=0)
+    with serving(settings) as running:
+        failed = deliver(running, "charges")
+        page = tab.page
+        page.goto(f"{running.base_url}/invocations/{failed}")
+        expect(page.locator("[data-rerun-button]")).to_be_visible()
+        page.goto(f"{running.base_url}/invocations?fn=charges")
+        expect(page.locator("[data-bulk-rerun]")).to_be_visible()

@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { auth, connection, setPaused } from './lib/graphql.js';
 import { capabilities, loadCapabilities, can } from './lib/api.js';
 import { useStore } from './lib/store.js';
-import { loadRerunSupport, rerunSupport } from './lib/rerun.js';
+import { RERUN_OFF, loadRerunSupport, rerunSupport } from './lib/rerun.js';
 import { Link, navigate, useRoute, updateParams, hrefWith, keptParams } from './lib/router.js';
 import { PRESETS, parseRange, useTimeRange } from './lib/timerange.js';
 import { useLive } from './lib/hooks.js';
@@ -241,13 +241,14 @@ function App() {
   useShortcuts();
 
   useEffect(() => {
+    rerunSupport.set(RERUN_OFF); // until the server has answered for the new credentials
     loadCapabilities();
   }, [authState.version]);
-  // Re-runs are offered only to admin credentials the API accepted: asked again each
-  // time the capabilities of new credentials arrive.
+  // Re-runs are offered only when the API takes this tab as admin (its schema has
+  // mutations): asked again each time the capabilities of new credentials arrive.
   useEffect(() => {
-    if (caps.status === 'ready') loadRerunSupport();
-    else rerunSupport.set({ status: 'off', enabled: false, max: 0, message: null });
+    if (caps.status === 'ready' && caps.admin) loadRerunSupport();
+    else rerunSupport.set(RERUN_OFF);
   }, [caps]);
   // Retry while the API cannot be reached at start.
   useEffect(() => {

@@ -4,18 +4,18 @@
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { REFUSAL_LABELS, requestRerun, rerunSupport } from '../lib/rerun.js';
-import { auth } from '../lib/graphql.js';
 import { useStore } from '../lib/store.js';
 import { Link } from '../lib/router.js';
 import { plural } from '../lib/format.js';
 import { StatusBadge } from './ui.js';
 
-/** Whether the console offers re-runs: admin secret in this tab, and the server allows them. */
+/**
+ * Whether the console offers re-runs: the server takes this tab as admin and allows them.
+ * New credentials reset `rerunSupport` until the server has answered for them.
+ */
 export function useRerunAvailable() {
   const support = useStore(rerunSupport);
-  const credentials = useStore(auth);
-  const available = support.status === 'ready' && support.enabled && Boolean(credentials.adminSecret);
-  return { available, max: support.max };
+  return { available: support.status === 'ready' && support.enabled, max: support.max };
 }
 
 function Refusals({ results }) {

@@ -6,18 +6,19 @@ import { request } from './graphql.js';
 const TYPES = ['invocations', 'event_executions', 'job_executions', 'job_logs', 'plugin_instances'];
 
 // { status: 'loading' | 'ready' | 'error', fields: {type: Set}, roots: Set, error }
-export const capabilities = createStore({ status: 'loading', fields: {}, roots: new Set(), error: null });
+// `admin`: the schema this tab gets has mutations, which only the admin role has.
+export const capabilities = createStore({ status: 'loading', fields: {}, roots: new Set(), admin: false, error: null });
 
 export async function loadCapabilities() {
   const aliases = TYPES.map((type) => `${type}: __type(name: "${type}") { fields { name } }`).join('\n');
   try {
-    const data = await request(`query Capabilities { __schema { queryType { fields { name } } } ${aliases} }`);
+    const data = await request(`query Capabilities { __schema { queryType { fields { name } } mutationType { name } } ${aliases} }`);
     const fields = {};
     for (const type of TYPES) fields[type] = new Set((data[type]?.fields || []).map((f) => f.name));
     const roots = new Set(data.__schema.queryType.fields.map((f) => f.name));
-    capabilities.set({ status: 'ready', fields, roots, error: null });
+    capabilities.set({ status: 'ready', fields, roots, admin: Boolean(data.__schema.mutationType), error: null });
   } catch (error) {
-    capabilities.set({ status: 'error', fields: {}, roots: new Set(), error });
+    capabilities.set({ status: 'error', fields: {}, roots: new Set(), admin: false, error });
   }
 }
 

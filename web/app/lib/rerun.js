@@ -1,31 +1,27 @@
 // Re-runs: the service's admin-only `/v1/rerun` endpoint (not GraphQL). `GET` says whether
 // re-runs are possible (the webhook has an events directory) and how many ids one request
 // may carry; `POST` runs stored payloads again (or only checks them, with `dry_run`).
-// The console offers re-runs only while the admin secret is set in this tab.
-import { auth, authHeaders } from './graphql.js';
+// The console offers re-runs only when the server takes this tab's credentials as admin:
+// the admin secret typed on Settings, or none at all on a server without an admin secret.
+import { authHeaders } from './graphql.js';
 import { createStore } from './store.js';
 
 export const RERUN_PATH = '/v1/rerun';
 
-// status: 'off' (no admin credentials in this tab) | 'loading' | 'ready' | 'error'
-export const rerunSupport = createStore({ status: 'off', enabled: false, max: 0, message: null });
+export const RERUN_OFF = { status: 'off', enabled: false, max: 0, message: null };
+// status: 'off' (the server does not take this tab as admin) | 'loading' | 'ready' | 'error'
+export const rerunSupport = createStore(RERUN_OFF);
 
-/** Whether this tab holds credentials that act as admin (the secret, no other role). */
-export function adminInTab() {
-  const { adminSecret, role } = auth.get();
-  return Boolean(adminSecret) && (!role || role === 'admin');
-}
-
-/** Ask the server whether re-runs are possible; only with admin credentials in this tab. */
+/** Ask the server whether re-runs are possible for this tab's credentials. */
 export async function loadRerunSupport() {
-  if (!adminInTab()) {
-    rerunSupport.set({ status: 'off', enabled: false, max: 0, message: null });
-    return;
-  }
   rerunSupport.set({ status: 'loading' });
   try {
     const response = await fetch(RERUN_PATH, { headers: authHeaders(), cache: 'no-store' });
     const body = await response.json().catch(() => ({}));
+    if (response.status === 401 || response.status === 403) {
+      rerunSupport.set(RERUN_OFF); // not admin: no re-runs, and nothing to report
+      return;
+    }
     if (!response.ok) {
       rerunSupport.set({ status: 'error', enabled: false, max: 0, message: body.error || `${RERUN_PATH} answered HTTP ${response.status}` });
       return;
