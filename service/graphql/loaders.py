@@ -14,10 +14,12 @@ serialised: the engine hands them to graphql-core as completed values.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 import sqlalchemy as sa
@@ -334,7 +336,14 @@ def _row_builder(fields: tuple[tuple[str, Field], ...]) -> Callable[[Any], dict[
                 f"{name}: (None if (v{number} := row[{position}]) is None else f{number}(v{number}))"
             )
     source = "lambda row: {" + ", ".join(items) + "}"
-    return eval(source, namespace)
+    return eval(_compiled_builder(source), namespace)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled_builder(source: str) -> CodeType:
+    # The source depends only on the fields' kinds and positions (keys, functions and
+    # constants come from the namespace): one compilation serves every request of a shape.
+    return compile(source, "<row builder>", "eval")
 
 
 async def _measure_siblings(
