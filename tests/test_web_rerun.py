@@ -133,6 +133,14 @@ def test_admin_reruns_a_failed_invocation_from_its_page_and_lands_on_the_new_one
     expect(page.locator("[data-reruns]")).to_contain_text("Re-run once")
     tab.screenshot("rerun-original")
 
+    # The flow shows the re-run beside its original (same correlation id), linked.
+    page.goto(f"{running.base_url}/flow/{failed}")
+    edge = page.locator(f'[data-edge-from="inv:{failed}"][data-edge-to="inv:{new_id}"]')
+    expect(edge).to_have_class(re.compile(r"\bedge-rerun\b"))
+    expect(page.locator(f'[data-node="inv:{new_id}"] [data-rerun-chip]')).to_be_visible()
+    expect(page.locator(f'[data-node="inv:{failed}"] [data-rerun-chip]')).to_have_count(0)
+    tab.screenshot("rerun-flow")
+
 
 def test_admin_reruns_many_from_the_list_with_a_summary(
     tab: Any, served: tuple[RunningServer, str, Path]

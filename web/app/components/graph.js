@@ -1,5 +1,5 @@
 // The flow graph: invocations → events (undetected ones grouped) → jobs → the invocations
-// their row changes triggered. Laid out by dagre (left to right), drawn as HTML nodes over
+// their row changes triggered, and re-runs beside the invocations they repeat. Laid out by dagre (left to right), drawn as HTML nodes over
 // SVG edges, with pan (drag), zoom (wheel, buttons, + - 0 keys) and selection.
 import { html } from 'htm/preact';
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
@@ -49,6 +49,13 @@ export function buildFlow(invocations) {
       edges.push({ from: `srcjob:${inv.source_job_id}`, to: `inv:${inv.id}`, kind: 'cascade' });
     }
   }
+  // A re-run (`context_data.rerun_of`, read as `rerun_of` when the role may) shares its
+  // original's correlation id: link the two.
+  for (const inv of invocations) {
+    if (typeof inv.rerun_of === 'string' && known.has(inv.rerun_of)) {
+      edges.push({ from: `inv:${inv.rerun_of}`, to: `inv:${inv.id}`, kind: 'rerun' });
+    }
+  }
   const ids = new Set(nodes.map((n) => n.id));
   return { nodes, edges: edges.filter((e) => ids.has(e.from) && ids.has(e.to)) };
 }
@@ -89,7 +96,7 @@ function liveDuration(startValue, durationMs, running, now) {
 function NodeBody({ node, now }) {
   const d = node.data;
   if (node.kind === 'invocation') {
-    return html`<div class="n-title"><span class="strong truncate">${d.source_function}</span><${OpBadge} op=${d.source_operation} /></div>
+    return html`<div class="n-title"><span class="strong truncate">${d.source_function}</span>${typeof d.rerun_of === 'string' ? html`<span class="chip small info" data-rerun-chip>re-run</span>` : null}<${OpBadge} op=${d.source_operation} /></div>
       <div class="n-line"><${StatusBadge} status=${d.status} /><span class="muted">${liveDuration(d.created_at, d.total_duration_ms, d.status === 'running', now)}</span></div>
       <div class="n-line muted small"><span class="truncate">${d.events_detected_count} detected · ${d.total_jobs_run} job${d.total_jobs_run === 1 ? '' : 's'}${d.total_jobs_failed ? html` · <span class="bad-text">${d.total_jobs_failed} failed</span>` : ''}</span></div>`;
   }
@@ -203,7 +210,7 @@ export function FlowGraph({ invocations, focusId, selected, onSelect, now, filte
   return html`<div class="flow-viewport" ref=${viewport} onPointerDown=${onPointerDown} onPointerMove=${onPointerMove} onPointerUp=${onPointerUp} data-flow-viewport>
     <div class="flow-layer" data-flow-layer style=${`transform: translate(${v.x}px, ${v.y}px) scale(${v.k}); width:${layout.width}px; height:${layout.height}px`}>
       <svg class="flow-edges" width=${layout.width} height=${layout.height}>
-        <defs>${['detected', 'failed', 'undetected', 'job', 'cascade'].map((kind) => html`<marker id=${`arrow-${kind}`} viewBox="0 0 8 8" refX="6" refY="4" markerWidth="8" markerHeight="8" orient="auto"><path d="M0,0 L8,4 L0,8 z" class=${`arrow-${kind}`} /></marker>`)}</defs>
+        <defs>${['detected', 'failed', 'undetected', 'job', 'cascade', 'rerun'].map((kind) => html`<marker id=${`arrow-${kind}`} viewBox="0 0 8 8" refX="6" refY="4" markerWidth="8" markerHeight="8" orient="auto"><path d="M0,0 L8,4 L0,8 z" class=${`arrow-${kind}`} /></marker>`)}</defs>
         ${layout.edges.map((edge) => {
           const target = layout.nodes.find((n) => n.id === edge.to);
           const running = target?.data?.status === 'running';

@@ -2,7 +2,7 @@
 // that follows live changes, with the details of the selected node beside it.
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import { Batch, readable } from '../lib/api.js';
+import { Batch, can, readable } from '../lib/api.js';
 import { useLive, useNow, useQuery } from '../lib/hooks.js';
 import { fmtDuration, fmtNumber } from '../lib/format.js';
 import { Link, updateParams } from '../lib/router.js';
@@ -31,11 +31,13 @@ const VERSION = `subscription FlowVersion($id: uuid!) {
 }`;
 
 async function fetchFlow(id, signal) {
+  // Re-runs name their original in `context_data`, which not every role may read.
+  const fields = can('invocations', 'context_data') ? `${INVOCATION} rerun_of: context_data(path: "rerun_of")` : INVOCATION;
   const batch = new Batch('Flow');
   const ref = batch.variable('uuid!', id);
   batch.add(`root: invocations_by_pk(id: ${ref}) {
-    ${INVOCATION}
-    correlated_invocations(order_by: [{created_at: asc}], limit: ${FLOW_LIMIT}) { ${INVOCATION} }
+    ${fields}
+    correlated_invocations(order_by: [{created_at: asc}], limit: ${FLOW_LIMIT}) { ${fields} }
     correlated_invocations_aggregate { aggregate { count } }
   }`);
   const { root } = await batch.run(signal);
@@ -86,7 +88,7 @@ export function FlowPage({ id, params }) {
     <div class="flow-body">
       <div class="flow-canvas card">
         <${FlowGraph} invocations=${data.invocations} focusId=${id} selected=${selected} onSelect=${select} now=${now} filter=${filter} />
-        <div class="flow-legend muted small"><i class="ln detected"></i>detected <i class="ln undetected"></i>not detected <i class="ln job"></i>job <i class="ln cascade"></i>triggered invocation · drag to pan, wheel to zoom</div>
+        <div class="flow-legend muted small"><i class="ln detected"></i>detected <i class="ln undetected"></i>not detected <i class="ln job"></i>job <i class="ln cascade"></i>triggered invocation <i class="ln rerun"></i>re-run · drag to pan, wheel to zoom</div>
       </div>
       <aside class="flow-side card" data-flow-details>
         <${Details} data=${data} selected=${selected} now=${now} onSelect=${select} />
