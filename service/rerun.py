@@ -371,7 +371,7 @@ class InvocationRerunner:
             log.exception("re-run of %s failed", plan.invocation_id)
             message = f"the event detector failed ({type(exc).__name__}); see the service log"
             return _refusal(plan.invocation_id, message, "internal_error")
-        status = result.status.value if hasattr(result.status, "value") else str(result.status)
+        status = result.status.value  # ListenResult.status is an InvocationStatus
         return {**answer, "status": status}
 
     async def _load(self, invocation_ids: list[str]) -> dict[str, dict[str, Any]]:

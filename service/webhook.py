@@ -279,7 +279,7 @@ class WebhookReceiver:
         body = self._response_sanitizer.clean(result.to_dict())
         response = JSONResponse(body, status_code=200)
         response.headers[INVOCATION_HEADER] = result.invocation_id
-        status = result.status.value if hasattr(result.status, "value") else str(result.status)
+        status = result.status.value  # ListenResult.status is an InvocationStatus
         response.headers["x-event-detector-outcome"] = status
         return response
 
