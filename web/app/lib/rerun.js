@@ -23,12 +23,12 @@ export async function loadRerunSupport() {
       return;
     }
     if (!response.ok) {
-      rerunSupport.set({ status: 'error', enabled: false, max: 0, message: body.error || `${RERUN_PATH} answered HTTP ${response.status}` });
+      rerunSupport.set({ ...RERUN_OFF, status: 'error', message: body.error || `${RERUN_PATH} answered HTTP ${response.status}` });
       return;
     }
     rerunSupport.set({ status: 'ready', enabled: Boolean(body.enabled), max: Number(body.max) || 0, message: body.message || null });
   } catch (error) {
-    rerunSupport.set({ status: 'error', enabled: false, max: 0, message: error.message });
+    rerunSupport.set({ ...RERUN_OFF, status: 'error', message: error.message });
   }
 }
 
