@@ -10,15 +10,20 @@ execution is gone.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from detector.observability.migrate import sqlite_path
 from service.retention import RetentionPolicy, apply_retention
 from service.settings import Settings
 from service.storage import event_executions, invocations, job_executions
+from tests.support import db
 from tests.support.runtime import count, execute, rows
 from tests.support.server import serving
 
@@ -144,3 +149,40 @@ def test_retention_leaves_no_job_executions_behind(db_url: str) -> None:
     assert orphan_jobs(db_url) == 0
     assert jobs_by_invocation(db_url) == {ids["kept"]: JOBS_PER_INVOCATION}
     assert count(db_url, event_executions) == EVENTS_PER_INVOCATION
+
+
+def test_a_served_sqlite_file_takes_writes_while_another_writer_holds_it(
+    sqlite_url: str,
+) -> None:
+    """A freshly migrated file, another writer holding the lock: the mutation waits.
+
+    Migrating leaves the file in WAL mode. Left in rollback mode, the service's first
+    connection would have to switch it, and SQLite refuses that at once ("database is
+    locked", no busy wait) while another connection writes: the mutation failed.
+    """
+    db.run(db.prepare_database(sqlite_url))
+    path = sqlite_path(sqlite_url)
+    other = sqlite3.connect(path, isolation_level=None)
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    ids = build(sqlite_url)
+    with serving(Settings(database_url=sqlite_url, admin_secret=SECRET)) as server:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the write lock...
+        other.execute(
+            "UPDATE invocations SET error_message = 'touched' WHERE id = ?", (ids["kept"],)
+        )
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            answer = pool.submit(
+                server.post,
+                "mutation ($id: uuid!) { delete_invocations_by_pk(id: $id) {"
+                " id job_executions_aggregate { aggregate { count } } } }",
+                {"id": ids["expired_completed"]},
+                headers=ADMIN,
+            )
+            time.sleep(0.5)  # ...while the mutation connects and waits
+            other.execute("COMMIT")
+            other.close()
+            body = answer.result(timeout=30)
+    assert "errors" not in body, body
+    assert body["data"]["delete_invocations_by_pk"]["id"] == ids["expired_completed"]
+    assert count(sqlite_url, invocations, invocations.c.id == ids["expired_completed"]) == 0
+    assert orphan_jobs(sqlite_url) == 0

@@ -13,6 +13,8 @@ async code use the `*_async` twins.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +27,8 @@ from alembic.script import ScriptDirectory
 
 from .._sync import run_coroutine_sync
 from .models import POSTGRES_SCHEMA
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant works; it only has to be the same in every process.
@@ -89,7 +93,7 @@ def async_engine_url(url: str) -> str:
     return made.set(drivername=driver).render_as_string(hide_password=False)
 
 
-def _sqlite_engine(url: str) -> sa.Engine:
+def _sqlite_engine(url: str, *, wal: bool = False) -> sa.Engine:
     engine = sa.create_engine(
         f"sqlite:///{sqlite_path(url)}", connect_args={"timeout": 30}, poolclass=sa.NullPool
     )
@@ -100,6 +104,8 @@ def _sqlite_engine(url: str) -> sa.Engine:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
+        if wal:
+            _enable_wal(dbapi_connection)
 
     @sa.event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
@@ -151,11 +157,27 @@ def _postgres_sync(url: str, work: Callable[[sa.Connection], T], *, write: bool)
     )
 
 
+def _enable_wal(dbapi_connection: Any) -> None:
+    """Put the file in WAL mode, once, while migrating (a property of the file).
+
+    Every reader and writer of the store (the service's pools, the plugin's writer) asks
+    for WAL when it connects, but leaving a rollback journal is refused at once, busy
+    timeout or not, while another connection writes: a service starting on a file left in
+    rollback mode could fail its first connections beside its own rollup. Migrating is
+    the moment nothing else writes. Should another process hold the file even so, the
+    first connection that can switch it later still does.
+    """
+    try:
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        log.info("migrate: WAL mode not set now (%s); a later connection sets it", exc)
+
+
 def _sqlite(url: str, work: Callable[[sa.Connection], T], *, write: bool) -> T:
     path = sqlite_path(url)
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = _sqlite_engine(url)
+    engine = _sqlite_engine(url, wal=write and path != ":memory:")
     try:
         with engine.begin() if write else engine.connect() as conn:
             return work(conn)
