@@ -12,14 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from .db import Database
-from .graphql.engine import GraphQLEngine
-from .live import LiveQueries, LiveSettings
-from .live.metrics import LiveQueriesCollector
-from .rerun import InvocationRerunner
-from .runtime import ServiceRuntime
-from .settings import Settings
-from .webclient import web_routes
+from service.db import Database
+from service.graphql.engine import GraphQLEngine
+from service.live import LiveQueries, LiveSettings
+from service.live.metrics import LiveQueriesCollector
+from service.rerun import InvocationRerunner
+from service.runtime import ServiceRuntime
+from service.settings import Settings
+from service.webclient import web_routes
 
 log = logging.getLogger("service.app")
 

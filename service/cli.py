@@ -27,8 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from detector import CapturedLog, Plugin
-
-from .console import (
+from service.console import (
     detection_table,
     inventory_tree,
     jobs_table,
@@ -38,7 +37,7 @@ from .console import (
     replay_table,
     retention_table,
 )
-from .settings import Settings
+from service.settings import Settings
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -174,7 +173,7 @@ def serve(
     """Serve the GraphQL API, the web client, /metrics and the webhook."""
     import uvicorn
 
-    from .app import create_app
+    from service.app import create_app
 
     settings = _settings(database_url=db, host=host, port=port, events_dir=events_dir)
     out = _out()
@@ -222,7 +221,7 @@ def serve(
 
 
 def _populate_demo(out: Console, url: str, seed: int) -> None:
-    from .demo import populate_demo
+    from service.demo import populate_demo
 
     with _database_errors(url), progress_bar(out) as progress:
         task = progress.add_task("running the example event modules", total=None)
@@ -293,7 +292,7 @@ def retention(
     dry_run: Annotated[bool, typer.Option(help="Only count what would go.")] = False,
 ) -> None:
     """Delete old records in batches, keeping failures longer (defaults: settings)."""
-    from .retention import RetentionPolicy, apply_retention, count_expired
+    from service.retention import RetentionPolicy, apply_retention, count_expired
 
     url = _database(db)
     settings = _settings()
@@ -355,7 +354,7 @@ def export_(
     batch_size: Annotated[int, typer.Option(min=1, help="Invocations per page.")] = 500,
 ) -> None:
     """Export invocations with their events, jobs and logs as NDJSON (one per line)."""
-    from .export import ExportFilter, count_invocations, export_ndjson
+    from service.export import ExportFilter, count_invocations, export_ndjson
 
     url = _database(db)
     now = datetime.now(UTC)
@@ -417,7 +416,7 @@ def init(
     ] = None,
 ) -> None:
     """Create an events directory with an example event module and a payload it detects."""
-    from .scaffold import ScaffoldError, init_project
+    from service.scaffold import ScaffoldError, init_project
 
     try:
         created = init_project(directory, payloads_dir)
@@ -437,7 +436,7 @@ def create(
     events_dir: EventsDirOption = Path("events"),
 ) -> None:
     """Create an event module from the template (never overwrites)."""
-    from .scaffold import ScaffoldError, create_module
+    from service.scaffold import ScaffoldError, create_module
 
     try:
         path = create_module(event, events_dir)
@@ -459,7 +458,7 @@ def verify(events_dir: EventsDirOption = Path("events")) -> None:
 
 
 def _inspect(events_dir: Path, *, verify: bool) -> None:
-    from .inventory import inspect_directory
+    from service.inventory import inspect_directory
 
     try:
         inventory = inspect_directory(events_dir)
@@ -493,8 +492,7 @@ def test_(
 ) -> None:
     """Run the detectors on a payload and show what would run (or run it)."""
     from detector import ConfigurationError, InvalidEventPayload, listen_to, parse_hasura_event
-
-    from .inventory import declared_jobs, detectors_only
+    from service.inventory import declared_jobs, detectors_only
 
     data = _read_payload(payload)
     directory = events_dir.expanduser().resolve()
@@ -580,8 +578,8 @@ def replay(
     ] = False,
 ) -> None:
     """Re-run a recorded invocation's detectors against the current code; show what differs."""
-    from .replay import ReplayError
-    from .replay import replay as run_replay
+    from service.replay import ReplayError
+    from service.replay import replay as run_replay
 
     url = _database(db)
     with _database_errors(url):

@@ -30,8 +30,7 @@ from sqlalchemy.util import await_
 
 from detector.observability.migrate import async_engine_url
 from detector.observability.models import POSTGRES_SCHEMA
-
-from . import sqlite_emulation
+from service import sqlite_emulation
 
 logger = logging.getLogger(__name__)
 

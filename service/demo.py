@@ -43,8 +43,7 @@ from detector._sync import run_coroutine_sync
 from detector.observability import ObservabilityPlugin
 from detector.observability.migrate import upgrade_async
 from detector.observability.rollup import rollup
-
-from .storage import (
+from service.storage import (
     dialect_of,
     event_executions,
     invocations,

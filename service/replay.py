@@ -27,9 +27,8 @@ import sqlalchemy as sa
 from detector import EventStatus, ListenResult, listen_to
 from detector.observability.capture import REDACTED
 from detector.observability.migrate import redact_url
-
-from .inventory import declared_jobs, detectors_only
-from .storage import event_executions, invocations, job_executions, open_engine
+from service.inventory import declared_jobs, detectors_only
+from service.storage import event_executions, invocations, job_executions, open_engine
 
 
 class ReplayError(Exception):

@@ -52,14 +52,13 @@ from starlette.routing import Route
 
 from detector import ConfigurationError, InvalidEventPayload
 from detector.observability import ObservabilityPlugin
-
-from .db import Database
-from .graphql.auth import AuthError, Session
-from .metrics import ServiceMetrics
-from .replay import ReplayError, count_redacted, invocation_uuid, stored_input
-from .settings import Settings
-from .storage import invocations
-from .webhook import WebhookReceiver
+from service.db import Database
+from service.graphql.auth import AuthError, Session
+from service.metrics import ServiceMetrics
+from service.replay import ReplayError, count_redacted, invocation_uuid, stored_input
+from service.settings import Settings
+from service.storage import invocations
+from service.webhook import WebhookReceiver
 
 log = logging.getLogger("service.rerun")
 

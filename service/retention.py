@@ -28,8 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from detector import InvocationStatus
-
-from .storage import (
+from service.storage import (
     event_executions,
     invocations,
     job_executions,

@@ -27,11 +27,10 @@ from starlette.routing import Route
 from detector import Plugin
 from detector.observability import ObservabilityPlugin
 from detector.observability.rollup import RollupResult, rollup
-
-from .metrics import MetricsMiddleware, ServiceMetrics
-from .settings import Settings
-from .storage import invocations, open_engine
-from .webhook import WebhookReceiver
+from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.settings import Settings
+from service.storage import invocations, open_engine
+from service.webhook import WebhookReceiver
 
 log = logging.getLogger("service.runtime")
 

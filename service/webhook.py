@@ -48,9 +48,8 @@ from detector import (
 from detector.dispatch import PluginDispatcher
 from detector.observability.capture import Sanitizer
 from detector.plugins import InvocationInfo
-
-from .metrics import ServiceMetrics
-from .settings import Settings
+from service.metrics import ServiceMetrics
+from service.settings import Settings
 
 log = logging.getLogger("service.webhook")
 

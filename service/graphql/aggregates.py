@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from .compiling import CompileContext
+from service.graphql.compiling import CompileContext
 
 NUMERIC_OPERATIONS = (
     "avg",

@@ -38,16 +38,14 @@ from strawberry.types import ExecutionResult
 
 from detector.observability.models import metadata as models_metadata
 from service.db import Database
-from service.settings import Settings
-
-from .auth import ADMIN_SESSION, Authenticator, AuthError, Session
-from .compiling import CompileContext
-from .errors import format_errors, validation_failed
-from .filters import referenced_tables
-from .limits import engine_extensions, validation_rules
-from .metadata import ADMIN_ROLE, Catalog, load_catalog
-from .permissions import RolePermissions
-from .plan import (
+from service.graphql.auth import ADMIN_SESSION, Authenticator, AuthError, Session
+from service.graphql.compiling import CompileContext
+from service.graphql.errors import format_errors, validation_failed
+from service.graphql.filters import referenced_tables
+from service.graphql.limits import engine_extensions, validation_rules
+from service.graphql.metadata import ADMIN_ROLE, Catalog, load_catalog
+from service.graphql.permissions import RolePermissions
+from service.graphql.plan import (
     AggregatePlan,
     ArrayAggregateOut,
     ArrayRelationshipOut,
@@ -57,8 +55,9 @@ from .plan import (
     Planner,
     RowPlan,
 )
-from .resolvers import Completed, SharedResult
-from .schema import build_schema
+from service.graphql.resolvers import Completed, SharedResult
+from service.graphql.schema import build_schema
+from service.settings import Settings
 
 
 @dataclass
@@ -409,7 +408,7 @@ class GraphQLEngine:
 
     def view(self, **options: Any) -> Any:
         """A Strawberry ASGI view serving this engine (HTTP, WebSocket, GraphiQL)."""
-        from .view import GraphQLView
+        from service.graphql.view import GraphQLView
 
         return GraphQLView(self, **options)
 

@@ -26,12 +26,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from .. import sqlite_emulation
-from .compiling import CompileContext, bind, json_text
-from .errors import DATA_EXCEPTION, EngineError, validation_failed
-from .metadata import ColumnInfo, Relationship, TableInfo
-from .permissions import SessionVariable
-from .scalars import build_custom_scalars
+from service import sqlite_emulation
+from service.graphql.compiling import CompileContext, bind, json_text
+from service.graphql.errors import DATA_EXCEPTION, EngineError, validation_failed
+from service.graphql.metadata import ColumnInfo, Relationship, TableInfo
+from service.graphql.permissions import SessionVariable
+from service.graphql.scalars import build_custom_scalars
 
 TRUE = sa.true()
 FALSE = sa.false()

@@ -29,14 +29,14 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from .aggregates import aggregate_function
-from .compiling import CompileContext, in_values, readable
-from .dberrors import translate
-from .errors import validation_failed
-from .filters import compile_where, count_expression
-from .metadata import ColumnInfo, TableInfo
-from .ordering import compile_order_by
-from .plan import (
+from service.graphql.aggregates import aggregate_function
+from service.graphql.compiling import CompileContext, in_values, readable
+from service.graphql.dberrors import translate
+from service.graphql.errors import validation_failed
+from service.graphql.filters import compile_where, count_expression
+from service.graphql.metadata import ColumnInfo, TableInfo
+from service.graphql.ordering import compile_order_by
+from service.graphql.plan import (
     AggregateFieldsOut,
     AggregatePlan,
     ArrayAggregateOut,

@@ -42,13 +42,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 from sqlalchemy.sql.elements import ColumnElement
 from strawberry.extensions import SchemaExtension
 
-from .compiling import CompileContext, in_values, json_text
-from .dberrors import translate
-from .errors import validation_failed
-from .filters import compile_where
-from .loaders import Fetcher, build_rows_query, complete_rows, row_columns
-from .metadata import ColumnInfo, TableInfo
-from .plan import (
+from service.graphql.compiling import CompileContext, in_values, json_text
+from service.graphql.dberrors import translate
+from service.graphql.errors import validation_failed
+from service.graphql.filters import compile_where
+from service.graphql.loaders import Fetcher, build_rows_query, complete_rows, row_columns
+from service.graphql.metadata import ColumnInfo, TableInfo
+from service.graphql.plan import (
     AffectedRowsOut,
     AffectedRowsSpec,
     ConstOut,
@@ -59,13 +59,12 @@ from .plan import (
     RowPlan,
     SelectArgs,
 )
-from .resolvers import Completed, runtime
-from .scalars import NUMERIC_SCALARS
+from service.graphql.resolvers import Completed, runtime
+from service.graphql.scalars import NUMERIC_SCALARS
 
 if TYPE_CHECKING:
     from service.db import Database
-
-    from .schema import SchemaBuilder
+    from service.graphql.schema import SchemaBuilder
 
 
 # Hasura's jsonb update operators, in its order: argument, input type suffix, description

@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from .aggregates import aggregate_function
-from .compiling import CompileContext
-from .errors import validation_failed
-from .filters import related_condition
-from .metadata import TableInfo
+from service.graphql.aggregates import aggregate_function
+from service.graphql.compiling import CompileContext
+from service.graphql.errors import validation_failed
+from service.graphql.filters import related_condition
+from service.graphql.metadata import TableInfo
 
 DIRECTIONS: dict[str, tuple[bool, bool]] = {
     "asc": (False, False),

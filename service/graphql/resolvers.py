@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from graphql import GraphQLResolveInfo, get_named_type
 
-from .errors import validation_failed
-from .loaders import Fetcher, aggregate, select_rows
-from .metadata import TableInfo
-from .plan import ColumnOut, Planner, SelectArgs
+from service.graphql.errors import validation_failed
+from service.graphql.loaders import Fetcher, aggregate, select_rows
+from service.graphql.metadata import TableInfo
+from service.graphql.plan import ColumnOut, Planner, SelectArgs
 
 if TYPE_CHECKING:
-    from .compiling import CompileContext
-    from .engine import GraphQLEngine, RequestContext
+    from service.graphql.compiling import CompileContext
+    from service.graphql.engine import GraphQLEngine, RequestContext
 
 Resolver = Callable[..., Awaitable[Any]]
 

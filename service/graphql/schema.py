@@ -40,11 +40,11 @@ from graphql import (
     specified_directives,
 )
 
-from . import resolvers
-from .aggregates import COMPARABLE_OPERATIONS, NUMERIC_OPERATIONS, result_scalar
-from .metadata import Catalog, ColumnInfo, TableInfo
-from .permissions import RolePermissions, TableAccess
-from .plan import (
+from service.graphql import resolvers
+from service.graphql.aggregates import COMPARABLE_OPERATIONS, NUMERIC_OPERATIONS, result_scalar
+from service.graphql.metadata import Catalog, ColumnInfo, TableInfo
+from service.graphql.permissions import RolePermissions, TableAccess
+from service.graphql.plan import (
     AggregateFieldsSpec,
     ArrayAggregateSpec,
     ArrayRelationshipSpec,
@@ -56,7 +56,7 @@ from .plan import (
     OperationColumnSpec,
     OperationSpec,
 )
-from .scalars import (
+from service.graphql.scalars import (
     BUILT_IN,
     COMPARABLE_SCALARS,
     NUMERIC_SCALARS,
@@ -711,7 +711,7 @@ class SchemaBuilder:
         )
         mutation = None
         if self.permissions.is_admin and any(not t.read_only for t in self.catalog.tables.values()):
-            from .mutations import MutationTypes
+            from service.graphql.mutations import MutationTypes
 
             mutation = GraphQLObjectType("mutation_root", lambda: MutationTypes(self).root_fields())
         schema = GraphQLSchema(

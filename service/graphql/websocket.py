@@ -52,13 +52,13 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
-from .errors import VALIDATION_FAILED, format_errors, hasura_error
-from .resolvers import DirectEvents, direct_events
+from service.graphql.errors import VALIDATION_FAILED, format_errors, hasura_error
+from service.graphql.resolvers import DirectEvents, direct_events
 
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from .engine import GraphQLEngine
+    from service.graphql.engine import GraphQLEngine
 
 START_FAILED = "start-failed"
 

@@ -37,9 +37,13 @@ from service.graphql.engine import RequestContext
 from service.graphql.errors import UNEXPECTED, EngineError, format_errors
 from service.graphql.permissions import SessionVariable
 from service.graphql.resolvers import Completed, fetch_stream_batch
-
-from .changes import ChangeSource, PostgresChangeListener, SQLiteChangeWatcher, wait_event
-from .cohorts import Cohort, CohortKey, LiveEvent, Subscriber, canonical_json
+from service.live.changes import (
+    ChangeSource,
+    PostgresChangeListener,
+    SQLiteChangeWatcher,
+    wait_event,
+)
+from service.live.cohorts import Cohort, CohortKey, LiveEvent, Subscriber, canonical_json
 
 if TYPE_CHECKING:
     from service.db import Database
