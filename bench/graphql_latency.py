@@ -27,9 +27,9 @@ import httpx
 from bench._service_process import start_service
 from bench.report import Section, Target, percentile
 from detector.observability.models import POSTGRES_SCHEMA
-from service.db import Database
 from service.graphql.engine import GraphQLEngine
 from service.settings import Settings
+from service.storage.database import Database
 from tests.graphql_helpers import with_typename
 from tests.support import db
 from tests.support.console_operations import INVOCATION_DETAIL, INVOCATIONS_LIST, OVERVIEW_DASHBOARD

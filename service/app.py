@@ -12,13 +12,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from service.db import Database
 from service.graphql.engine import GraphQLEngine
 from service.live import LiveQueries, LiveSettings
 from service.live.metrics import LiveQueriesCollector
 from service.rerun import InvocationRerunner
 from service.runtime import ServiceRuntime
 from service.settings import Settings
+from service.storage.database import Database
 from service.webclient import web_routes
 
 log = logging.getLogger("service.app")
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """Build the application for `settings` (read from the environment when omitted).
 
     The web client (`web/`, see `service.webclient`) is served at `/` and its pages.
-    `app.state` holds `settings`, `database` (`service.db.Database`), `engine`
+    `app.state` holds `settings`, `database` (`service.storage.database.Database`), `engine`
     (`service.graphql.engine.GraphQLEngine`) and `runtime` (`service.runtime.ServiceRuntime`:
     the webhook receiver, `metrics`, the periodic rollup) and `live` (`service.live.LiveQueries`:
     subscriptions re-run on change; `live.stats()`) and `rerun`

@@ -43,7 +43,7 @@ from detector._sync import run_coroutine_sync
 from detector.observability import ObservabilityPlugin
 from detector.observability.migrate import upgrade_async
 from detector.observability.rollup import rollup
-from service.storage import (
+from service.storage.maintenance import (
     dialect_of,
     event_executions,
     invocations,

@@ -24,7 +24,13 @@ from typing import Any, TextIO
 
 import sqlalchemy as sa
 
-from service.storage import event_executions, invocations, job_executions, job_logs, open_engine
+from service.storage.maintenance import (
+    event_executions,
+    invocations,
+    job_executions,
+    job_logs,
+    open_engine,
+)
 
 ProgressCallback = Callable[[int], None]
 BODY_COLUMNS = ("source_event_payload", "context_data")

@@ -42,7 +42,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from detector.observability.models import PluginInstance
-from service.storage import open_engine
+from service.storage.maintenance import open_engine
 
 log = logging.getLogger("service.metrics")
 

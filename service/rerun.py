@@ -52,12 +52,12 @@ from starlette.routing import Route
 
 from detector import ConfigurationError, InvalidEventPayload
 from detector.observability import ObservabilityPlugin
-from service.db import Database
 from service.graphql.auth import AuthError, Session
 from service.metrics import ServiceMetrics
 from service.replay import ReplayError, count_redacted, invocation_uuid, stored_input
 from service.settings import Settings
-from service.storage import invocations
+from service.storage.database import Database
+from service.storage.maintenance import invocations
 from service.webhook import WebhookReceiver
 
 log = logging.getLogger("service.rerun")

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from detector import InvocationStatus
-from service.storage import (
+from service.storage.maintenance import (
     event_executions,
     invocations,
     job_executions,

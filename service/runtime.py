@@ -29,7 +29,7 @@ from detector.observability import ObservabilityPlugin
 from detector.observability.rollup import RollupResult, rollup
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.settings import Settings
-from service.storage import invocations, open_engine
+from service.storage.maintenance import invocations, open_engine
 from service.webhook import WebhookReceiver
 
 log = logging.getLogger("service.runtime")

@@ -1,6 +1,6 @@
 """PostgreSQL semantics that SQLite lacks, as Python functions registered on each connection.
 
-`service.db.Database` registers these on every SQLite connection, so that the GraphQL
+`service.storage.database.Database` registers these on every SQLite connection, so that the GraphQL
 engine compiles one filter to SQL that answers the same on both backends:
 
 - pattern matching: `LIKE` is case-sensitive in PostgreSQL (SQLite's is not),

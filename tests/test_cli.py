@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from detector import listen_to
 from detector.observability import ObservabilityPlugin
 from service.cli import app
-from service.storage import event_executions, invocations, job_executions, job_logs
+from service.storage.maintenance import event_executions, invocations, job_executions, job_logs
 from tests.support.library import hasura_payload, write_module
 from tests.support.pgserver import free_port
 from tests.support.runtime import EXAMPLES_EVENTS, count, database_for, execute, rows

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.demo import DEMO_MARKER, DemoSummary, populate_demo
-from service.storage import (
+from service.storage.maintenance import (
     event_executions,
     invocations,
     job_executions,

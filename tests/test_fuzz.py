@@ -34,10 +34,10 @@ from sqlalchemy import event
 from detector import EventModule, InvalidEventPayload, job, listen_to
 from detector import run as run_jobs
 from detector.observability import ObservabilityPlugin
-from service.db import Database
 from service.graphql.engine import GraphQLEngine
 from service.settings import Settings
-from service.storage import invocations
+from service.storage.database import Database
+from service.storage.maintenance import invocations
 from tests.support.bool_exp import Evaluator, Rows, as_json, where_filters
 from tests.support.dataset import build_dataset, insert_dataset
 from tests.support.db import prepare_database, run

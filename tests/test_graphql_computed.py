@@ -13,9 +13,9 @@ import asyncpg
 import pytest
 
 from detector.observability.models import POSTGRES_SCHEMA
-from service.db import Database
 from service.graphql.engine import GraphQLEngine
 from service.settings import Settings
+from service.storage.database import Database
 from tests.support.dataset import build_dataset, insert_dataset
 from tests.support.db import run
 

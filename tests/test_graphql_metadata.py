@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from detector.observability.models import metadata
-from service.db import Database
 from service.graphql.engine import GraphQLEngine
 from service.graphql.metadata import MetadataError, load_catalog
 from service.settings import REPO_ROOT, Settings
+from service.storage.database import Database
 
 METADATA = REPO_ROOT / "hasura" / "metadata"
 TABLES = "databases/observability/tables"

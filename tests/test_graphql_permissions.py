@@ -15,10 +15,10 @@ from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
-from service.db import Database
 from service.graphql.auth import Session
 from service.graphql.engine import GraphQLEngine
 from service.settings import Settings
+from service.storage.database import Database
 from tests.support.dataset import build_dataset, insert_dataset
 from tests.support.db import run
 from tests.support.metadata import metadata_with_function_filter

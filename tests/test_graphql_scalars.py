@@ -12,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 
 from detector.observability.sqltypes import JSONB, UUID, Timestamptz, pg_type_name
-from service.db import Database
 from service.graphql.engine import GraphQLEngine
 from service.graphql.scalars import (
     build_custom_scalars,
@@ -21,6 +20,7 @@ from service.graphql.scalars import (
     serializer_for,
 )
 from service.settings import Settings
+from service.storage.database import Database
 from tests.support.dataset import build_dataset, insert_dataset
 from tests.support.db import run
 

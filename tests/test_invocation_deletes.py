@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from detector.observability.migrate import sqlite_path
 from service.retention import RetentionPolicy, apply_retention
 from service.settings import Settings
-from service.storage import event_executions, invocations, job_executions
+from service.storage.maintenance import event_executions, invocations, job_executions
 from tests.support import db
 from tests.support.runtime import count, execute, rows
 from tests.support.server import serving

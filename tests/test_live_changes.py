@@ -24,11 +24,11 @@ import sqlalchemy as sa
 
 from detector.observability import ObservabilityPlugin, migrate
 from detector.observability.models import POSTGRES_SCHEMA
-from service.db import Database
 from service.graphql.resolvers import Completed
 from service.live.changes import PostgresChangeListener, SQLiteChangeWatcher
 from service.live.cohorts import Cohort, CohortKey, LiveEvent, Subscriber
 from service.settings import Settings
+from service.storage.database import Database
 from tests.support.db import prepare_database, run
 from tests.support.live import TRANSPORT_WS, insert_rows, subscribed, wait_until
 from tests.support.observability import InvocationDriver

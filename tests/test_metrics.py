@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.settings import Settings
-from service.storage import plugin_instances
+from service.storage.maintenance import plugin_instances
 from tests.support.runtime import database_for, execute
 from tests.support.server import serving
 

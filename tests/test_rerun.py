@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from detector import listen_to
 from detector.observability import ObservabilityPlugin
 from service.settings import Settings
-from service.storage import invocations, job_executions
+from service.storage.maintenance import invocations, job_executions
 from tests.support.library import hasura_payload, write_module
 from tests.support.runtime import count, database_for, rows
 from tests.support.server import RunningServer, serving

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.retention import RetentionPolicy, apply_retention, count_expired
-from service.storage import (
+from service.storage.maintenance import (
     event_executions,
     invocations,
     job_executions,

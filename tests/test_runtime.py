@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from service.runtime import PeriodicRollup
-from service.storage import invocations
+from service.storage.maintenance import invocations
 from tests.support.runtime import count, execute
 
 dashboard_stats = invocations.metadata.tables["dashboard_stats"]

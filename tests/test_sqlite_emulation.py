@@ -1,6 +1,6 @@
 """SQLite's registered functions answer exactly as PostgreSQL does, case by case.
 
-Each case runs on the test PostgreSQL server and on SQLite (through `service.db.Database`,
+Each case runs on the test PostgreSQL server and on SQLite (through `service.storage.database.Database`,
 which registers the emulation), and the answers must be equal.
 """
 
@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from service.db import Database
+from service.storage.database import Database
 
 TEXTS = ["abc", "ABC", "a_c", "a%c", "a\\c", "", "xyz abc", "Ünïcode", "line\nbreak"]
 LIKE_PATTERNS = ["a%", "A%", "%c", "a_c", "a\\_c", "a\\%c", "%", "_", "a\\\\c", "%B%", "line%"]

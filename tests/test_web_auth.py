@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from service.settings import Settings
-from service.storage import invocations
+from service.storage.maintenance import invocations
 from tests.support import runtime
 from tests.support.server import RunningServer, serving
 from tests.support.webdata import WebDataset, build_dataset

@@ -23,7 +23,7 @@ from playwright.sync_api import expect
 
 from detector import listen_to_sync
 from service.settings import Settings
-from service.storage import (
+from service.storage.maintenance import (
     event_executions,
     invocations,
     job_executions,

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from playwright.sync_api import expect
 
 from service.settings import Settings
-from service.storage import invocations
+from service.storage.maintenance import invocations
 from tests.support import db, runtime
 from tests.support.library import hasura_payload, write_module
 from tests.support.server import RunningServer, serving

@@ -37,7 +37,6 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 
 from detector.observability.models import metadata as models_metadata
-from service.db import Database
 from service.graphql.auth import ADMIN_SESSION, Authenticator, AuthError, Session
 from service.graphql.compiling import CompileContext
 from service.graphql.errors import format_errors, validation_failed
@@ -58,6 +57,7 @@ from service.graphql.plan import (
 from service.graphql.resolvers import Completed, SharedResult
 from service.graphql.schema import build_schema
 from service.settings import Settings
+from service.storage.database import Database
 
 
 @dataclass

@@ -12,7 +12,7 @@ Semantics follow Hasura v2:
 
 Operators PostgreSQL has and SQLite lacks (`ILIKE`, `SIMILAR TO`, regular expressions,
 case-sensitive `LIKE`, jsonb operators) compile to the functions registered by
-`service.db` on SQLite, with PostgreSQL's semantics.
+`service.storage.database` on SQLite, with PostgreSQL's semantics.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from service import sqlite_emulation
+import service.sqlite_emulation as sqlite_emulation
 from service.graphql.compiling import CompileContext, bind, json_text
 from service.graphql.errors import DATA_EXCEPTION, EngineError, validation_failed
 from service.graphql.metadata import ColumnInfo, Relationship, TableInfo

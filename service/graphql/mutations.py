@@ -63,8 +63,8 @@ from service.graphql.resolvers import Completed, runtime
 from service.graphql.scalars import NUMERIC_SCALARS
 
 if TYPE_CHECKING:
-    from service.db import Database
     from service.graphql.schema import SchemaBuilder
+    from service.storage.database import Database
 
 
 # Hasura's jsonb update operators, in its order: argument, input type suffix, description

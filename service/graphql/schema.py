@@ -40,7 +40,7 @@ from graphql import (
     specified_directives,
 )
 
-from service.graphql import resolvers
+import service.graphql.resolvers as resolvers
 from service.graphql.aggregates import COMPARABLE_OPERATIONS, NUMERIC_OPERATIONS, result_scalar
 from service.graphql.metadata import Catalog, ColumnInfo, TableInfo
 from service.graphql.permissions import RolePermissions, TableAccess

@@ -34,7 +34,7 @@ from sqlalchemy import event
 
 from detector.observability.migrate import sqlite_path
 from detector.observability.writers import sqlite as sqlite_writer
-from service.db import Database
+from service.storage.database import Database
 
 log = logging.getLogger(__name__)
 

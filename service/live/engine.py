@@ -46,10 +46,10 @@ from service.live.changes import (
 from service.live.cohorts import Cohort, CohortKey, LiveEvent, Subscriber, canonical_json
 
 if TYPE_CHECKING:
-    from service.db import Database
     from service.graphql.auth import Session
     from service.graphql.engine import GraphQLEngine
     from service.settings import Settings
+    from service.storage.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from service.storage import (
+from service.storage.maintenance import (
     event_executions,
     invocations,
     job_executions,

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from service.storage import open_engine
+from service.storage.maintenance import open_engine
 from tests.support.db import database_for as database_for  # re-exported for the tests
 
 EXAMPLES_EVENTS = Path(__file__).resolve().parents[2] / "examples" / "events"

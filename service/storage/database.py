@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_
 
+import service.sqlite_emulation as sqlite_emulation
 from detector.observability.migrate import async_engine_url
 from detector.observability.models import POSTGRES_SCHEMA
-from service import sqlite_emulation
 
 logger = logging.getLogger(__name__)
 
