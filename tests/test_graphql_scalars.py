@@ -12,13 +12,13 @@ import pytest
 import sqlalchemy as sa
 
 from detector.observability.sqltypes import JSONB, UUID, Timestamptz, pg_type_name
-from service.graphql.engine import GraphQLEngine
-from service.graphql.scalars import (
+from service.graphql.catalog.scalars import (
     build_custom_scalars,
     format_timestamptz,
     scalar_name_for,
     serializer_for,
 )
+from service.graphql.engine import GraphQLEngine
 from service.settings import Settings
 from service.storage.database import Database
 from tests.support.dataset import build_dataset, insert_dataset

@@ -25,7 +25,7 @@ import pytest
 
 import service.webhook
 from detector.observability.models import metadata as models
-from service.graphql.metadata import load_catalog
+from service.graphql.catalog.metadata import load_catalog
 from service.settings import REPO_ROOT, Settings
 from tests.support.dataset import build_dataset, insert_dataset
 from tests.support.db import run

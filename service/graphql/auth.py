@@ -26,8 +26,8 @@ from typing import Any
 
 import jwt
 
+from service.graphql.catalog.metadata import ADMIN_ROLE
 from service.graphql.errors import ACCESS_DENIED, INVALID_HEADERS, INVALID_JWT
-from service.graphql.metadata import ADMIN_ROLE
 
 DEFAULT_CLAIMS_NAMESPACE = "https://hasura.io/jwt/claims"
 ALGORITHMS = (

@@ -13,9 +13,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from detector.observability.sqltypes import UUID
+from service.graphql.catalog.metadata import Catalog, ColumnInfo, TableInfo
+from service.graphql.catalog.permissions import RolePermissions, SessionVariable, TableAccess
 from service.graphql.errors import ACCESS_DENIED, EngineError
-from service.graphql.metadata import Catalog, ColumnInfo, TableInfo
-from service.graphql.permissions import RolePermissions, SessionVariable, TableAccess
 
 
 @dataclass

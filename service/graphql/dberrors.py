@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
+from service.graphql.catalog.metadata import Catalog
 from service.graphql.errors import CONSTRAINT_VIOLATION, DATA_EXCEPTION, UNEXPECTED, EngineError
-from service.graphql.metadata import Catalog
 
 logger = logging.getLogger(__name__)
 

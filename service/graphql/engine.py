@@ -38,12 +38,12 @@ from strawberry.types import ExecutionResult
 
 from detector.observability.models import metadata as models_metadata
 from service.graphql.auth import ADMIN_SESSION, Authenticator, AuthError, Session
+from service.graphql.catalog.metadata import ADMIN_ROLE, Catalog, load_catalog
+from service.graphql.catalog.permissions import RolePermissions
 from service.graphql.compiling import CompileContext
 from service.graphql.errors import format_errors, validation_failed
 from service.graphql.filters import referenced_tables
 from service.graphql.limits import engine_extensions, validation_rules
-from service.graphql.metadata import ADMIN_ROLE, Catalog, load_catalog
-from service.graphql.permissions import RolePermissions
 from service.graphql.plan import (
     AggregatePlan,
     ArrayAggregateOut,

@@ -27,11 +27,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 import service.sqlite_emulation as sqlite_emulation
+from service.graphql.catalog.metadata import ColumnInfo, Relationship, TableInfo
+from service.graphql.catalog.permissions import SessionVariable
+from service.graphql.catalog.scalars import build_custom_scalars
 from service.graphql.compiling import CompileContext, bind, json_text
 from service.graphql.errors import DATA_EXCEPTION, EngineError, validation_failed
-from service.graphql.metadata import ColumnInfo, Relationship, TableInfo
-from service.graphql.permissions import SessionVariable
-from service.graphql.scalars import build_custom_scalars
 
 TRUE = sa.true()
 FALSE = sa.false()

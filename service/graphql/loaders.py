@@ -30,11 +30,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from service.graphql.aggregates import aggregate_function
+from service.graphql.catalog.metadata import ColumnInfo, TableInfo
 from service.graphql.compiling import CompileContext, in_values, readable
 from service.graphql.dberrors import translate
 from service.graphql.errors import validation_failed
 from service.graphql.filters import compile_where, count_expression
-from service.graphql.metadata import ColumnInfo, TableInfo
 from service.graphql.ordering import compile_order_by
 from service.graphql.plan import (
     AggregateFieldsOut,

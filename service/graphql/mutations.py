@@ -42,12 +42,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 from sqlalchemy.sql.elements import ColumnElement
 from strawberry.extensions import SchemaExtension
 
+from service.graphql.catalog.metadata import ColumnInfo, TableInfo
+from service.graphql.catalog.scalars import NUMERIC_SCALARS
 from service.graphql.compiling import CompileContext, in_values, json_text
 from service.graphql.dberrors import translate
 from service.graphql.errors import validation_failed
 from service.graphql.filters import compile_where
 from service.graphql.loaders import Fetcher, build_rows_query, complete_rows, row_columns
-from service.graphql.metadata import ColumnInfo, TableInfo
 from service.graphql.plan import (
     AffectedRowsOut,
     AffectedRowsSpec,
@@ -60,7 +61,6 @@ from service.graphql.plan import (
     SelectArgs,
 )
 from service.graphql.resolvers import Completed, runtime
-from service.graphql.scalars import NUMERIC_SCALARS
 
 if TYPE_CHECKING:
     from service.graphql.schema import SchemaBuilder

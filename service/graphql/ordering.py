@@ -19,10 +19,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from service.graphql.aggregates import aggregate_function
+from service.graphql.catalog.metadata import TableInfo
 from service.graphql.compiling import CompileContext
 from service.graphql.errors import validation_failed
 from service.graphql.filters import related_condition
-from service.graphql.metadata import TableInfo
 
 DIRECTIONS: dict[str, tuple[bool, bool]] = {
     "asc": (False, False),

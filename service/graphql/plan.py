@@ -37,10 +37,10 @@ from graphql.language import (
 )
 from graphql.pyutils import Undefined
 
+from service.graphql.catalog.metadata import ColumnInfo, ComputedField, Relationship, TableInfo
+from service.graphql.catalog.scalars import Serializer, serializer_for
 from service.graphql.compiling import CompileContext
 from service.graphql.errors import EngineError, validation_failed
-from service.graphql.metadata import ColumnInfo, ComputedField, Relationship, TableInfo
-from service.graphql.scalars import Serializer, serializer_for
 
 # --- what each schema field means (set by schema.py) ------------------------------------------
 

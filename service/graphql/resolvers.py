@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from graphql import GraphQLResolveInfo, get_named_type
 
+from service.graphql.catalog.metadata import TableInfo
 from service.graphql.errors import validation_failed
 from service.graphql.loaders import Fetcher, aggregate, select_rows
-from service.graphql.metadata import TableInfo
 from service.graphql.plan import ColumnOut, Planner, SelectArgs
 
 if TYPE_CHECKING:

@@ -42,8 +42,15 @@ from graphql import (
 
 import service.graphql.resolvers as resolvers
 from service.graphql.aggregates import COMPARABLE_OPERATIONS, NUMERIC_OPERATIONS, result_scalar
-from service.graphql.metadata import Catalog, ColumnInfo, TableInfo
-from service.graphql.permissions import RolePermissions, TableAccess
+from service.graphql.catalog.metadata import Catalog, ColumnInfo, TableInfo
+from service.graphql.catalog.permissions import RolePermissions, TableAccess
+from service.graphql.catalog.scalars import (
+    BUILT_IN,
+    COMPARABLE_SCALARS,
+    NUMERIC_SCALARS,
+    TEXT_SCALARS,
+    build_custom_scalars,
+)
 from service.graphql.plan import (
     AggregateFieldsSpec,
     ArrayAggregateSpec,
@@ -55,13 +62,6 @@ from service.graphql.plan import (
     ObjectRelationshipSpec,
     OperationColumnSpec,
     OperationSpec,
-)
-from service.graphql.scalars import (
-    BUILT_IN,
-    COMPARABLE_SCALARS,
-    NUMERIC_SCALARS,
-    TEXT_SCALARS,
-    build_custom_scalars,
 )
 
 NO_QUERIES = (

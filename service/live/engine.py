@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 from graphql import GraphQLError, GraphQLResolveInfo, located_error, print_ast
 from graphql.language import DocumentNode
 
+from service.graphql.catalog.permissions import SessionVariable
 from service.graphql.engine import RequestContext
 from service.graphql.errors import UNEXPECTED, EngineError, format_errors
-from service.graphql.permissions import SessionVariable
 from service.graphql.resolvers import Completed, fetch_stream_batch
 from service.live.changes import (
     ChangeSource,

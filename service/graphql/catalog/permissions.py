@@ -15,7 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.graphql.metadata import ADMIN_ROLE, Catalog, ColumnInfo, ComputedField, TableInfo
+from service.graphql.catalog.metadata import (
+    ADMIN_ROLE,
+    Catalog,
+    ColumnInfo,
+    ComputedField,
+    TableInfo,
+)
 
 
 @dataclass(frozen=True)

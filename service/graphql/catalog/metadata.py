@@ -18,8 +18,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 import yaml
 
-from service.graphql.computed import FUNCTIONS, ComputedFunction
-from service.graphql.scalars import scalar_name_for
+from service.graphql.catalog.computed import FUNCTIONS, ComputedFunction
+from service.graphql.catalog.scalars import scalar_name_for
 
 ADMIN_ROLE = "admin"
 
