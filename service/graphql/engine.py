@@ -55,7 +55,7 @@ from service.graphql.plan import (
     RowPlan,
 )
 from service.graphql.resolvers import Completed, SharedResult
-from service.graphql.schema import build_schema
+from service.graphql.schema.builder import build_schema
 from service.settings import Settings
 from service.storage.database import Database
 

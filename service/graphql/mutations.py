@@ -63,7 +63,7 @@ from service.graphql.plan import (
 from service.graphql.resolvers import Completed, runtime
 
 if TYPE_CHECKING:
-    from service.graphql.schema import SchemaBuilder
+    from service.graphql.schema.builder import SchemaBuilder
     from service.storage.database import Database
 
 
