@@ -40,9 +40,7 @@ from detector.observability.models import metadata as models_metadata
 from service.graphql.auth import ADMIN_SESSION, Authenticator, AuthError, Session
 from service.graphql.catalog.metadata import ADMIN_ROLE, Catalog, load_catalog
 from service.graphql.catalog.permissions import RolePermissions
-from service.graphql.compiling import CompileContext
 from service.graphql.errors import format_errors, validation_failed
-from service.graphql.filters import referenced_tables
 from service.graphql.limits import engine_extensions, validation_rules
 from service.graphql.plan import (
     AggregatePlan,
@@ -56,6 +54,8 @@ from service.graphql.plan import (
 )
 from service.graphql.resolvers import Completed, SharedResult
 from service.graphql.schema.builder import build_schema
+from service.graphql.sql.compiling import CompileContext
+from service.graphql.sql.filters import referenced_tables
 from service.settings import Settings
 from service.storage.database import Database
 

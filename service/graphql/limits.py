@@ -41,7 +41,7 @@ def engine_extensions(settings: Any, rules: tuple[type[ASTValidationRule], ...])
     """Extension factories for a schema: limits, then the parser and validation caches."""
     from strawberry.extensions import ParserCache, ValidationCache
 
-    from service.graphql.mutations import MutationTransaction
+    from service.graphql.sql.mutations import MutationTransaction
 
     cache_size = settings.parser_cache_size
     return [

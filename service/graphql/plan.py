@@ -39,8 +39,8 @@ from graphql.pyutils import Undefined
 
 from service.graphql.catalog.metadata import ColumnInfo, ComputedField, Relationship, TableInfo
 from service.graphql.catalog.scalars import Serializer, serializer_for
-from service.graphql.compiling import CompileContext
 from service.graphql.errors import EngineError, validation_failed
+from service.graphql.sql.compiling import CompileContext
 
 # --- what each schema field means (set by schema.py) ------------------------------------------
 

@@ -24,12 +24,12 @@ from graphql import GraphQLResolveInfo, get_named_type
 
 from service.graphql.catalog.metadata import TableInfo
 from service.graphql.errors import validation_failed
-from service.graphql.loaders import Fetcher, aggregate, select_rows
 from service.graphql.plan import ColumnOut, Planner, SelectArgs
+from service.graphql.sql.selects import Fetcher, aggregate, select_rows
 
 if TYPE_CHECKING:
-    from service.graphql.compiling import CompileContext
     from service.graphql.engine import GraphQLEngine, RequestContext
+    from service.graphql.sql.compiling import CompileContext
 
 Resolver = Callable[..., Awaitable[Any]]
 

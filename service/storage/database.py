@@ -6,7 +6,7 @@
   schema, so every statement is translated with `schema_translate_map`.
 - SQLite: WAL journal (readers never block the writer), a busy timeout, enforced
   foreign keys (so deletes cascade as on PostgreSQL), and the functions, aggregates and
-  collation of `service.sqlite_emulation` that give filters PostgreSQL's semantics.
+  collation of `service.graphql.sql.sqlite_functions` that give filters PostgreSQL's semantics.
   Reads use a second pool (`read_engine`) whose connections are in autocommit from the
   start, which saves the thread hops of switching and resetting them on every read.
 
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_
 
-import service.sqlite_emulation as sqlite_emulation
+import service.graphql.sql.sqlite_functions as sqlite_emulation
 from detector.observability.migrate import async_engine_url
 from detector.observability.models import POSTGRES_SCHEMA
 

@@ -41,7 +41,6 @@ from graphql import (
 )
 
 import service.graphql.resolvers as resolvers
-from service.graphql.aggregates import COMPARABLE_OPERATIONS, NUMERIC_OPERATIONS, result_scalar
 from service.graphql.catalog.metadata import Catalog, ColumnInfo, TableInfo
 from service.graphql.catalog.permissions import RolePermissions, TableAccess
 from service.graphql.catalog.scalars import (
@@ -63,6 +62,7 @@ from service.graphql.plan import (
     OperationColumnSpec,
     OperationSpec,
 )
+from service.graphql.sql.aggregates import COMPARABLE_OPERATIONS, NUMERIC_OPERATIONS, result_scalar
 
 NO_QUERIES = (
     "There are no queries available to the current role. Either there are no sources or "
@@ -711,7 +711,7 @@ class SchemaBuilder:
         )
         mutation = None
         if self.permissions.is_admin and any(not t.read_only for t in self.catalog.tables.values()):
-            from service.graphql.mutations import MutationTypes
+            from service.graphql.sql.mutations import MutationTypes
 
             mutation = GraphQLObjectType("mutation_root", lambda: MutationTypes(self).root_fields())
         schema = GraphQLSchema(

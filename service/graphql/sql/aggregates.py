@@ -2,7 +2,7 @@
 
 `sum`, `avg`, `max`, `min`, `stddev` (= `stddev_samp`), `stddev_pop`, `stddev_samp`,
 `variance` (= `var_samp`), `var_pop`, `var_samp` and `count(columns, distinct)`. SQLite
-gets the statistical aggregates from `service.sqlite_emulation`. Over no rows, `count` is
+gets the statistical aggregates from `service.graphql.sql.sqlite_functions`. Over no rows, `count` is
 0 and every other aggregate is null.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from service.graphql.compiling import CompileContext
+from service.graphql.sql.compiling import CompileContext
 
 NUMERIC_OPERATIONS = (
     "avg",

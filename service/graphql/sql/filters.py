@@ -26,12 +26,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-import service.sqlite_emulation as sqlite_emulation
+import service.graphql.sql.sqlite_functions as sqlite_emulation
 from service.graphql.catalog.metadata import ColumnInfo, Relationship, TableInfo
 from service.graphql.catalog.permissions import SessionVariable
 from service.graphql.catalog.scalars import build_custom_scalars
-from service.graphql.compiling import CompileContext, bind, json_text
 from service.graphql.errors import DATA_EXCEPTION, EngineError, validation_failed
+from service.graphql.sql.compiling import CompileContext, bind, json_text
 
 TRUE = sa.true()
 FALSE = sa.false()

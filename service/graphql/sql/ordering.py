@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from service.graphql.aggregates import aggregate_function
 from service.graphql.catalog.metadata import TableInfo
-from service.graphql.compiling import CompileContext
 from service.graphql.errors import validation_failed
-from service.graphql.filters import related_condition
+from service.graphql.sql.aggregates import aggregate_function
+from service.graphql.sql.compiling import CompileContext
+from service.graphql.sql.filters import related_condition
 
 DIRECTIONS: dict[str, tuple[bool, bool]] = {
     "asc": (False, False),

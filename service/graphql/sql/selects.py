@@ -29,13 +29,8 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from service.graphql.aggregates import aggregate_function
 from service.graphql.catalog.metadata import ColumnInfo, TableInfo
-from service.graphql.compiling import CompileContext, in_values, readable
-from service.graphql.dberrors import translate
 from service.graphql.errors import validation_failed
-from service.graphql.filters import compile_where, count_expression
-from service.graphql.ordering import compile_order_by
 from service.graphql.plan import (
     AggregateFieldsOut,
     AggregatePlan,
@@ -51,6 +46,11 @@ from service.graphql.plan import (
     RowPlan,
     SelectArgs,
 )
+from service.graphql.sql.aggregates import aggregate_function
+from service.graphql.sql.compiling import CompileContext, in_values, readable
+from service.graphql.sql.dberrors import translate
+from service.graphql.sql.filters import compile_where, count_expression
+from service.graphql.sql.ordering import compile_order_by
 
 PARTITION = "_part"
 

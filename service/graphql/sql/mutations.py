@@ -44,11 +44,7 @@ from strawberry.extensions import SchemaExtension
 
 from service.graphql.catalog.metadata import ColumnInfo, TableInfo
 from service.graphql.catalog.scalars import NUMERIC_SCALARS
-from service.graphql.compiling import CompileContext, in_values, json_text
-from service.graphql.dberrors import translate
 from service.graphql.errors import validation_failed
-from service.graphql.filters import compile_where
-from service.graphql.loaders import Fetcher, build_rows_query, complete_rows, row_columns
 from service.graphql.plan import (
     AffectedRowsOut,
     AffectedRowsSpec,
@@ -61,6 +57,10 @@ from service.graphql.plan import (
     SelectArgs,
 )
 from service.graphql.resolvers import Completed, runtime
+from service.graphql.sql.compiling import CompileContext, in_values, json_text
+from service.graphql.sql.dberrors import translate
+from service.graphql.sql.filters import compile_where
+from service.graphql.sql.selects import Fetcher, build_rows_query, complete_rows, row_columns
 
 if TYPE_CHECKING:
     from service.graphql.schema.builder import SchemaBuilder
