@@ -27,7 +27,7 @@ import httpx
 from bench._service_process import start_service
 from bench.report import Section, Target, percentile
 from detector.observability.models import POSTGRES_SCHEMA
-from service.graphql.engine import GraphQLEngine
+from service.graphql.execution.engine import GraphQLEngine
 from service.settings import Settings
 from service.storage.database import Database
 from tests.graphql_helpers import with_typename

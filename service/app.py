@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from service.graphql.engine import GraphQLEngine
+from service.graphql.execution.engine import GraphQLEngine
 from service.live import LiveQueries, LiveSettings
 from service.live.metrics import LiveQueriesCollector
 from service.rerun import InvocationRerunner
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     The web client (`web/`, see `service.webclient`) is served at `/` and its pages.
     `app.state` holds `settings`, `database` (`service.storage.database.Database`), `engine`
-    (`service.graphql.engine.GraphQLEngine`) and `runtime` (`service.runtime.ServiceRuntime`:
+    (`service.graphql.execution.engine.GraphQLEngine`) and `runtime` (`service.runtime.ServiceRuntime`:
     the webhook receiver, `metrics`, the periodic rollup) and `live` (`service.live.LiveQueries`:
     subscriptions re-run on change; `live.stats()`) and `rerun`
     (`service.rerun.InvocationRerunner`: `GET`/`POST /v1/rerun`) for the other parts of the

@@ -4,7 +4,7 @@ Recovery from the console (or any admin client): pick failed invocations, one or
 run their stored Hasura payloads again through the webhook's path against the current
 event modules. Each re-run is recorded as a new invocation that says what it repeats.
 
-- **Who.** Admin only, by the GraphQL endpoint's rule (`service.graphql.auth`): the admin
+- **Who.** Admin only, by the GraphQL endpoint's rule (`service.graphql.execution.auth`): the admin
   secret, or a JWT (or `x-hasura-role`) resolving to the admin role; with no admin secret
   configured every request is admin, as in Hasura. No credentials → 401; valid
   credentials of another role → 403; both with Hasura's error body
@@ -52,7 +52,7 @@ from starlette.routing import Route
 
 from detector import ConfigurationError, InvalidEventPayload
 from detector.observability import ObservabilityPlugin
-from service.graphql.auth import AuthError, Session
+from service.graphql.execution.auth import AuthError, Session
 from service.metrics import ServiceMetrics
 from service.replay import ReplayError, count_redacted, invocation_uuid, stored_input
 from service.settings import Settings

@@ -34,7 +34,7 @@ from sqlalchemy import event
 from detector import EventModule, InvalidEventPayload, job, listen_to
 from detector import run as run_jobs
 from detector.observability import ObservabilityPlugin
-from service.graphql.engine import GraphQLEngine
+from service.graphql.execution.engine import GraphQLEngine
 from service.settings import Settings
 from service.storage.database import Database
 from service.storage.maintenance import invocations

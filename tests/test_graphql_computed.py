@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from detector.observability.models import POSTGRES_SCHEMA
-from service.graphql.engine import GraphQLEngine
+from service.graphql.execution.engine import GraphQLEngine
 from service.settings import Settings
 from service.storage.database import Database
 from tests.support.dataset import build_dataset, insert_dataset

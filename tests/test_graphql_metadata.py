@@ -10,7 +10,7 @@ import yaml
 
 from detector.observability.models import metadata
 from service.graphql.catalog.metadata import MetadataError, load_catalog
-from service.graphql.engine import GraphQLEngine
+from service.graphql.execution.engine import GraphQLEngine
 from service.settings import REPO_ROOT, Settings
 from service.storage.database import Database
 

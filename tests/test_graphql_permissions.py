@@ -15,8 +15,8 @@ from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
-from service.graphql.auth import Session
-from service.graphql.engine import GraphQLEngine
+from service.graphql.execution.auth import Session
+from service.graphql.execution.engine import GraphQLEngine
 from service.settings import Settings
 from service.storage.database import Database
 from tests.support.dataset import build_dataset, insert_dataset
@@ -325,7 +325,7 @@ def test_rs256_tokens_with_a_namespace_path_and_stringified_claims() -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from service.graphql.auth import Authenticator, AuthError
+    from service.graphql.execution.auth import Authenticator, AuthError
 
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_pem = (

@@ -18,7 +18,7 @@ from service.graphql.catalog.scalars import (
     scalar_name_for,
     serializer_for,
 )
-from service.graphql.engine import GraphQLEngine
+from service.graphql.execution.engine import GraphQLEngine
 from service.settings import Settings
 from service.storage.database import Database
 from tests.support.dataset import build_dataset, insert_dataset

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from detector.observability import ObservabilityPlugin, migrate
 from detector.observability.models import POSTGRES_SCHEMA
-from service.graphql.resolvers import Completed
+from service.graphql.execution.resolvers import Completed
 from service.live.changes import PostgresChangeListener, SQLiteChangeWatcher
 from service.live.cohorts import Cohort, CohortKey, LiveEvent, Subscriber
 from service.settings import Settings

@@ -6,7 +6,7 @@ Modules, by concept: `metadata` (hasura/ + models → catalog), `permissions`, `
 `resolvers`, `mutations`, `auth`, `errors`, `dberrors`, `limits`, `engine`, `view`.
 """
 
-from service.graphql.auth import Session
-from service.graphql.engine import GraphQLEngine, RequestContext
+from service.graphql.execution.auth import Session
+from service.graphql.execution.engine import GraphQLEngine, RequestContext
 
 __all__ = ["GraphQLEngine", "RequestContext", "Session"]

@@ -26,13 +26,13 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from service.graphql.auth import AuthError
-from service.graphql.engine import RequestContext
 from service.graphql.errors import PARSE_FAILED, error_response
+from service.graphql.execution.auth import AuthError
+from service.graphql.execution.engine import RequestContext
 from service.graphql.websocket import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
 
 if TYPE_CHECKING:
-    from service.graphql.engine import GraphQLEngine
+    from service.graphql.execution.engine import GraphQLEngine
 
 logger = logging.getLogger(__name__)
 

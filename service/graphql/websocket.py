@@ -53,12 +53,12 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
 from service.graphql.errors import VALIDATION_FAILED, format_errors, hasura_error
-from service.graphql.resolvers import DirectEvents, direct_events
+from service.graphql.execution.resolvers import DirectEvents, direct_events
 
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from service.graphql.engine import GraphQLEngine
+    from service.graphql.execution.engine import GraphQLEngine
 
 START_FAILED = "start-failed"
 

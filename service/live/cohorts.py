@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from graphql import GraphQLResolveInfo
 
-from service.graphql.resolvers import Completed, SharedResult
+from service.graphql.execution.resolvers import Completed, SharedResult
 
 if TYPE_CHECKING:
-    from service.graphql.auth import Session
+    from service.graphql.execution.auth import Session
 
 
 @dataclass(frozen=True)

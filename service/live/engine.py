@@ -34,9 +34,9 @@ from graphql import GraphQLError, GraphQLResolveInfo, located_error, print_ast
 from graphql.language import DocumentNode
 
 from service.graphql.catalog.permissions import SessionVariable
-from service.graphql.engine import RequestContext
 from service.graphql.errors import UNEXPECTED, EngineError, format_errors
-from service.graphql.resolvers import Completed, fetch_stream_batch
+from service.graphql.execution.engine import RequestContext
+from service.graphql.execution.resolvers import Completed, fetch_stream_batch
 from service.live.changes import (
     ChangeSource,
     PostgresChangeListener,
@@ -46,8 +46,8 @@ from service.live.changes import (
 from service.live.cohorts import Cohort, CohortKey, LiveEvent, Subscriber, canonical_json
 
 if TYPE_CHECKING:
-    from service.graphql.auth import Session
-    from service.graphql.engine import GraphQLEngine
+    from service.graphql.execution.auth import Session
+    from service.graphql.execution.engine import GraphQLEngine
     from service.settings import Settings
     from service.storage.database import Database
 

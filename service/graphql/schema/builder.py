@@ -40,7 +40,7 @@ from graphql import (
     specified_directives,
 )
 
-import service.graphql.resolvers as resolvers
+import service.graphql.execution.resolvers as resolvers
 from service.graphql.catalog.metadata import Catalog, ColumnInfo, TableInfo
 from service.graphql.catalog.permissions import RolePermissions, TableAccess
 from service.graphql.catalog.scalars import (

@@ -45,6 +45,7 @@ from strawberry.extensions import SchemaExtension
 from service.graphql.catalog.metadata import ColumnInfo, TableInfo
 from service.graphql.catalog.scalars import NUMERIC_SCALARS
 from service.graphql.errors import validation_failed
+from service.graphql.execution.resolvers import Completed, runtime
 from service.graphql.plan import (
     AffectedRowsOut,
     AffectedRowsSpec,
@@ -56,7 +57,6 @@ from service.graphql.plan import (
     RowPlan,
     SelectArgs,
 )
-from service.graphql.resolvers import Completed, runtime
 from service.graphql.sql.compiling import CompileContext, in_values, json_text
 from service.graphql.sql.dberrors import translate
 from service.graphql.sql.filters import compile_where

@@ -28,7 +28,7 @@ from service.graphql.plan import ColumnOut, Planner, SelectArgs
 from service.graphql.sql.selects import Fetcher, aggregate, select_rows
 
 if TYPE_CHECKING:
-    from service.graphql.engine import GraphQLEngine, RequestContext
+    from service.graphql.execution.engine import GraphQLEngine, RequestContext
     from service.graphql.sql.compiling import CompileContext
 
 Resolver = Callable[..., Awaitable[Any]]

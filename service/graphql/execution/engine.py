@@ -37,11 +37,12 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 
 from detector.observability.models import metadata as models_metadata
-from service.graphql.auth import ADMIN_SESSION, Authenticator, AuthError, Session
 from service.graphql.catalog.metadata import ADMIN_ROLE, Catalog, load_catalog
 from service.graphql.catalog.permissions import RolePermissions
 from service.graphql.errors import format_errors, validation_failed
-from service.graphql.limits import engine_extensions, validation_rules
+from service.graphql.execution.auth import ADMIN_SESSION, Authenticator, AuthError, Session
+from service.graphql.execution.limits import engine_extensions, validation_rules
+from service.graphql.execution.resolvers import Completed, SharedResult
 from service.graphql.plan import (
     AggregatePlan,
     ArrayAggregateOut,
@@ -52,7 +53,6 @@ from service.graphql.plan import (
     Planner,
     RowPlan,
 )
-from service.graphql.resolvers import Completed, SharedResult
 from service.graphql.schema.builder import build_schema
 from service.graphql.sql.compiling import CompileContext
 from service.graphql.sql.filters import referenced_tables
