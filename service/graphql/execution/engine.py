@@ -408,7 +408,7 @@ class GraphQLEngine:
 
     def view(self, **options: Any) -> Any:
         """A Strawberry ASGI view serving this engine (HTTP, WebSocket, GraphiQL)."""
-        from service.graphql.view import GraphQLView
+        from service.graphql.transport.http import GraphQLView
 
         return GraphQLView(self, **options)
 

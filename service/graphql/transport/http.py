@@ -29,7 +29,7 @@ from strawberry.types import ExecutionResult
 from service.graphql.errors import PARSE_FAILED, error_response
 from service.graphql.execution.auth import AuthError
 from service.graphql.execution.engine import RequestContext
-from service.graphql.websocket import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
+from service.graphql.transport.websocket import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
 
 if TYPE_CHECKING:
     from service.graphql.execution.engine import GraphQLEngine
