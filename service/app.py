@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from service.graphql.execution.engine import GraphQLEngine
 from service.live import LiveQueries, LiveSettings
-from service.live.metrics import LiveQueriesCollector
+from service.live.collector import LiveQueriesCollector
 from service.rerun import InvocationRerunner
 from service.runtime import ServiceRuntime
 from service.settings import Settings

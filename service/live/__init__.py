@@ -6,6 +6,6 @@
 - `changes`: change sources (SQLite `data_version` watcher, PostgreSQL `LISTEN`).
 """
 
-from service.live.engine import LiveQueries, LiveSettings, LiveStats
+from service.live.queries import LiveQueries, LiveSettings, LiveStats
 
 __all__ = ["LiveQueries", "LiveSettings", "LiveStats"]

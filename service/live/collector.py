@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from service.live.engine import LiveQueries
+from service.live.queries import LiveQueries
 
 
 class LiveQueriesCollector:
