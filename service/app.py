@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from service.endpoints.webclient import web_routes
 from service.graphql.execution.engine import GraphQLEngine
 from service.live import LiveQueries, LiveSettings
 from service.live.collector import LiveQueriesCollector
@@ -19,7 +20,6 @@ from service.rerun import InvocationRerunner
 from service.runtime import ServiceRuntime
 from service.settings import Settings
 from service.storage.database import Database
-from service.webclient import web_routes
 
 log = logging.getLogger("service.app")
 
@@ -33,7 +33,7 @@ async def healthz(request: Request) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the application for `settings` (read from the environment when omitted).
 
-    The web client (`web/`, see `service.webclient`) is served at `/` and its pages.
+    The web client (`web/`, see `service.endpoints.webclient`) is served at `/` and its pages.
     `app.state` holds `settings`, `database` (`service.storage.database.Database`), `engine`
     (`service.graphql.execution.engine.GraphQLEngine`) and `runtime` (`service.runtime.ServiceRuntime`:
     the webhook receiver, `metrics`, the periodic rollup) and `live` (`service.live.LiveQueries`:

@@ -52,13 +52,13 @@ from starlette.routing import Route
 
 from detector import ConfigurationError, InvalidEventPayload
 from detector.observability import ObservabilityPlugin
+from service.endpoints.metrics import ServiceMetrics
+from service.endpoints.webhook import WebhookReceiver
 from service.graphql.execution.auth import AuthError, Session
-from service.metrics import ServiceMetrics
 from service.replay import ReplayError, count_redacted, invocation_uuid, stored_input
 from service.settings import Settings
 from service.storage.database import Database
 from service.storage.maintenance import invocations
-from service.webhook import WebhookReceiver
 
 log = logging.getLogger("service.rerun")
 

@@ -27,10 +27,10 @@ from starlette.routing import Route
 from detector import Plugin
 from detector.observability import ObservabilityPlugin
 from detector.observability.rollup import RollupResult, rollup
-from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.endpoints.metrics import MetricsMiddleware, ServiceMetrics
+from service.endpoints.webhook import WebhookReceiver
 from service.settings import Settings
 from service.storage.maintenance import invocations, open_engine
-from service.webhook import WebhookReceiver
 
 log = logging.getLogger("service.runtime")
 

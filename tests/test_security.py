@@ -23,7 +23,7 @@ import httpx
 import jwt
 import pytest
 
-import service.webhook
+import service.endpoints.webhook
 from detector.observability.models import metadata as models
 from service.graphql.catalog.metadata import load_catalog
 from service.settings import REPO_ROOT, Settings
@@ -425,7 +425,10 @@ def test_the_webhook_secret_is_compared_in_constant_time_and_a_wrong_one_runs_no
 ) -> None:
     comparisons: list[tuple[bytes, bytes]] = []
     runs: list[Any] = []
-    real_compare, real_listen = service.webhook.hmac.compare_digest, service.webhook.listen_to
+    real_compare, real_listen = (
+        service.endpoints.webhook.hmac.compare_digest,
+        service.endpoints.webhook.listen_to,
+    )
 
     def compare(given: bytes, expected: bytes) -> bool:
         comparisons.append((given, expected))
@@ -435,8 +438,8 @@ def test_the_webhook_secret_is_compared_in_constant_time_and_a_wrong_one_runs_no
         runs.append(args)
         return await real_listen(*args, **kwargs)
 
-    monkeypatch.setattr(service.webhook.hmac, "compare_digest", compare)
-    monkeypatch.setattr(service.webhook, "listen_to", listen)
+    monkeypatch.setattr(service.endpoints.webhook.hmac, "compare_digest", compare)
+    monkeypatch.setattr(service.endpoints.webhook, "listen_to", listen)
     payload = json.loads(
         (EXAMPLES_EVENTS.parent / "payloads" / "orders.created.insert.json").read_text()
     )

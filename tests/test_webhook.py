@@ -20,9 +20,9 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from service.endpoints.webhook import WebhookReceiver
 from service.settings import Settings
 from service.storage.maintenance import invocations, job_executions
-from service.webhook import WebhookReceiver
 from tests.support.pgserver import free_port
 from tests.support.runtime import EXAMPLES_EVENTS, count, database_for, rows
 from tests.support.server import RunningServer, serving

@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from detector.observability.models import PluginInstance
 from service.storage.maintenance import open_engine
 
-log = logging.getLogger("service.metrics")
+log = logging.getLogger("service.endpoints.metrics")
 
 # Buckets from 5 ms to 10 s, as OpenTelemetry's FaaS duration histogram recommends.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

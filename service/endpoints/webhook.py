@@ -48,10 +48,10 @@ from detector import (
 from detector.dispatch import PluginDispatcher
 from detector.observability.capture import Sanitizer
 from detector.plugins import InvocationInfo
-from service.metrics import ServiceMetrics
+from service.endpoints.metrics import ServiceMetrics
 from service.settings import Settings
 
-log = logging.getLogger("service.webhook")
+log = logging.getLogger("service.endpoints.webhook")
 
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 INVOCATION_HEADER = "x-event-detector-invocation-id"
