@@ -16,7 +16,7 @@ from service.endpoints.webclient import web_routes
 from service.graphql.execution.engine import GraphQLEngine
 from service.live import LiveQueries, LiveSettings
 from service.live.collector import LiveQueriesCollector
-from service.rerun import InvocationRerunner
+from service.operations.rerun import InvocationRerunner
 from service.runtime import ServiceRuntime
 from service.settings import Settings
 from service.storage.database import Database
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     (`service.graphql.execution.engine.GraphQLEngine`) and `runtime` (`service.runtime.ServiceRuntime`:
     the webhook receiver, `metrics`, the periodic rollup) and `live` (`service.live.LiveQueries`:
     subscriptions re-run on change; `live.stats()`) and `rerun`
-    (`service.rerun.InvocationRerunner`: `GET`/`POST /v1/rerun`) for the other parts of the
+    (`service.operations.rerun.InvocationRerunner`: `GET`/`POST /v1/rerun`) for the other parts of the
     service.
     """
     settings = settings or Settings()

@@ -221,7 +221,7 @@ def serve(
 
 
 def _populate_demo(out: Console, url: str, seed: int) -> None:
-    from service.demo import populate_demo
+    from service.operations.demo import populate_demo
 
     with _database_errors(url), progress_bar(out) as progress:
         task = progress.add_task("running the example event modules", total=None)
@@ -292,7 +292,7 @@ def retention(
     dry_run: Annotated[bool, typer.Option(help="Only count what would go.")] = False,
 ) -> None:
     """Delete old records in batches, keeping failures longer (defaults: settings)."""
-    from service.retention import RetentionPolicy, apply_retention, count_expired
+    from service.operations.retention import RetentionPolicy, apply_retention, count_expired
 
     url = _database(db)
     settings = _settings()
@@ -354,7 +354,7 @@ def export_(
     batch_size: Annotated[int, typer.Option(min=1, help="Invocations per page.")] = 500,
 ) -> None:
     """Export invocations with their events, jobs and logs as NDJSON (one per line)."""
-    from service.export import ExportFilter, count_invocations, export_ndjson
+    from service.operations.export import ExportFilter, count_invocations, export_ndjson
 
     url = _database(db)
     now = datetime.now(UTC)
@@ -416,7 +416,7 @@ def init(
     ] = None,
 ) -> None:
     """Create an events directory with an example event module and a payload it detects."""
-    from service.scaffold import ScaffoldError, init_project
+    from service.operations.scaffold import ScaffoldError, init_project
 
     try:
         created = init_project(directory, payloads_dir)
@@ -436,7 +436,7 @@ def create(
     events_dir: EventsDirOption = Path("events"),
 ) -> None:
     """Create an event module from the template (never overwrites)."""
-    from service.scaffold import ScaffoldError, create_module
+    from service.operations.scaffold import ScaffoldError, create_module
 
     try:
         path = create_module(event, events_dir)
@@ -458,7 +458,7 @@ def verify(events_dir: EventsDirOption = Path("events")) -> None:
 
 
 def _inspect(events_dir: Path, *, verify: bool) -> None:
-    from service.inventory import inspect_directory
+    from service.operations.inventory import inspect_directory
 
     try:
         inventory = inspect_directory(events_dir)
@@ -492,7 +492,7 @@ def test_(
 ) -> None:
     """Run the detectors on a payload and show what would run (or run it)."""
     from detector import ConfigurationError, InvalidEventPayload, listen_to, parse_hasura_event
-    from service.inventory import declared_jobs, detectors_only
+    from service.operations.inventory import declared_jobs, detectors_only
 
     data = _read_payload(payload)
     directory = events_dir.expanduser().resolve()
@@ -578,8 +578,8 @@ def replay(
     ] = False,
 ) -> None:
     """Re-run a recorded invocation's detectors against the current code; show what differs."""
-    from service.replay import ReplayError
-    from service.replay import replay as run_replay
+    from service.operations.replay import ReplayError
+    from service.operations.replay import replay as run_replay
 
     url = _database(db)
     with _database_errors(url):

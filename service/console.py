@@ -27,9 +27,9 @@ from rich.tree import Tree
 from detector import CapturedLog, EventStatus, HasuraEvent, ListenResult, changed_columns
 
 if TYPE_CHECKING:
-    from service.inventory import Inventory
-    from service.replay import ReplayReport
-    from service.retention import RetentionCounts
+    from service.operations.inventory import Inventory
+    from service.operations.replay import ReplayReport
+    from service.operations.retention import RetentionCounts
 
 
 def progress_bar(console: Console, *, transient: bool = False) -> Progress:

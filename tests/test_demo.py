@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from service.demo import DEMO_MARKER, DemoSummary, populate_demo
+from service.operations.demo import DEMO_MARKER, DemoSummary, populate_demo
 from service.storage.maintenance import (
     event_executions,
     invocations,

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from detector.observability.migrate import sqlite_path
-from service.retention import RetentionPolicy, apply_retention
+from service.operations.retention import RetentionPolicy, apply_retention
 from service.settings import Settings
 from service.storage.maintenance import event_executions, invocations, job_executions
 from tests.support import db

@@ -11,7 +11,7 @@ import pytest
 
 from detector import ListenResult, listen_to
 from detector.observability import ObservabilityPlugin
-from service.replay import ReplayError, replay
+from service.operations.replay import ReplayError, replay
 from service.storage.maintenance import invocations, job_executions
 from tests.support.library import hasura_payload, write_module
 from tests.support.runtime import count

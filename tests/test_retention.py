@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from service.retention import RetentionPolicy, apply_retention, count_expired
+from service.operations.retention import RetentionPolicy, apply_retention, count_expired
 from service.storage.maintenance import (
     event_executions,
     invocations,

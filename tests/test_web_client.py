@@ -1,6 +1,6 @@
 """The web client in real headless Chromium against a real server (SQLite).
 
-The database is filled by the real library and observability plugin (`service.demo` plus
+The database is filled by the real library and observability plugin (`service.operations.demo` plus
 one wide invocation, see `tests/support/webdata.py`); every expected number is computed
 from the database here, independently of the client's GraphQL queries. Each test writes a
 screenshot of its page to tests/artifacts/screenshots/ and fails on any browser error.

@@ -20,7 +20,7 @@ from typing import Any
 
 from detector import EventModule, job, listen_to_sync, run
 from detector.observability import ObservabilityPlugin
-from service.demo import populate_demo
+from service.operations.demo import populate_demo
 
 BIG_EVENTS = 50
 BIG_DETECTED = ("shipments.dispatched", "shipments.delayed", "shipments.audited")

@@ -55,12 +55,12 @@ from detector.observability import ObservabilityPlugin
 from service.endpoints.metrics import ServiceMetrics
 from service.endpoints.webhook import WebhookReceiver
 from service.graphql.execution.auth import AuthError, Session
-from service.replay import ReplayError, count_redacted, invocation_uuid, stored_input
+from service.operations.replay import ReplayError, count_redacted, invocation_uuid, stored_input
 from service.settings import Settings
 from service.storage.database import Database
 from service.storage.maintenance import invocations
 
-log = logging.getLogger("service.rerun")
+log = logging.getLogger("service.operations.rerun")
 
 RERUN_PATH = "/v1/rerun"
 RERUN_OF = "rerun_of"

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from detector import EventStatus, ListenResult, listen_to
 from detector.observability.capture import REDACTED
 from detector.observability.migrate import redact_url
-from service.inventory import declared_jobs, detectors_only
+from service.operations.inventory import declared_jobs, detectors_only
 from service.storage.maintenance import event_executions, invocations, job_executions, open_engine
 
 
