@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from detector import CapturedLog, Plugin
-from service.console import (
+from service.cli.console import (
     detection_table,
     inventory_tree,
     jobs_table,
@@ -627,7 +627,3 @@ def replay(
 
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":
-    main()
