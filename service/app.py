@@ -16,8 +16,8 @@ from service.endpoints.webclient import web_routes
 from service.graphql.execution.engine import GraphQLEngine
 from service.live import LiveQueries, LiveSettings
 from service.live.collector import LiveQueriesCollector
+from service.operations.periodic_rollup import ServiceRuntime
 from service.operations.rerun import InvocationRerunner
-from service.runtime import ServiceRuntime
 from service.settings import Settings
 from service.storage.database import Database
 
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     The web client (`web/`, see `service.endpoints.webclient`) is served at `/` and its pages.
     `app.state` holds `settings`, `database` (`service.storage.database.Database`), `engine`
-    (`service.graphql.execution.engine.GraphQLEngine`) and `runtime` (`service.runtime.ServiceRuntime`:
+    (`service.graphql.execution.engine.GraphQLEngine`) and `runtime` (`service.operations.periodic_rollup.ServiceRuntime`:
     the webhook receiver, `metrics`, the periodic rollup) and `live` (`service.live.LiveQueries`:
     subscriptions re-run on change; `live.stats()`) and `rerun`
     (`service.operations.rerun.InvocationRerunner`: `GET`/`POST /v1/rerun`) for the other parts of the

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from service.runtime import PeriodicRollup
+from service.operations.periodic_rollup import PeriodicRollup
 from service.storage.maintenance import invocations
 from tests.support.runtime import count, execute
 

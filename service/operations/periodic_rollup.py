@@ -32,7 +32,7 @@ from service.endpoints.webhook import WebhookReceiver
 from service.settings import Settings
 from service.storage.maintenance import invocations, open_engine
 
-log = logging.getLogger("service.runtime")
+log = logging.getLogger("service.operations.periodic_rollup")
 
 # The dashboard covers a moving 30-day window: refresh at least this often.
 WINDOW_REFRESH_S = 3600.0
