@@ -6,17 +6,23 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from detector import Plugin
+from detector.observability import ObservabilityPlugin
+from service.endpoints.metrics import MetricsMiddleware, ServiceMetrics
 from service.endpoints.webclient import web_routes
+from service.endpoints.webhook import WebhookReceiver
 from service.graphql.execution.engine import GraphQLEngine
 from service.live import LiveQueries, LiveSettings
 from service.live.collector import LiveQueriesCollector
-from service.operations.periodic_rollup import ServiceRuntime
+from service.operations.periodic_rollup import PeriodicRollup
 from service.operations.rerun import InvocationRerunner
 from service.settings import Settings
 from service.storage.database import Database
@@ -30,12 +36,83 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+@dataclass(slots=True)
+class ServiceRuntime:
+    """Everything the app runs besides the GraphQL API and the web client."""
+
+    settings: Settings
+    metrics: ServiceMetrics
+    webhook: WebhookReceiver
+    plugins: list[Plugin] = field(default_factory=list)
+    observability: ObservabilityPlugin | None = None
+    rollup: PeriodicRollup | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServiceRuntime:
+        """Build the parts `settings` asks for (the webhook's plugins only with an events
+        directory; the rollup only with a positive interval)."""
+        observability: ObservabilityPlugin | None = None
+        plugins: list[Plugin] = []
+        if settings.events_dir is not None:
+            observability = ObservabilityPlugin(
+                settings.database_url,
+                environ=settings.observability_environ,
+                # uvicorn handles SIGTERM itself and shuts the app down (which flushes).
+                handle_sigterm=False,
+            )
+            plugins.append(observability)
+            if settings.otel_enabled:
+                from opentelemetry.trace import SpanKind
+
+                from detector.otel import OpenTelemetryPlugin
+
+                plugins.append(OpenTelemetryPlugin(root_span_kind=SpanKind.SERVER))
+        metrics = ServiceMetrics(
+            database_url=settings.database_url,
+            plugin_stats=observability.stats if observability is not None else None,
+            instance_stale_after=settings.instance_stale_after,
+        )
+        webhook = WebhookReceiver(settings, plugins, metrics)
+        periodic = None
+        if settings.rollup_interval > 0:
+            periodic = PeriodicRollup(
+                settings.database_url,
+                settings.rollup_interval,
+                on_outcome=lambda outcome: metrics.rollups.labels(outcome).inc(),
+            )
+        return cls(settings, metrics, webhook, plugins, observability, periodic)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/metrics", self.metrics.endpoint, methods=["GET"]),
+            Route("/hooks/{function}", self.webhook.handle, methods=["POST"]),
+        ]
+
+    def middleware(self) -> list[Middleware]:
+        return [Middleware(MetricsMiddleware, metrics=self.metrics)]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Start background work; at shutdown stop it and flush what the webhook recorded."""
+        if self.rollup is not None:
+            self.rollup.start()
+        try:
+            yield
+        finally:
+            if self.rollup is not None:
+                await self.rollup.stop()
+            for plugin in self.plugins:
+                with contextlib.suppress(Exception):
+                    await plugin.shutdown()
+            await self.metrics.dispose()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the application for `settings` (read from the environment when omitted).
 
     The web client (`web/`, see `service.endpoints.webclient`) is served at `/` and its pages.
     `app.state` holds `settings`, `database` (`service.storage.database.Database`), `engine`
-    (`service.graphql.execution.engine.GraphQLEngine`) and `runtime` (`service.operations.periodic_rollup.ServiceRuntime`:
+    (`service.graphql.execution.engine.GraphQLEngine`) and `runtime` (`ServiceRuntime`:
     the webhook receiver, `metrics`, the periodic rollup) and `live` (`service.live.LiveQueries`:
     subscriptions re-run on change; `live.stats()`) and `rerun`
     (`service.operations.rerun.InvocationRerunner`: `GET`/`POST /v1/rerun`) for the other parts of the

@@ -241,7 +241,7 @@ def test_importing_detector_otel_needs_only_the_api() -> None:
 
 
 def test_the_service_adds_the_plugin_to_webhook_deliveries_when_enabled(tmp_path: Path) -> None:
-    from service.operations.periodic_rollup import ServiceRuntime
+    from service.app import ServiceRuntime
     from service.settings import Settings
 
     settings = Settings(

@@ -1,12 +1,8 @@
-"""The service's runtime parts: webhook receiver, metrics, and background work.
+"""The periodic rollup: `metrics_hourly` and `dashboard_stats` kept fresh while the service runs.
 
-`ServiceRuntime.from_settings(settings)` builds them; `create_app` mounts its `routes()`
-(`/metrics`, `/hooks/{function}`), adds its `middleware()` (request metrics) and enters
-its `lifespan()` (the periodic rollup; at shutdown: flush the webhook's observability
-plugin, close connections).
-
-Other parts of the service reach it as `app.state.runtime`; the subscription engine
-moves `app.state.runtime.metrics.live_subscriptions` (a Prometheus gauge).
+`PeriodicRollup(url, interval)` runs `detector.observability.rollup.rollup` at start and
+then every `interval` seconds, skipping runs while no invocation changed. The app starts
+it in its lifespan (see `service.app`).
 """
 
 from __future__ import annotations
@@ -15,21 +11,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.middleware import Middleware
-from starlette.routing import Route
 
-from detector import Plugin
-from detector.observability import ObservabilityPlugin
 from detector.observability.rollup import RollupResult, rollup
-from service.endpoints.metrics import MetricsMiddleware, ServiceMetrics
-from service.endpoints.webhook import WebhookReceiver
-from service.settings import Settings
 from service.storage.maintenance import invocations, open_engine
 
 log = logging.getLogger("service.operations.periodic_rollup")
@@ -48,11 +36,15 @@ class PeriodicRollup:
     """
 
     def __init__(
-        self, database_url: str, interval: float, metrics: ServiceMetrics | None = None
+        self,
+        database_url: str,
+        interval: float,
+        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         self.database_url = database_url
         self.interval = interval
-        self.metrics = metrics
+        self.on_outcome = on_outcome
+        """Called with `"ok"` or `"error"` after every run that was not skipped (metrics)."""
         self.runs = 0
         self.skipped = 0
         self.last_result: RollupResult | None = None
@@ -86,13 +78,13 @@ class PeriodicRollup:
             self._seen, self._last_run = seen, time.monotonic()
         except Exception as exc:
             log.warning("rollup failed: %s: %s", type(exc).__name__, str(exc)[:200])
-            if self.metrics is not None:
-                self.metrics.rollups.labels("error").inc()
+            if self.on_outcome is not None:
+                self.on_outcome("error")
             return None
         self.runs += 1
         self.last_result = result
-        if self.metrics is not None:
-            self.metrics.rollups.labels("ok").inc()
+        if self.on_outcome is not None:
+            self.on_outcome("ok")
         return result
 
     async def _loop(self) -> None:
@@ -113,70 +105,3 @@ class PeriodicRollup:
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
-
-
-@dataclass(slots=True)
-class ServiceRuntime:
-    """Everything the app runs besides the GraphQL API and the web client."""
-
-    settings: Settings
-    metrics: ServiceMetrics
-    webhook: WebhookReceiver
-    plugins: list[Plugin] = field(default_factory=list)
-    observability: ObservabilityPlugin | None = None
-    rollup: PeriodicRollup | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ServiceRuntime:
-        """Build the parts `settings` asks for (the webhook's plugins only with an events
-        directory; the rollup only with a positive interval)."""
-        observability: ObservabilityPlugin | None = None
-        plugins: list[Plugin] = []
-        if settings.events_dir is not None:
-            observability = ObservabilityPlugin(
-                settings.database_url,
-                environ=settings.observability_environ,
-                # uvicorn handles SIGTERM itself and shuts the app down (which flushes).
-                handle_sigterm=False,
-            )
-            plugins.append(observability)
-            if settings.otel_enabled:
-                from opentelemetry.trace import SpanKind
-
-                from detector.otel import OpenTelemetryPlugin
-
-                plugins.append(OpenTelemetryPlugin(root_span_kind=SpanKind.SERVER))
-        metrics = ServiceMetrics(
-            database_url=settings.database_url,
-            plugin_stats=observability.stats if observability is not None else None,
-            instance_stale_after=settings.instance_stale_after,
-        )
-        webhook = WebhookReceiver(settings, plugins, metrics)
-        periodic = None
-        if settings.rollup_interval > 0:
-            periodic = PeriodicRollup(settings.database_url, settings.rollup_interval, metrics)
-        return cls(settings, metrics, webhook, plugins, observability, periodic)
-
-    def routes(self) -> list[Route]:
-        return [
-            Route("/metrics", self.metrics.endpoint, methods=["GET"]),
-            Route("/hooks/{function}", self.webhook.handle, methods=["POST"]),
-        ]
-
-    def middleware(self) -> list[Middleware]:
-        return [Middleware(MetricsMiddleware, metrics=self.metrics)]
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self) -> AsyncIterator[None]:
-        """Start background work; at shutdown stop it and flush what the webhook recorded."""
-        if self.rollup is not None:
-            self.rollup.start()
-        try:
-            yield
-        finally:
-            if self.rollup is not None:
-                await self.rollup.stop()
-            for plugin in self.plugins:
-                with contextlib.suppress(Exception):
-                    await plugin.shutdown()
-            await self.metrics.dispose()
