@@ -27,7 +27,8 @@ import httpx
 from bench._service_process import start_service
 from bench.report import Section, Target, percentile
 from detector.observability.models import POSTGRES_SCHEMA
-from service.graphql.execution.engine import GraphQLEngine
+from service.app import engine_config
+from service.graphql import GraphQLEngine
 from service.settings import Settings
 from service.storage.database import Database
 from tests.graphql_helpers import with_typename
@@ -151,7 +152,7 @@ async def _statements_per_request(
     url: str, operations: dict[str, tuple[str, Any]]
 ) -> dict[str, int]:
     database = Database(url)
-    engine = GraphQLEngine(Settings(database_url=url), database)
+    engine = GraphQLEngine(engine_config(Settings(database_url=url)), database)
     counts = {}
     try:
         for name, (query, variables) in operations.items():

@@ -16,10 +16,11 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from detector import Plugin
 from detector.observability import ObservabilityPlugin
+from detector.observability.models import metadata as observability_tables
 from service.endpoints.metrics import MetricsMiddleware, ServiceMetrics
 from service.endpoints.webclient import web_routes
 from service.endpoints.webhook import WebhookReceiver
-from service.graphql.execution.engine import GraphQLEngine
+from service.graphql import EngineConfig, GraphQLEngine, GraphQLView, load_catalog
 from service.live import LiveQueries, LiveSettings
 from service.live.collector import LiveQueriesCollector
 from service.operations.periodic_rollup import PeriodicRollup
@@ -107,6 +108,27 @@ class ServiceRuntime:
             await self.metrics.dispose()
 
 
+def engine_config(settings: Settings) -> EngineConfig:
+    """The GraphQL engine's configuration from the service's settings: the Hasura
+    metadata under `settings.hasura_metadata_dir` over the observability tables."""
+    return EngineConfig(
+        catalog=load_catalog(settings.hasura_metadata_dir, observability_tables),
+        admin_secret=settings.admin_secret,
+        unauthorized_role=settings.unauthorized_role,
+        jwt_secret=settings.jwt_secret,
+        stringify_numeric_types=settings.stringify_numeric_types,
+        max_query_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        max_rows=settings.max_rows,
+        max_batch_operations=settings.max_batch_operations,
+        parser_cache_size=settings.parser_cache_size,
+        websocket_keepalive=settings.websocket_keepalive,
+        websocket_connection_init_timeout=settings.websocket_connection_init_timeout,
+        websocket_max_operations=settings.websocket_max_operations,
+    )
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the application for `settings` (read from the environment when omitted).
 
@@ -120,7 +142,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """
     settings = settings or Settings()
     database = Database(settings.database_url, pool_size=settings.db_pool_size)
-    engine = GraphQLEngine(settings, database)
+    engine = GraphQLEngine(engine_config(settings), database)
     runtime = ServiceRuntime.from_settings(settings)
     live = LiveQueries(
         engine,
@@ -136,7 +158,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         runtime.metrics,
         runtime.observability,
     )
-    view = engine.view()
+    view = GraphQLView(engine)
     routes: list[BaseRoute] = [Route("/healthz", healthz), *runtime.routes(), *rerun.routes()]
     for path in GRAPHQL_PATHS:
         routes.append(Route(path, view))

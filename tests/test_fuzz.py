@@ -34,7 +34,8 @@ from sqlalchemy import event
 from detector import EventModule, InvalidEventPayload, job, listen_to
 from detector import run as run_jobs
 from detector.observability import ObservabilityPlugin
-from service.graphql.execution.engine import GraphQLEngine
+from service.app import engine_config
+from service.graphql import GraphQLEngine
 from service.settings import Settings
 from service.storage.database import Database
 from service.storage.maintenance import invocations
@@ -258,7 +259,9 @@ class EngineHarness:
     def __init__(self, url: str) -> None:
         self.loop = asyncio.new_event_loop()
         self.database = Database(url)
-        self.engine = GraphQLEngine(Settings(database_url=url, max_rows=1000), self.database)
+        self.engine = GraphQLEngine(
+            engine_config(Settings(database_url=url, max_rows=1000)), self.database
+        )
         self.statements: list[tuple[str, Any]] = []
         # Reads on SQLite go through their own pool: capture both engines' statements.
         for engine in {self.database.engine, self.database.read_engine}:

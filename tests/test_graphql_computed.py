@@ -13,7 +13,8 @@ import asyncpg
 import pytest
 
 from detector.observability.models import POSTGRES_SCHEMA
-from service.graphql.execution.engine import GraphQLEngine
+from service.app import engine_config
+from service.graphql import GraphQLEngine
 from service.settings import Settings
 from service.storage.database import Database
 from tests.support.dataset import build_dataset, insert_dataset
@@ -32,7 +33,7 @@ def test_computed_fields_equal_the_postgres_functions(postgres_url: str) -> None
     async def compare() -> None:
         connection = await asyncpg.connect(postgres_url)
         database = Database(postgres_url)
-        engine = GraphQLEngine(Settings(database_url=postgres_url), database)
+        engine = GraphQLEngine(engine_config(Settings(database_url=postgres_url)), database)
         try:
             rows = await connection.fetch(
                 f"SELECT i.id::text AS id, {S}.invocation_success_rate(i) AS rate, "

@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from detector.observability.models import metadata
+from service.app import engine_config
+from service.graphql import GraphQLEngine
 from service.graphql.catalog.metadata import MetadataError, load_catalog
-from service.graphql.execution.engine import GraphQLEngine
 from service.settings import REPO_ROOT, Settings
 from service.storage.database import Database
 
@@ -42,7 +43,7 @@ def test_catalog_has_every_relationship_of_the_spec() -> None:
 
 def test_admin_schema_uses_hasuras_names(tmp_path: Path) -> None:
     engine = GraphQLEngine(
-        Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}"),
+        engine_config(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}")),
         Database(f"sqlite:///{tmp_path / 'x.db'}"),
     )
     sdl = engine.sdl()

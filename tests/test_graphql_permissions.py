@@ -15,8 +15,9 @@ from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
+from service.app import engine_config
+from service.graphql import GraphQLEngine
 from service.graphql.execution.auth import Session
-from service.graphql.execution.engine import GraphQLEngine
 from service.settings import Settings
 from service.storage.database import Database
 from tests.support.dataset import build_dataset, insert_dataset
@@ -284,7 +285,7 @@ def test_row_filters_with_session_variables_apply_everywhere(
 
     async def scenario() -> None:
         database = Database(db_url)
-        engine = GraphQLEngine(settings, database)
+        engine = GraphQLEngine(engine_config(settings), database)
         session = Session(
             "viewer", {"x-hasura-function": "orders_handler", "x-hasura-role": "viewer"}
         )

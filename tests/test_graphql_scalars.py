@@ -12,13 +12,14 @@ import pytest
 import sqlalchemy as sa
 
 from detector.observability.sqltypes import JSONB, UUID, Timestamptz, pg_type_name
+from service.app import engine_config
+from service.graphql import GraphQLEngine
 from service.graphql.catalog.scalars import (
     build_custom_scalars,
     format_timestamptz,
     scalar_name_for,
     serializer_for,
 )
-from service.graphql.execution.engine import GraphQLEngine
 from service.settings import Settings
 from service.storage.database import Database
 from tests.support.dataset import build_dataset, insert_dataset
@@ -74,9 +75,9 @@ def test_stringify_numeric_types_switch(db_url: str) -> None:
 
     async def scenario() -> None:
         database = Database(db_url)
-        plain = GraphQLEngine(Settings(database_url=db_url), database)
+        plain = GraphQLEngine(engine_config(Settings(database_url=db_url)), database)
         strings = GraphQLEngine(
-            Settings(database_url=db_url, stringify_numeric_types=True), database
+            engine_config(Settings(database_url=db_url, stringify_numeric_types=True)), database
         )
         query = (
             "{ dashboard_stats(limit: 1, order_by: [{hour_bucket: asc}, {source_function: asc}]) "

@@ -35,7 +35,7 @@ from graphql.language import DocumentNode
 
 from service.graphql.catalog.permissions import SessionVariable
 from service.graphql.errors import UNEXPECTED, EngineError, format_errors
-from service.graphql.execution.engine import RequestContext
+from service.graphql.execution.context import RequestContext
 from service.graphql.execution.resolvers import Completed, fetch_stream_batch
 from service.live.changes import (
     ChangeSource,

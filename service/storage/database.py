@@ -108,6 +108,10 @@ class Database:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
+    async def connect(self) -> AsyncConnection:
+        """A pooled connection the caller begins, commits and closes (mutations)."""
+        return await self.engine.connect()
+
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A pooled connection inside a transaction, committed on success."""

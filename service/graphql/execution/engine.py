@@ -1,7 +1,8 @@
 """The engine: per-role schemas over one database, and the entry points others call.
 
-`GraphQLEngine` owns the catalog (from `hasura/` and the models), one schema per role
-(built on first use, cached), the database and the request limits. Its public surface:
+`GraphQLEngine(config, database)` serves the catalog of `config` (see
+`service.graphql.config`): one schema per role (built on first use, cached), the request
+limits and authentication. Its public surface:
 
 - `await engine.execute(query, variables, operation_name, session)` runs an operation
   as `session`'s role and returns a Strawberry `ExecutionResult`; `engine.format(result)`
@@ -12,37 +13,33 @@
 - `engine.subscription_events(info, args)`: the async iterator that drives each
   subscription root field (default: one event, i.e. one result); the subscription
   engine replaces it.
-- `engine.view()` / `engine.schemas`: the Strawberry ASGI view and the role dispatcher.
+- `engine.schemas`: the role dispatcher a transport serves (see
+  `service.graphql.transport.http.GraphQLView(engine)`).
 
 Schemas are built as graphql-core schemas (the type catalogue is generated) and wrapped in
-a Strawberry `Schema`, so Strawberry's ASGI view, WebSocket protocols and extensions
-(parser/validation caches, limits) stay the transport.
+a Strawberry `Schema` (`service.graphql.transport.strawberry`), so Strawberry's ASGI view,
+WebSocket protocols and extensions (parser/validation caches, limits) stay the transport.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import strawberry
-from graphql import GraphQLError, GraphQLResolveInfo, GraphQLSchema, get_named_type, parse
-from graphql import print_schema as print_graphql_schema
-from graphql.execution import Executor
+from graphql import GraphQLResolveInfo, get_named_type, parse
 from graphql.execution.values import get_variable_values
 from graphql.language import DocumentNode, FragmentDefinitionNode, OperationDefinitionNode
 from graphql.validation import validate
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 
-from detector.observability.models import metadata as models_metadata
-from service.graphql.catalog.metadata import ADMIN_ROLE, Catalog, load_catalog
+from service.graphql.catalog.metadata import ADMIN_ROLE, Catalog
 from service.graphql.catalog.permissions import RolePermissions
+from service.graphql.config import EngineConfig, EngineDatabase
 from service.graphql.errors import format_errors, validation_failed
-from service.graphql.execution.auth import ADMIN_SESSION, Authenticator, AuthError, Session
-from service.graphql.execution.limits import engine_extensions, validation_rules
-from service.graphql.execution.resolvers import Completed, SharedResult
+from service.graphql.execution.auth import ADMIN_SESSION, Authenticator, Session
+from service.graphql.execution.context import RequestContext
+from service.graphql.execution.limits import validation_rules
 from service.graphql.plan import (
     AggregatePlan,
     ArrayAggregateOut,
@@ -55,191 +52,9 @@ from service.graphql.plan import (
 )
 from service.graphql.schema.builder import build_schema
 from service.graphql.sql.compiling import CompileContext
+from service.graphql.sql.dialect import dialect_named
 from service.graphql.sql.filters import referenced_tables
-from service.settings import Settings
-from service.storage.database import Database
-
-
-@dataclass
-class RequestContext:
-    """What resolvers know about the request: the engine and the caller's session.
-
-    One per HTTP request and one per WebSocket connection (`connection_params` holds
-    the connection_init payload). Nothing per execution lives here.
-    """
-
-    engine: GraphQLEngine
-    session: Session = ADMIN_SESSION
-    auth_error: AuthError | None = None
-    request: Any = None
-    response: Any = None
-    connection_params: Mapping[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Free room for transports built on this context (e.g. the subscription engine)."""
-
-
-class EngineExecutor(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core executor that trusts the engine's completed values.
-
-    Root resolvers return `Completed` results already shaped per response key and
-    serialised; walking them again field by field would only cost time. Resolvers also
-    get graphql-core's full `VariableValues` (Strawberry passes only the coerced dict),
-    which the planner needs to coerce nested arguments and keep `order_by` key order.
-    """
-
-    build_resolve_info = Executor.build_resolve_info
-
-    def execute_field(
-        self,
-        parent_type: Any,
-        source: Any,
-        field_details_list: Any,
-        path: Any,
-        position_context: Any,
-    ) -> Any:
-        if type(source) is SharedResult and source.error is None:
-            # A subscription event the live-query engine resolved once for a whole cohort:
-            # the value is final. Skipping the field's argument coercion matters, as it
-            # would otherwise run for every subscriber at every change.
-            value = source.value
-            if type(value) is Completed:
-                return value.value
-            if value is None:
-                return None
-        return super().execute_field(
-            parent_type, source, field_details_list, path, position_context
-        )
-
-    def complete_value(
-        self,
-        return_type: Any,
-        field_details_list: Any,
-        info: Any,
-        path: Any,
-        result: Any,
-        position_context: Any,
-    ) -> Any:
-        if type(result) is Completed:
-            return result.value
-        return super().complete_value(
-            return_type, field_details_list, info, path, result, position_context
-        )
-
-
-@strawberry.type(name="query_root")
-class _Placeholder:
-    """Strawberry needs a query type to initialise; the engine's schema replaces it."""
-
-    placeholder: str = ""
-
-
-class EngineSchema(strawberry.Schema):
-    """A Strawberry schema whose graphql-core schema is the engine's generated one."""
-
-    def __init__(
-        self, graphql_schema: GraphQLSchema, *, extensions: list[Any], config: StrawberryConfig
-    ) -> None:
-        super().__init__(
-            query=_Placeholder,
-            extensions=extensions,
-            config=config,
-            execution_context_class=EngineExecutor,
-        )
-        self._schema = graphql_schema
-        graphql_schema._strawberry_schema = self  # type: ignore[attr-defined]
-
-    def as_str(self) -> str:
-        return print_graphql_schema(self._schema)
-
-    __str__ = as_str
-
-    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        # Client errors are answered in the response; only unexpected ones are logged
-        # (see errors.format_error).
-        return None
-
-
-class RoleSchemas:
-    """The schema object Strawberry's view talks to: picks the caller's role schema.
-
-    Implements the parts of Strawberry's `BaseSchema` the view and the WebSocket
-    handlers use (`execute`, `subscribe`, `stream`, `config`), delegating to the schema
-    of `context.session.role`. A request that failed authentication gets its error.
-    """
-
-    def __init__(self, engine: GraphQLEngine) -> None:
-        self.engine = engine
-
-    @property
-    def config(self) -> StrawberryConfig:
-        return self.engine.strawberry_config
-
-    def _schema(self, context: Any) -> EngineSchema | None:
-        if isinstance(context, RequestContext) and context.auth_error is not None:
-            return None
-        session = context.session if isinstance(context, RequestContext) else ADMIN_SESSION
-        return self.engine.schema(session.role)
-
-    @staticmethod
-    def _denied(context: RequestContext) -> ExecutionResult:
-        error = context.auth_error
-        assert error is not None
-        return ExecutionResult(
-            data=None,
-            errors=[GraphQLError(error.message, extensions={"code": error.code, "path": "$"})],
-        )
-
-    @classmethod
-    def _denied_stream(cls, context: RequestContext) -> AsyncIterator[ExecutionResult]:
-        """The authentication error as the one result of a subscription or stream."""
-        denied = cls._denied(context)
-
-        async def refuse() -> AsyncIterator[ExecutionResult]:
-            yield denied
-
-        return refuse()
-
-    async def execute(
-        self,
-        query: str | None,
-        variable_values: Any = None,
-        context_value: Any = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> ExecutionResult:
-        schema = self._schema(context_value)
-        if schema is None:
-            return self._denied(context_value)
-        return await schema.execute(query, variable_values, context_value, *args, **kwargs)
-
-    async def subscribe(
-        self,
-        query: str | None,
-        variable_values: Any = None,
-        context_value: Any = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Any:
-        schema = self._schema(context_value)
-        if schema is None:
-            return self._denied_stream(context_value)
-        return await schema.subscribe(query, variable_values, context_value, *args, **kwargs)
-
-    async def stream(
-        self,
-        query: str | None,
-        variable_values: Any = None,
-        context_value: Any = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Any:
-        schema = self._schema(context_value)
-        if schema is None:
-            return self._denied_stream(context_value)
-        return await schema.stream(query, variable_values, context_value, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.engine.schema(ADMIN_ROLE), name)
+from service.graphql.transport.strawberry import EngineSchema, RoleSchemas, engine_extensions
 
 
 async def _single_event(info: GraphQLResolveInfo, args: Mapping[str, Any]) -> AsyncIterator[Any]:
@@ -249,25 +64,28 @@ async def _single_event(info: GraphQLResolveInfo, args: Mapping[str, Any]) -> As
 class GraphQLEngine:
     """The Hasura-compatible GraphQL engine over the observability database."""
 
-    def __init__(
-        self, settings: Settings, database: Database, catalog: Catalog | None = None
-    ) -> None:
-        self.settings = settings
+    def __init__(self, config: EngineConfig, database: EngineDatabase) -> None:
+        self.config = config
         self.database = database
-        self.catalog = catalog or load_catalog(settings.hasura_metadata_dir, models_metadata)
+        self.catalog: Catalog = config.catalog
+        self.dialect = dialect_named(database.dialect)
         self.authenticator = Authenticator(
-            admin_secret=settings.admin_secret,
-            unauthorized_role=settings.unauthorized_role,
-            jwt_secret=settings.jwt_secret,
+            admin_secret=config.admin_secret,
+            unauthorized_role=config.unauthorized_role,
+            jwt_secret=config.jwt_secret,
         )
         self.strawberry_config = StrawberryConfig(
             auto_camel_case=False,
-            batching_config={"max_operations": settings.max_batch_operations},
+            batching_config={"max_operations": config.max_batch_operations},
         )
         self.validation_rules = validation_rules(
-            max_depth=settings.max_query_depth, max_aliases=settings.max_aliases
+            max_depth=config.max_query_depth, max_aliases=config.max_aliases
         )
-        self.extensions: list[Any] = engine_extensions(settings, self.validation_rules)
+        self.extensions: list[Any] = engine_extensions(
+            self.validation_rules,
+            max_tokens=config.max_tokens,
+            cache_size=config.parser_cache_size,
+        )
         self._schemas: dict[str, EngineSchema] = {}
         self._permissions: dict[str, RolePermissions] = {}
         self.schemas = RoleSchemas(self)
@@ -304,10 +122,10 @@ class GraphQLEngine:
         return CompileContext(
             catalog=self.catalog,
             permissions=self.permissions(session.role),
-            dialect=self.database.dialect,
+            dialect=self.dialect,
             session_variables=session.variables,
-            stringify_numeric=self.settings.stringify_numeric_types,
-            max_rows=self.settings.max_rows,
+            stringify_numeric=self.config.stringify_numeric_types,
+            max_rows=self.config.max_rows,
         )
 
     # --- execution -------------------------------------------------------------------------------
@@ -403,14 +221,6 @@ class GraphQLEngine:
         planner = Planner(info.schema, info.fragments, info.variable_values, ctx)
         field_def = info.parent_type.fields[info.field_name]
         return frozenset(_root_tables(planner, ctx, field_def, info.field_nodes, info.path.key))
-
-    # --- transport -------------------------------------------------------------------------------
-
-    def view(self, **options: Any) -> Any:
-        """A Strawberry ASGI view serving this engine (HTTP, WebSocket, GraphiQL)."""
-        from service.graphql.transport.http import GraphQLView
-
-        return GraphQLView(self, **options)
 
 
 def _root_tables(

@@ -28,7 +28,8 @@ from service.graphql.plan import ColumnOut, Planner, SelectArgs
 from service.graphql.sql.selects import Fetcher, aggregate, select_rows
 
 if TYPE_CHECKING:
-    from service.graphql.execution.engine import GraphQLEngine, RequestContext
+    from service.graphql.execution.context import RequestContext
+    from service.graphql.execution.engine import GraphQLEngine
     from service.graphql.sql.compiling import CompileContext
 
 Resolver = Callable[..., Awaitable[Any]]

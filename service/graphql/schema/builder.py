@@ -711,7 +711,7 @@ class SchemaBuilder:
         )
         mutation = None
         if self.permissions.is_admin and any(not t.read_only for t in self.catalog.tables.values()):
-            from service.graphql.sql.mutations import MutationTypes
+            from service.graphql.schema.mutation_types import MutationTypes
 
             mutation = GraphQLObjectType("mutation_root", lambda: MutationTypes(self).root_fields())
         schema = GraphQLSchema(

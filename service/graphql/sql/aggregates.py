@@ -48,11 +48,7 @@ def aggregate_function(
 ) -> ColumnElement[Any]:
     """The SQL aggregate `operation` over `column` (a column of Hasura type `scalar`)."""
     if operation in ("max", "min"):
-        argument = column
-        if scalar == "uuid" and not ctx.sqlite:
-            # PostgreSQL has no max(uuid); the text form orders the same way.
-            argument = sa.cast(column, sa.Text)
-        return getattr(sa.func, operation)(argument)
+        return getattr(sa.func, operation)(ctx.dialect.min_max_argument(column, scalar))
     if operation == "sum":
         return sa.func.sum(column)
     if operation == "avg":

@@ -10,28 +10,26 @@ Semantics follow Hasura v2:
   related rows;
 - a null where a value is expected is an error, as in Hasura v2.
 
-Operators PostgreSQL has and SQLite lacks (`ILIKE`, `SIMILAR TO`, regular expressions,
-case-sensitive `LIKE`, jsonb operators) compile to the functions registered by
-`service.storage.database` on SQLite, with PostgreSQL's semantics.
+Where PostgreSQL and SQLite differ (`ILIKE`, `SIMILAR TO`, regular expressions,
+case-sensitive `LIKE`, jsonb operators), the request's dialect writes the SQL
+(`service.graphql.sql.dialect`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-import service.graphql.sql.sqlite_functions as sqlite_emulation
 from service.graphql.catalog.metadata import ColumnInfo, Relationship, TableInfo
 from service.graphql.catalog.permissions import SessionVariable
 from service.graphql.catalog.scalars import build_custom_scalars
-from service.graphql.errors import DATA_EXCEPTION, EngineError, validation_failed
-from service.graphql.sql.compiling import CompileContext, bind, json_text
+from service.graphql.errors import validation_failed
+from service.graphql.sql.compiling import CompileContext, bind
+from service.graphql.sql.dialect import PATTERN_OPERATORS
 
 TRUE = sa.true()
 FALSE = sa.false()
@@ -41,31 +39,6 @@ _CONNECTIVES: dict[str, tuple[Callable[..., ColumnElement[bool]], ColumnElement[
 }
 
 _SCALAR_PARSERS = build_custom_scalars()
-
-PATTERN_OPERATORS = {
-    "_like": ("pg_like", False),
-    "_nlike": ("pg_like", True),
-    "_ilike": ("pg_ilike", False),
-    "_nilike": ("pg_ilike", True),
-    "_similar": ("pg_similar", False),
-    "_nsimilar": ("pg_similar", True),
-    "_regex": ("pg_regex", False),
-    "_nregex": ("pg_regex", True),
-    "_iregex": ("pg_iregex", False),
-    "_niregex": ("pg_iregex", True),
-}
-POSTGRES_PATTERN_OPERATORS = {
-    "_like": "LIKE",
-    "_nlike": "NOT LIKE",
-    "_ilike": "ILIKE",
-    "_nilike": "NOT ILIKE",
-    "_similar": "SIMILAR TO",
-    "_nsimilar": "NOT SIMILAR TO",
-    "_regex": "~",
-    "_nregex": "!~",
-    "_iregex": "~*",
-    "_niregex": "!~*",
-}
 
 
 def compile_where(
@@ -195,10 +168,7 @@ def _aggregate_predicate(
             argument = inner.c[column.name]
             if distinct:
                 argument = argument.distinct()
-            if ctx.sqlite:
-                aggregate = (sa.func.min if function == "bool_and" else sa.func.max)(argument)
-            else:
-                aggregate = getattr(sa.func, function)(argument)
+            aggregate = ctx.dialect.bool_aggregate(function, argument)
             scalar, value_type = "Boolean", sa.Boolean()
         subquery = sa.select(aggregate).select_from(inner).where(where).scalar_subquery()
         predicate = spec.get("predicate")
@@ -232,9 +202,7 @@ def count_expression(
         return sa.func.count(columns[0].distinct() if distinct else columns[0])
     if not distinct:
         return sa.func.count()
-    if ctx.sqlite:
-        return sa.func.count(sa.func.json_array(*columns).distinct())
-    return sa.func.count(sa.tuple_(*columns).distinct())
+    return ctx.dialect.count_distinct_rows(columns)
 
 
 def resolve_value(ctx: CompileContext, value: Any, scalar: str, path: str) -> Any:
@@ -320,30 +288,7 @@ def _basic(
 def _pattern(
     ctx: CompileContext, expression: ColumnElement[Any], operator: str, value: Any, path: str
 ) -> ColumnElement[bool]:
-    pattern = sa.bindparam(None, str(value), type_=sa.Text)
-    if ctx.sqlite:
-        function, negate = PATTERN_OPERATORS[operator]
-        _check_sqlite_pattern(function, str(value), path)
-        matched = getattr(sa.func, function)(expression, pattern, type_=sa.Boolean) == 1
-        return sa.not_(matched) if negate else matched
-    return expression.op(POSTGRES_PATTERN_OPERATORS[operator], is_comparison=True)(pattern)
-
-
-def _check_sqlite_pattern(function: str, pattern: str, path: str) -> None:
-    """Refuse a pattern SQLite's emulation cannot compile, as PostgreSQL refuses it.
-
-    Inside SQLite the emulation's error would surface as "user-defined function raised
-    exception" (and only when some row is compared); this names the problem up front.
-    """
-    try:
-        if function == "pg_similar":
-            sqlite_emulation.similar_regex(pattern)
-        elif function in ("pg_regex", "pg_iregex"):
-            sqlite_emulation.posix_regex_or_error(pattern, function == "pg_iregex")
-    except re.error as error:
-        raise EngineError(
-            DATA_EXCEPTION, f"invalid regular expression: {error.msg}", path
-        ) from None
+    return ctx.dialect.pattern_match(expression, operator, str(value), path)
 
 
 def _jsonb(
@@ -359,40 +304,19 @@ def _jsonb(
         for target, operators in value.items():
             if target != "String":
                 raise validation_failed(f"cannot cast jsonb to {target}", f"{path}.{target}")
-            text = (
-                sa.func.jsonb_text(expression, type_=sa.Text)
-                if ctx.sqlite
-                else sa.cast(expression, sa.Text)
-            )
+            text = ctx.dialect.jsonb_as_text(expression)
             conditions.append(
                 compile_comparison(ctx, text, sa.Text(), "String", operators, f"{path}.{target}")
             )
         return sa.and_(TRUE, *conditions)
     if operator in ("_has_key", "_has_keys_any", "_has_keys_all"):
-        if ctx.sqlite:
-            name = {
-                "_has_key": "jsonb_has_key",
-                "_has_keys_any": "jsonb_has_any",
-                "_has_keys_all": "jsonb_has_all",
-            }[operator]
-            argument = value if operator == "_has_key" else json_text(_as_list(value))
-            return (
-                getattr(sa.func, name)(expression, sa.bindparam(None, argument, type_=sa.Text)) == 1
-            )
-        if operator == "_has_key":
-            return expression.op("?", is_comparison=True)(sa.bindparam(None, value, type_=sa.Text))
-        symbol = "?|" if operator == "_has_keys_any" else "?&"
-        keys = sa.bindparam(None, _as_list(value), type_=postgresql.ARRAY(sa.Text))
-        return expression.op(symbol, is_comparison=True)(keys)
+        keys = value if operator == "_has_key" else _as_list(value)
+        return ctx.dialect.jsonb_has_keys(expression, operator, keys)
     if operator in ("_contains", "_contained_in"):
-        document = _jsonb_value(ctx, value)
-        if ctx.sqlite:
-            left, right = (
-                (expression, document) if operator == "_contains" else (document, expression)
-            )
-            return sa.func.jsonb_contains(left, right) == 1
-        symbol = "@>" if operator == "_contains" else "<@"
-        return expression.op(symbol, is_comparison=True)(document)
+        document = ctx.dialect.jsonb_document(value)
+        if operator == "_contains":
+            return ctx.dialect.jsonb_contains(expression, document)
+        return ctx.dialect.jsonb_contains(document, expression)
     if operator in ("_in", "_nin"):
         items = _as_list(value)
         if not items:
@@ -404,28 +328,10 @@ def _jsonb(
     raise validation_failed(f"unknown operator {operator}", path)
 
 
-def _jsonb_value(ctx: CompileContext, value: Any) -> ColumnElement[Any]:
-    text = sa.bindparam(None, json_text(value), type_=sa.Text)
-    return text if ctx.sqlite else sa.cast(text, postgresql.JSONB)
-
-
-_COMPARE = {
-    "_eq": lambda a, b: a == b,
-    "_neq": lambda a, b: a != b,
-    "_gt": lambda a, b: a > b,
-    "_gte": lambda a, b: a >= b,
-    "_lt": lambda a, b: a < b,
-    "_lte": lambda a, b: a <= b,
-}
-
-
 def _jsonb_order(
     ctx: CompileContext, expression: ColumnElement[Any], operator: str, value: Any
 ) -> ColumnElement[bool]:
-    document = _jsonb_value(ctx, value)
-    if ctx.sqlite:
-        return _COMPARE[operator](sa.func.jsonb_cmp(expression, document), 0)
-    return _COMPARE[operator](expression, document)
+    return ctx.dialect.jsonb_compare(expression, operator, ctx.dialect.jsonb_document(value))
 
 
 def referenced_tables(ctx: CompileContext, table: TableInfo, bool_exp: Any) -> set[str]:

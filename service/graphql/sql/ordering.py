@@ -140,8 +140,7 @@ def _terms(
                     f"field '{key}' not found in type: '{table.type_name}_order_by'", here
                 )
             descending, nulls_first = _direction(value, here)
-            # jsonb orders by jsonb's rules; SQLite needs the registered collation.
-            collation = "jsonb" if column.scalar == "jsonb" and ctx.sqlite else None
+            collation = ctx.dialect.order_collation(column.scalar)
             terms.append(
                 OrderTerm(alias.c[column.name], descending, nulls_first, column.field, collation)
             )

@@ -47,7 +47,7 @@ from service.graphql.plan import (
     SelectArgs,
 )
 from service.graphql.sql.aggregates import aggregate_function
-from service.graphql.sql.compiling import CompileContext, in_values, readable
+from service.graphql.sql.compiling import CompileContext
 from service.graphql.sql.dberrors import translate
 from service.graphql.sql.filters import compile_where, count_expression
 from service.graphql.sql.ordering import compile_order_by
@@ -125,7 +125,7 @@ def build_rows_query(
         conditions.append(compile_where(ctx, table, alias, args.where, f"{args.path}.args.where"))
     if partition is not None:
         conditions.append(
-            in_values(ctx, alias.c[partition.column.name], partition.column, partition.keys)
+            ctx.dialect.in_values(alias.c[partition.column.name], partition.column, partition.keys)
         )
     if extra_condition is not None:
         conditions.append(extra_condition(alias))
@@ -239,9 +239,9 @@ def row_columns(plan: RowPlan, ctx: CompileContext) -> ColumnsFor:
         result: list[tuple[str, ColumnElement[Any]]] = []
         for label, build in wanted:
             if isinstance(build, str):
-                result.append((label, readable(ctx, alias.c[build])))
+                result.append((label, ctx.dialect.readable(alias.c[build])))
             else:
-                result.append((label, readable(ctx, build.function.build(alias))))
+                result.append((label, ctx.dialect.readable(build.function.build(alias))))
         return result
 
     return columns_for
@@ -491,7 +491,7 @@ def _measures(
     def add(expression: Any, slot: tuple[str, str, str | None]) -> None:
         if condition is not None:
             expression = expression.filter(condition)
-        selected.append(readable(ctx, expression).label(f"a{first_label + len(selected)}"))
+        selected.append(ctx.dialect.readable(expression).label(f"a{first_label + len(selected)}"))
         slots.append(slot)
 
     for block in blocks:
@@ -539,7 +539,7 @@ async def measure_together(
     alias = ctx.alias(table)
     access = ctx.access(table.name)
     key_column = alias.c[partition.column.name]
-    conditions = [in_values(ctx, key_column, partition.column, partition.keys)]
+    conditions = [ctx.dialect.in_values(key_column, partition.column, partition.keys)]
     if access.filter:
         conditions.append(compile_where(ctx, table, alias, access.filter))
     selected: list[ColumnElement[Any]] = []

@@ -28,7 +28,7 @@ from strawberry.types import ExecutionResult
 
 from service.graphql.errors import PARSE_FAILED, error_response
 from service.graphql.execution.auth import AuthError
-from service.graphql.execution.engine import RequestContext
+from service.graphql.execution.context import RequestContext
 from service.graphql.transport.websocket import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
 
 if TYPE_CHECKING:
@@ -42,23 +42,23 @@ class GraphQLView(GraphQL):
 
     WebSocket: both protocols with Hasura's behaviour (`websocket.py`); the legacy
     `graphql-ws` also when the client names no subprotocol (or none we speak); keep-alive,
-    init timeout and the per-connection operation limit from the settings.
+    init timeout and the per-connection operation limit from the engine's config.
     """
 
     graphql_transport_ws_handler_class = GraphQLTransportWSHandler
     graphql_ws_handler_class = LegacyGraphQLWSHandler
 
     def __init__(self, engine: GraphQLEngine, **options: Any) -> None:
-        settings = engine.settings
+        config = engine.config
         options.setdefault("graphql_ide", "graphiql")
         options.setdefault("allow_queries_via_get", True)
         options.setdefault("keep_alive", True)
-        options.setdefault("keep_alive_interval", settings.websocket_keepalive)
+        options.setdefault("keep_alive_interval", config.websocket_keepalive)
         options.setdefault(
             "connection_init_wait_timeout",
-            timedelta(seconds=settings.websocket_connection_init_timeout),
+            timedelta(seconds=config.websocket_connection_init_timeout),
         )
-        options.setdefault("max_subscriptions_per_connection", settings.websocket_max_operations)
+        options.setdefault("max_subscriptions_per_connection", config.websocket_max_operations)
         super().__init__(engine.schemas, **options)  # type: ignore[arg-type]
         self.engine = engine
 

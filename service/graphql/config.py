@@ -1,0 +1,69 @@
+"""What the engine is given: its configuration and the database it reads.
+
+The engine knows nothing of the app that embeds it (settings, HTTP, CLI): it is built
+from an `EngineConfig` (the catalog of tables it serves, request limits, authentication,
+numeric stringification) and an object that satisfies `EngineDatabase`. The service
+builds both from its `Settings` in `service.app`; a test or another host builds them
+directly:
+
+    catalog = load_catalog(Path("hasura/metadata"), models.metadata)
+    engine = GraphQLEngine(EngineConfig(catalog=catalog), database)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.graphql.catalog.metadata import Catalog
+
+
+class EngineDatabase(Protocol):
+    """The database interface the engine needs: a dialect name and connections.
+
+    `dialect` is `"postgresql"` or `"sqlite"` (SQLite connections must have the
+    functions of `service.graphql.sql.sqlite_functions` registered). `read()` yields a
+    connection in autocommit for queries; `connect()` returns a connection on which the
+    engine begins, commits or rolls back a mutation's transaction and then closes it.
+    """
+
+    @property
+    def dialect(self) -> str: ...
+
+    def read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+    async def connect(self) -> AsyncConnection: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """Everything the engine's behaviour depends on besides the database.
+
+    Limits are answered with Hasura-style `validation-failed` errors; the defaults are
+    the service's (see docs/configuration.md for what each means).
+    """
+
+    catalog: Catalog
+    """The tables served, with relationships, computed fields and permissions."""
+
+    admin_secret: str | None = None
+    """`x-hasura-admin-secret`; None makes every request admin, as in Hasura."""
+    unauthorized_role: str | None = None
+    jwt_secret: str | None = None
+    """Hasura's JSON form: `{"type": "HS256", "key": "..."}`."""
+
+    stringify_numeric_types: bool = False
+
+    max_query_depth: int = 12
+    max_aliases: int = 200
+    max_tokens: int = 20_000
+    max_rows: int = 50_000
+    max_batch_operations: int = 20
+    parser_cache_size: int = 256
+
+    websocket_keepalive: float = 5.0
+    websocket_connection_init_timeout: float = 3.0
+    websocket_max_operations: int = 200

@@ -1,0 +1,360 @@
+"""The GraphQL types and root fields of Hasura's mutations, per writable table.
+
+Root fields per writable table `t` (views such as `dashboard_stats` get none):
+`insert_t(objects, on_conflict)`, `insert_t_one(object, on_conflict)`,
+`update_t(where, _set, _inc, _append, _prepend, _delete_key, _delete_elem,
+_delete_at_path)`, `update_t_by_pk(pk_columns, ...)`, `update_t_many(updates)`,
+`delete_t(where)`, `delete_t_by_pk(<pk>)`. Their resolvers are in
+`service.graphql.sql.mutations`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from graphql import (
+    GraphQLArgument,
+    GraphQLEnumType,
+    GraphQLEnumValue,
+    GraphQLField,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLString,
+)
+
+from service.graphql.catalog.metadata import ColumnInfo, TableInfo
+from service.graphql.catalog.scalars import NUMERIC_SCALARS
+from service.graphql.plan import (
+    AffectedRowsSpec,
+    ReturningSpec,
+)
+
+if TYPE_CHECKING:
+    from service.graphql.schema.builder import SchemaBuilder
+
+
+from service.graphql.sql.mutations import (
+    JSONB_OPERATORS,
+    delete,
+    delete_by_pk,
+    insert,
+    update,
+    update_by_pk,
+    update_many,
+)
+
+# Hasura's jsonb update operators, in its order: argument, input type suffix, description
+# (the argument's and its input type's), value type given the jsonb scalar.
+_JSONB_OPERATOR_INPUTS: tuple[
+    tuple[str, str, str, Callable[[GraphQLInputType], GraphQLInputType]], ...
+] = (
+    (
+        "_append",
+        "append_input",
+        "append existing jsonb value of filtered columns with new jsonb value",
+        lambda json_type: json_type,
+    ),
+    (
+        "_prepend",
+        "prepend_input",
+        "prepend existing jsonb value of filtered columns with new jsonb value",
+        lambda json_type: json_type,
+    ),
+    (
+        "_delete_key",
+        "delete_key_input",
+        "delete key/value pair or string element. key/value pairs are matched based on their key value",
+        lambda json_type: GraphQLString,
+    ),
+    (
+        "_delete_elem",
+        "delete_elem_input",
+        "delete the array element with specified index (negative integers count from the end). throws an error if top level container is not an array",
+        lambda json_type: GraphQLInt,
+    ),
+    (
+        "_delete_at_path",
+        "delete_at_path_input",
+        "delete the field or element with specified path (for JSON arrays, negative integers count from the end)",
+        lambda json_type: GraphQLList(GraphQLNonNull(GraphQLString)),
+    ),
+)
+assert tuple(argument for argument, *_ in _JSONB_OPERATOR_INPUTS) == JSONB_OPERATORS
+
+
+class MutationTypes:
+    """The mutation root and its input/output types, built on a `SchemaBuilder`."""
+
+    def __init__(self, builder: SchemaBuilder) -> None:
+        self.builder = builder
+
+    def _input(
+        self, name: str, fields: Any, description: str | None = None
+    ) -> GraphQLInputObjectType:
+        return self.builder._cached(
+            name, lambda: GraphQLInputObjectType(name, fields, description=description)
+        )
+
+    def columns_input(
+        self,
+        table: TableInfo,
+        suffix: str,
+        description: str,
+        columns: Sequence[ColumnInfo],
+        type_of: Any,
+    ) -> GraphQLInputObjectType:
+        return self._input(
+            f"{table.type_name}_{suffix}",
+            lambda: {
+                c.field: GraphQLInputField(type_of(c))
+                for c in sorted(columns, key=lambda c: c.field)
+            },
+            description,
+        )
+
+    def insert_input(self, table: TableInfo) -> GraphQLInputObjectType:
+        return self.columns_input(
+            table,
+            "insert_input",
+            f'input type for inserting data into table "{table.type_name}"',
+            list(table.columns.values()),
+            lambda c: self.builder.scalar(c.scalar),
+        )
+
+    def constraint_enum(self, table: TableInfo) -> GraphQLEnumType:
+        name = f"{table.type_name}_constraint"
+        return self.builder._cached(
+            name,
+            lambda: GraphQLEnumType(
+                name,
+                {
+                    constraint: GraphQLEnumValue(
+                        constraint,
+                        description=f"unique or primary key constraint on columns {', '.join(repr(c) for c in columns)}",
+                    )
+                    for constraint, columns in sorted(table.unique_constraints.items())
+                },
+                description=f'unique or primary key constraints on table "{table.type_name}"',
+            ),
+        )
+
+    def update_column_enum(self, table: TableInfo) -> GraphQLEnumType:
+        name = f"{table.type_name}_update_column"
+        return self.builder._cached(
+            name,
+            lambda: GraphQLEnumType(
+                name,
+                {
+                    c.field: GraphQLEnumValue(c.field, description="column name")
+                    for c in sorted(table.columns.values(), key=lambda c: c.field)
+                },
+                description=f'update columns of table "{table.type_name}"',
+            ),
+        )
+
+    def on_conflict(self, table: TableInfo) -> GraphQLInputObjectType:
+        return self._input(
+            f"{table.type_name}_on_conflict",
+            lambda: {
+                "constraint": GraphQLInputField(GraphQLNonNull(self.constraint_enum(table))),
+                "update_columns": GraphQLInputField(
+                    GraphQLNonNull(GraphQLList(GraphQLNonNull(self.update_column_enum(table)))),
+                    default_value=[],
+                ),
+                "where": GraphQLInputField(self.builder.bool_exp(table.name)),
+            },
+            f'on_conflict condition type for table "{table.type_name}"',
+        )
+
+    def update_arguments(self, table: TableInfo) -> dict[str, GraphQLArgument]:
+        scalar = self.builder.scalar
+        columns = list(table.columns.values())
+        numeric = [c for c in columns if c.scalar in NUMERIC_SCALARS]
+        jsonb = [c for c in columns if c.scalar == "jsonb"]
+        args = {
+            "_set": GraphQLArgument(
+                self.columns_input(
+                    table,
+                    "set_input",
+                    f'input type for updating data in table "{table.type_name}"',
+                    columns,
+                    lambda c: scalar(c.scalar),
+                ),
+                description="sets the columns of the filtered rows to the given values",
+            )
+        }
+        if numeric:
+            args["_inc"] = GraphQLArgument(
+                self.columns_input(
+                    table,
+                    "inc_input",
+                    f'input type for incrementing numeric columns in table "{table.type_name}"',
+                    numeric,
+                    lambda c: scalar(c.scalar),
+                ),
+                description="increments the numeric columns with given value of the filtered values",
+            )
+        if jsonb:
+            json_type = scalar("jsonb")
+            for argument, suffix, description, value_type in _JSONB_OPERATOR_INPUTS:
+                value = value_type(json_type)
+                # `value` bound now: the input's fields are built lazily, after the loop.
+                args[argument] = GraphQLArgument(
+                    self.columns_input(table, suffix, description, jsonb, lambda c, v=value: v),
+                    description=description,
+                )
+        return args
+
+    def mutation_response(self, table: TableInfo) -> GraphQLObjectType:
+        name = f"{table.type_name}_mutation_response"
+        return self.builder._cached(
+            name,
+            lambda: GraphQLObjectType(
+                name,
+                lambda: {
+                    "affected_rows": GraphQLField(
+                        GraphQLNonNull(GraphQLInt),
+                        description="number of rows affected by the mutation",
+                        extensions={"engine": AffectedRowsSpec()},
+                    ),
+                    "returning": GraphQLField(
+                        GraphQLNonNull(
+                            GraphQLList(GraphQLNonNull(self.builder.object_type(table.name)))
+                        ),
+                        description="data from the rows affected by the mutation",
+                        extensions={"engine": ReturningSpec(table)},
+                    ),
+                },
+                description=f'response of any mutation on the table "{table.type_name}"',
+            ),
+        )
+
+    def root_fields(self) -> dict[str, GraphQLField]:
+        fields: dict[str, GraphQLField] = {}
+        for table in self.builder.catalog.tables.values():
+            if table.read_only:
+                continue
+            names = table.root_fields
+            object_type = self.builder.object_type(table.name)
+            response = self.mutation_response(table)
+            conflict = (
+                {
+                    "on_conflict": GraphQLArgument(
+                        self.on_conflict(table), description="upsert condition"
+                    )
+                }
+                if table.unique_constraints
+                else {}
+            )
+            bool_exp = self.builder.bool_exp(table.name)
+            fields[names.insert] = GraphQLField(
+                response,
+                args={
+                    "objects": GraphQLArgument(
+                        GraphQLNonNull(GraphQLList(GraphQLNonNull(self.insert_input(table)))),
+                        description="the rows to be inserted",
+                    ),
+                    **conflict,
+                },
+                description=f'insert data into the table: "{table.type_name}"',
+                resolve=insert(table, many=True),
+                extensions={"table": table.name},
+            )
+            fields[names.insert_one] = GraphQLField(
+                object_type,
+                args={
+                    "object": GraphQLArgument(
+                        GraphQLNonNull(self.insert_input(table)),
+                        description="the row to be inserted",
+                    ),
+                    **conflict,
+                },
+                description=f'insert a single row into the table: "{table.type_name}"',
+                resolve=insert(table, many=False),
+                extensions={"table": table.name},
+            )
+            update_args = self.update_arguments(table)
+            fields[names.update] = GraphQLField(
+                response,
+                args={
+                    **update_args,
+                    "where": GraphQLArgument(
+                        GraphQLNonNull(bool_exp),
+                        description="filter the rows which have to be updated",
+                    ),
+                },
+                description=f'update data of the table: "{table.type_name}"',
+                resolve=update(table),
+                extensions={"table": table.name},
+            )
+            updates_name = f"{table.type_name}_updates"
+            updates_type = self._input(
+                updates_name,
+                lambda update_args=update_args, bool_exp=bool_exp: {
+                    **{
+                        name: GraphQLInputField(arg.type, description=arg.description)
+                        for name, arg in update_args.items()
+                    },
+                    "where": GraphQLInputField(
+                        GraphQLNonNull(bool_exp),
+                        description="filter the rows which have to be updated",
+                    ),
+                },
+            )
+            fields[names.update_many] = GraphQLField(
+                GraphQLList(response),
+                args={
+                    "updates": GraphQLArgument(
+                        GraphQLNonNull(GraphQLList(GraphQLNonNull(updates_type))),
+                        description="updates to execute, in order",
+                    )
+                },
+                description=f'update multiples rows of table: "{table.type_name}"',
+                resolve=update_many(table),
+                extensions={"table": table.name},
+            )
+            fields[names.delete] = GraphQLField(
+                response,
+                args={
+                    "where": GraphQLArgument(
+                        GraphQLNonNull(bool_exp),
+                        description="filter the rows which have to be deleted",
+                    )
+                },
+                description=f'delete data from the table: "{table.type_name}"',
+                resolve=delete(table),
+                extensions={"table": table.name},
+            )
+            if table.primary_key:
+                pk_name = f"{table.type_name}_pk_columns_input"
+                pk_input = self._input(
+                    pk_name,
+                    lambda table=table: {
+                        table.columns[c].field: GraphQLInputField(
+                            GraphQLNonNull(self.builder.scalar(table.columns[c].scalar))
+                        )
+                        for c in table.primary_key
+                    },
+                    f"primary key columns input for table: {table.type_name}",
+                )
+                fields[names.update_by_pk] = GraphQLField(
+                    object_type,
+                    args={**update_args, "pk_columns": GraphQLArgument(GraphQLNonNull(pk_input))},
+                    description=f'update single row of the table: "{table.type_name}"',
+                    resolve=update_by_pk(table),
+                    extensions={"table": table.name},
+                )
+                fields[names.delete_by_pk] = GraphQLField(
+                    object_type,
+                    args=self.builder._pk_arguments(table),
+                    description=f'delete single row from the table: "{table.type_name}"',
+                    resolve=delete_by_pk(table),
+                    extensions={"table": table.name},
+                )
+        return dict(sorted(fields.items()))
