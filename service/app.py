@@ -18,13 +18,13 @@ from detector import Plugin
 from detector.observability import ObservabilityPlugin
 from detector.observability.models import metadata as observability_tables
 from service.endpoints.metrics import MetricsMiddleware, ServiceMetrics
+from service.endpoints.rerun import InvocationRerunner
 from service.endpoints.webclient import web_routes
 from service.endpoints.webhook import WebhookReceiver
 from service.graphql import EngineConfig, GraphQLEngine, GraphQLView, load_catalog
 from service.live import LiveQueries, LiveSettings
 from service.live.collector import LiveQueriesCollector
 from service.operations.periodic_rollup import PeriodicRollup
-from service.operations.rerun import InvocationRerunner
 from service.settings import Settings
 from service.storage.database import Database
 
@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     (`service.graphql.execution.engine.GraphQLEngine`) and `runtime` (`ServiceRuntime`:
     the webhook receiver, `metrics`, the periodic rollup) and `live` (`service.live.LiveQueries`:
     subscriptions re-run on change; `live.stats()`) and `rerun`
-    (`service.operations.rerun.InvocationRerunner`: `GET`/`POST /v1/rerun`) for the other parts of the
+    (`service.endpoints.rerun.InvocationRerunner`: `GET`/`POST /v1/rerun`) for the other parts of the
     service.
     """
     settings = settings or Settings()

@@ -12,7 +12,7 @@ tests, never share counters). It exposes:
 - `event_detector_webhook_deliveries_total{function,outcome}`: webhook deliveries by
   outcome (`completed`, `failed`, `timeout`, `rejected`, `unauthorized`, `error`, …);
 - `event_detector_reruns_total{outcome}`: invocations re-run from the console or API
-  (`service.operations.rerun`), by the new invocation's status, or `refused` / `error`;
+  (`service.endpoints.rerun`), by the new invocation's status, or `refused` / `error`;
 - the observability plugin's health, for the plugin running in this process (its
   `stats()`, label `instance`) and for every other process that reported into the
   `plugin_instances` table recently: buffer depth, flush lag, records written, dropped

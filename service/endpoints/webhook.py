@@ -115,7 +115,7 @@ class WebhookReceiver:
 
         `events_dir` comes from `events_dir_for(function)`. Raises what `listen_to` raises
         (`InvalidEventPayload` after the invocation was recorded as `rejected`,
-        `ConfigurationError`); re-runs (`service.operations.rerun`) pass `context` and
+        `ConfigurationError`); re-runs (`service.endpoints.rerun`) pass `context` and
         `correlation_id` to link the new invocation to the one it repeats.
         """
         return await listen_to(

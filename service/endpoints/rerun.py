@@ -60,7 +60,7 @@ from service.settings import Settings
 from service.storage.database import Database
 from service.storage.maintenance import invocations
 
-log = logging.getLogger("service.operations.rerun")
+log = logging.getLogger("service.endpoints.rerun")
 
 RERUN_PATH = "/v1/rerun"
 RERUN_OF = "rerun_of"
