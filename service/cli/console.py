@@ -1,6 +1,6 @@
 """How the command line shows things: rich trees and tables, and progress bars.
 
-Kept apart from `cli.py` so each command there stays a few lines: parse options, call
+Kept apart from `commands.py` so each command there stays a few lines: parse options, call
 the concept's module, render here.
 """
 

@@ -3,7 +3,7 @@
 The engine resolves each root field in one go: it walks the field's selection (aliases,
 fragments, `@skip`/`@include`) once, and produces a tree of plans — which columns,
 computed fields, relationships and aggregates each level needs, with their coerced
-arguments. `loaders.py` turns each plan level into one SQL statement, so the number of
+arguments. `sql/selects.py` turns each plan level into one SQL statement, so the number of
 statements depends on the shape of the query, never on the rows it returns.
 
 The schema builder marks every field with a `FieldSpec` (in the graphql-core field's

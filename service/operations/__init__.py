@@ -1,0 +1,1 @@
+"""What the command line and background tasks do: demo, retention, export, replay, rollup, scaffolding."""

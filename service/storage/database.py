@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_
 
-import service.graphql.sql.sqlite_functions as sqlite_emulation
 from detector.observability.migrate import async_engine_url
 from detector.observability.models import POSTGRES_SCHEMA
+from service.graphql.sql import sqlite_functions
 
 logger = logging.getLogger(__name__)
 
@@ -138,15 +138,15 @@ def _prepare_sqlite_connection(
     ):
         cursor.execute(pragma)
     cursor.close()
-    for name, (arity, function) in sqlite_emulation.SCALAR_FUNCTIONS.items():
+    for name, (arity, function) in sqlite_functions.SCALAR_FUNCTIONS.items():
         dbapi_connection.create_function(name, arity, function, deterministic=True)
     # aiosqlite exposes only create_function; aggregates and collations are registered
     # on the underlying sqlite3 connection, inside aiosqlite's own worker thread.
     driver = dbapi_connection.driver_connection  # type: ignore[attr-defined]
     raw = driver._conn
-    for name, aggregate in sqlite_emulation.AGGREGATES.items():
+    for name, aggregate in sqlite_functions.AGGREGATES.items():
         await_(driver._execute(raw.create_aggregate, name, 1, aggregate))
-    for name, collation in sqlite_emulation.COLLATIONS.items():
+    for name, collation in sqlite_functions.COLLATIONS.items():
         await_(driver._execute(raw.create_collation, name, collation))
 
 

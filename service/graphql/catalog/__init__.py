@@ -1,0 +1,1 @@
+"""The catalog: Hasura metadata joined with the tables, role permissions, scalars, computed fields."""

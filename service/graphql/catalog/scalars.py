@@ -7,7 +7,7 @@ string or number literals); outputs follow Hasura's JSON: timestamps in PostgreS
 JSON format (`+00:00`, fraction trimmed), numbers as JSON numbers or, with
 `stringify_numeric_types`, as strings.
 
-Output values are serialised by the engine itself (see `loaders.py`), so the
+Output values are serialised by the engine itself (see `service.graphql.sql.selects`), so the
 serialisers here are plain functions chosen once per column.
 """
 

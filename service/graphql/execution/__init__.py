@@ -1,0 +1,1 @@
+"""Running an operation: the engine, request context, authentication, limits, resolvers."""

@@ -1,7 +1,7 @@
 """Root-field resolvers: plan the field's whole selection, load it, hand back the result.
 
 Each resolver is small: it builds the request's compile context and plan, runs the
-loaders on a pooled connection, and returns a `Completed` value — the finished,
+selects on a pooled connection, and returns a `Completed` value — the finished,
 serialised result, which `execution.EngineExecutor` passes through without walking it
 field by field again.
 

@@ -1,0 +1,1 @@
+"""Serving the engine: Strawberry's HTTP view, both WebSocket protocols, and the seam with Strawberry."""
