@@ -423,9 +423,8 @@ def test_serve_warns_when_it_listens_beyond_loopback_without_an_admin_secret(
         env={**env, "COLUMNS": "300"},
     )
     try:
+        # The warning (if any) comes before the dashboard's URL.
         lines = _read_until(process, "Dashboard:", timeout=60)
-        # The warning (if any) follows the URL; give it a moment, then stop the server.
-        time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=30)
         output = "".join(lines) + rest

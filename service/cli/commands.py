@@ -198,18 +198,19 @@ def serve(
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if server.started:
-            out.print(
-                f"\nevent-detector is serving {escape(_shown(url))}\n"
-                f"  GraphQL  {base}v1/graphql\n  metrics  {base}metrics\n"
-                + (f"  webhook  {base}hooks/<function>\n" if settings.events_dir else "")
-                + f"\n[bold green]Dashboard:[/] [bold]{base}[/]"
-            )
             if settings.admin_secret is None and settings.host not in LOOPBACK_HOSTS:
                 out.print(
                     f"[yellow]warning:[/] no admin secret and listening on {settings.host}: "
                     "anyone who reaches this port is admin (payloads, mutations, re-runs). "
                     "Set EVENT_DETECTOR_ADMIN_SECRET."
                 )
+            # The dashboard's URL comes last, so it stays on screen.
+            out.print(
+                f"\nevent-detector is serving {escape(_shown(url))}\n"
+                f"  GraphQL  {base}v1/graphql\n  metrics  {base}metrics\n"
+                + (f"  webhook  {base}hooks/<function>\n" if settings.events_dir else "")
+                + f"\n[bold green]Dashboard:[/] [bold]{base}[/]"
+            )
         await serving
 
     try:

@@ -43,6 +43,7 @@ from detector._sync import run_coroutine_sync
 from detector.observability import ObservabilityPlugin
 from detector.observability.migrate import upgrade_async
 from detector.observability.rollup import rollup
+from service.settings import REPO_ROOT
 from service.storage.maintenance import (
     dialect_of,
     event_executions,
@@ -53,7 +54,6 @@ from service.storage.maintenance import (
     open_engine,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_EVENTS_DIR = REPO_ROOT / "examples" / "events"
 DEMO_MARKER = "event_detector_demo"
 DEFAULT_SEED = 7
