@@ -1,11 +1,11 @@
 """The service's settings: one object per process, read from the environment once.
 
 Every variable has the prefix `EVENT_DETECTOR_`; where Hasura has a name for the same
-setting (admin secret, unauthorized role, JWT secret, stringify numeric types), that
-name is accepted too. The observability plugin the webhook runs keeps its own
-`OBSERVABILITY_*` variables (capture switches, caps, flush interval): they are read
-here, once, into `observability_environ`, and handed to the plugin. The README lists
-them all.
+setting (admin secret, unauthorized role, JWT secret, stringify numeric types, WebSocket
+keep-alive and init timeout), that name is accepted too. The observability plugin the
+webhook runs keeps its own `OBSERVABILITY_*` variables (capture switches, caps, flush
+interval): they are read here, once, into `observability_environ`, and handed to the
+plugin. `docs/configuration.md` lists them all, and the tests check that it does.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """ObservabilityConfig: every knob of the plugin, from arguments or the environment.
 
 Arguments win over environment variables (prefix `OBSERVABILITY_`), which win over the
-defaults. The environment is read once, when the plugin is built. The README lists
-every variable.
+defaults. The environment is read once, when the plugin is built. `docs/configuration.md`
+lists every variable, and the tests check that it does.
 """
 
 from __future__ import annotations

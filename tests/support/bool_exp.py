@@ -13,7 +13,7 @@ relationships below, with literals taken from the data (so filters match rows) a
 around it (so they also miss).
 
 Scope, by design: ASCII patterns only (case folding of non-ASCII text differs between
-PostgreSQL's C locale and SQLite, as the README says), regular expressions from a
+PostgreSQL's C locale and SQLite, as docs/graphql-api.md says), regular expressions from a
 grammar PostgreSQL and Python read alike, and no jsonb ordering operators (tested
 separately in test_graphql_queries).
 """
