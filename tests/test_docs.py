@@ -18,9 +18,6 @@ from detector.observability.config import ENV_NAMES, ENV_PREFIX, ObservabilityCo
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 CONFIGURATION = ROOT / "docs" / "configuration.md"
-# Linked before they exist: written by the restructure of `service/` (issue 18). Remove an
-# entry when its page lands.
-PENDING = {ROOT / "docs" / "architecture.md"}
 
 MARKDOWN = MarkdownIt("commonmark").enable("table")
 
@@ -73,8 +70,6 @@ def broken_links(page: Path) -> list[str]:
             broken.append(f"{target}: root-relative; write it relative to {page.name}")
             continue
         path = (page.parent / unquote(parts.path)).resolve() if parts.path else page
-        if path in PENDING:
-            continue
         if not path.exists():
             broken.append(f"{target}: {path.name} does not exist")
         elif parts.fragment and path.suffix == ".md" and parts.fragment not in anchors(path):
@@ -91,11 +86,6 @@ def test_the_pages_are_found() -> None:
 def test_every_relative_link_resolves_to_a_file_and_anchor(page: Path) -> None:
     broken = broken_links(page)
     assert not broken, f"{page.relative_to(ROOT)} has broken links:\n" + "\n".join(broken)
-
-
-def test_pending_pages_are_still_missing() -> None:
-    landed = sorted(str(path.relative_to(ROOT)) for path in PENDING if path.exists())
-    assert not landed, f"{landed} exist now: remove them from PENDING in {Path(__file__).name}"
 
 
 def test_the_link_checker_reports_missing_files_and_anchors_only(tmp_path: Path) -> None:
