@@ -64,6 +64,14 @@ class EngineConfig:
     max_batch_operations: int = 20
     parser_cache_size: int = 256
 
+    json_in_database: bool = True
+    """Build each root field's response JSON in the database, in one statement
+    (`sql/documents.py`); False: one statement per level, rows shaped in Python
+    (`sql/selects.py`), kept for what one statement cannot express and for comparison."""
+    compiled_cache_size: int = 512
+    """Root fields kept compiled per (document, operation, role, variable shape); 0
+    compiles every request anew."""
+
     websocket_keepalive: float = 5.0
     websocket_connection_init_timeout: float = 3.0
     websocket_max_operations: int = 200

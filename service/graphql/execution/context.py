@@ -26,5 +26,8 @@ class RequestContext:
     request: Any = None
     response: Any = None
     connection_params: Mapping[str, Any] | None = None
+    json_text: bool = True
+    """Root fields whose JSON the database built answer it as text (`orjson.Fragment`),
+    which the transport's encoder embeds as is; False: as Python values."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free room for transports built on this context (e.g. the subscription engine)."""

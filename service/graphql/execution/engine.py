@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from graphql import GraphQLResolveInfo, get_named_type, parse
+from graphql import GraphQLResolveInfo, parse
 from graphql.execution.values import get_variable_values
 from graphql.language import DocumentNode, FragmentDefinitionNode, OperationDefinitionNode
 from graphql.validation import validate
@@ -38,22 +38,14 @@ from service.graphql.catalog.permissions import RolePermissions
 from service.graphql.config import EngineConfig, EngineDatabase
 from service.graphql.errors import format_errors, validation_failed
 from service.graphql.execution.auth import ADMIN_SESSION, Authenticator, Session
+from service.graphql.execution.compiled import CompiledOperations
 from service.graphql.execution.context import RequestContext
 from service.graphql.execution.limits import validation_rules
-from service.graphql.plan import (
-    AggregatePlan,
-    ArrayAggregateOut,
-    ArrayRelationshipOut,
-    ComputedOut,
-    NodesOut,
-    ObjectRelationshipOut,
-    Planner,
-    RowPlan,
-)
+from service.graphql.execution.reads import root_tables
+from service.graphql.plan import Planner
 from service.graphql.schema.builder import build_schema
 from service.graphql.sql.compiling import CompileContext
 from service.graphql.sql.dialect import dialect_named
-from service.graphql.sql.filters import referenced_tables
 from service.graphql.transport.strawberry import EngineSchema, RoleSchemas, engine_extensions
 
 
@@ -91,6 +83,8 @@ class GraphQLEngine:
         self.schemas = RoleSchemas(self)
         self.subscription_events = _single_event
         """Events that (re-)run a subscription root field: `(info, args) -> AsyncIterator`."""
+        self.compiled = CompiledOperations(self, config.compiled_cache_size)
+        """Root fields compiled once per (document, operation, role, variable shape)."""
 
     # --- schemas ------------------------------------------------------------------------------
 
@@ -145,8 +139,13 @@ class GraphQLEngine:
         session: Session | None = None,
         context: RequestContext | None = None,
     ) -> ExecutionResult:
-        """Run one operation as `session`'s role (admin when omitted)."""
+        """Run one operation as `session`'s role (admin when omitted).
+
+        For in-process callers: `result.data` holds Python values (a transport sends the
+        JSON the database built as it is; see `RequestContext.json_text`).
+        """
         context = context or self.context(session)
+        context.json_text = False
         return await self.schemas.execute(
             query, dict(variables) if variables else None, context, None, operation_name
         )
@@ -202,7 +201,7 @@ class GraphQLEngine:
             if node.name.value.startswith("__"):
                 continue
             field_def = root_type.fields[node.name.value]
-            tables |= _root_tables(planner, ctx, field_def, nodes, key)
+            tables |= root_tables(planner, ctx, field_def, nodes, key)
         return frozenset(tables)
 
     def field_tables(
@@ -220,47 +219,4 @@ class GraphQLEngine:
         ctx = self.compile_context(session)
         planner = Planner(info.schema, info.fragments, info.variable_values, ctx)
         field_def = info.parent_type.fields[info.field_name]
-        return frozenset(_root_tables(planner, ctx, field_def, info.field_nodes, info.path.key))
-
-
-def _root_tables(
-    planner: Planner, ctx: CompileContext, field_def: Any, nodes: list[Any], key: str
-) -> set[str]:
-    table_name = (field_def.extensions or {}).get("table")
-    table = ctx.catalog.tables.get(table_name) if table_name else None
-    if table is None:
-        return set()
-    tables = {table.name}
-    args = planner.arguments(field_def, nodes[0])
-    tables |= referenced_tables(ctx, table, args.get("where"))
-    output = get_named_type(field_def.type)
-    path = f"$.selectionSet.{key}"
-    if output.name == f"{table.type_name}_aggregate":
-        tables |= _aggregate_tables(ctx, planner.aggregate_plan(output, table, nodes, path))
-    elif output.name == table.type_name:
-        tables |= _plan_tables(ctx, planner.row_plan(output, table, nodes, path))
-    return tables
-
-
-def _plan_tables(ctx: CompileContext, plan: RowPlan) -> set[str]:
-    tables = {plan.table.name}
-    for output in plan.outputs:
-        if isinstance(output, ComputedOut):
-            tables.update(output.computed.function.reads)
-        elif isinstance(output, ObjectRelationshipOut):
-            tables |= _plan_tables(ctx, output.plan)
-        elif isinstance(output, ArrayRelationshipOut):
-            tables |= _plan_tables(ctx, output.plan)
-            tables |= referenced_tables(ctx, output.plan.table, output.args.where)
-        elif isinstance(output, ArrayAggregateOut):
-            tables |= _aggregate_tables(ctx, output.plan)
-            tables |= referenced_tables(ctx, output.plan.table, output.args.where)
-    return tables
-
-
-def _aggregate_tables(ctx: CompileContext, plan: AggregatePlan) -> set[str]:
-    tables = {plan.table.name}
-    for output in plan.outputs:
-        if isinstance(output, NodesOut):
-            tables |= _plan_tables(ctx, output.plan)
-    return tables
+        return frozenset(root_tables(planner, ctx, field_def, info.field_nodes, info.path.key))

@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlalchemy as sa
 from graphql import GraphQLResolveInfo, get_named_type
 
@@ -28,6 +29,7 @@ from service.graphql.plan import ColumnOut, Planner, SelectArgs
 from service.graphql.sql.selects import Fetcher, aggregate, select_rows
 
 if TYPE_CHECKING:
+    from service.graphql.execution.compiled import FieldKind
     from service.graphql.execution.context import RequestContext
     from service.graphql.execution.engine import GraphQLEngine
     from service.graphql.sql.compiling import CompileContext
@@ -57,10 +59,36 @@ def _object_type(info: GraphQLResolveInfo) -> Any:
     return get_named_type(info.return_type)
 
 
+_ROW_BY_ROW = object()
+"""What `_from_database_json` answers for a field it does not serve."""
+
+
+async def _from_database_json(info: GraphQLResolveInfo, kind: FieldKind, table: TableInfo) -> Any:
+    """The field answered by its compiled statement (the JSON built by the database), or
+    `_ROW_BY_ROW` when that path is off or cannot build it."""
+    context: RequestContext = info.context
+    engine = context.engine
+    if not engine.config.json_in_database:
+        return _ROW_BY_ROW
+    compiled = engine.compiled.field(info, kind, table, context.session)
+    if compiled is None:
+        return _ROW_BY_ROW
+    values = compiled.values(info.variable_values.coerced, context.session)
+    async with engine.database.read() as conn:
+        text = await compiled.fetch(conn, values, engine.catalog)
+    compiled.check(text)
+    if text is None:
+        return None
+    return Completed(orjson.Fragment(text) if context.json_text else orjson.loads(text))
+
+
 def select(table: TableInfo) -> Resolver:
     """Resolver of `t(where, order_by, limit, offset, distinct_on)`."""
 
     async def resolve(root: Any, info: GraphQLResolveInfo, **args: Any) -> Completed:
+        answer = await _from_database_json(info, "select", table)
+        if answer is not _ROW_BY_ROW:
+            return answer  # type: ignore[no-any-return]
         engine, ctx, planner, path = runtime(info)
         select_args = planner.select_args(table, args, info.field_nodes[0], path)
         plan = planner.row_plan(_object_type(info), table, info.field_nodes, path)
@@ -75,6 +103,9 @@ def select_by_pk(table: TableInfo) -> Resolver:
     """Resolver of `t_by_pk(<primary key columns>)`."""
 
     async def resolve(root: Any, info: GraphQLResolveInfo, **args: Any) -> Completed | None:
+        answer = await _from_database_json(info, "select_by_pk", table)
+        if answer is not _ROW_BY_ROW:
+            return answer  # type: ignore[no-any-return]
         engine, ctx, planner, path = runtime(info)
         plan = planner.row_plan(_object_type(info), table, info.field_nodes, path)
         key = {table.columns_by_field[name].name: value for name, value in args.items()}
@@ -98,6 +129,9 @@ def select_aggregate(table: TableInfo) -> Resolver:
     """Resolver of `t_aggregate(...)`: limit/offset select rows before aggregating."""
 
     async def resolve(root: Any, info: GraphQLResolveInfo, **args: Any) -> Completed:
+        answer = await _from_database_json(info, "select_aggregate", table)
+        if answer is not _ROW_BY_ROW:
+            return answer  # type: ignore[no-any-return]
         engine, ctx, planner, path = runtime(info)
         select_args = planner.select_args(table, args, info.field_nodes[0], path)
         plan = planner.aggregate_plan(_object_type(info), table, info.field_nodes, path)

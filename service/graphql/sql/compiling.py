@@ -26,6 +26,8 @@ class CompileContext:
     session_variables: Mapping[str, str] = field(default_factory=dict)
     stringify_numeric: bool = False
     max_rows: int | None = None
+    session_parameters: bool = False
+    """Compiling once for many sessions: session variables become `ParamRef`s."""
     _aliases_used: dict[str, int] = field(default_factory=dict)
 
     def alias(self, table: TableInfo) -> FromClause:
@@ -45,11 +47,83 @@ class CompileContext:
     def table(self, name: str) -> TableInfo:
         return self.catalog.table(name)
 
-    def session_value(self, marker: SessionVariable, path: str) -> str:
+    def session_value(self, marker: SessionVariable, path: str) -> str | ParamRef:
+        """The session's value of `marker` (a `ParamRef` with `session_parameters`).
+
+        Raises `EngineError` (access-denied) when the session lacks it.
+        """
+        if self.session_parameters:
+            return ParamRef(("session", marker.name), path)
         value = self.session_variables.get(marker.name)
         if value is None:
-            raise EngineError(ACCESS_DENIED, f'missing session variable: "{marker.name}"', path)
+            raise missing_session_variable(marker.name, path)
         return value
+
+
+def missing_session_variable(name: str, path: str) -> EngineError:
+    """The error for a permission rule reading a session variable the session lacks."""
+    return EngineError(ACCESS_DENIED, f'missing session variable: "{name}"', path)
+
+
+class NotParametric(Exception):
+    """A `ParamRef` was used for more than its value: what it stands for shapes the SQL."""
+
+    def __init__(self, ref: ParamRef) -> None:
+        super().__init__(f"{ref.source} shapes the statement")
+        self.ref = ref
+
+
+class ParamRef:
+    """A value that differs between executions of one compiled statement.
+
+    Compiling an operation once for many requests (`execution.compiled`) puts a
+    `ParamRef` where a variable's value (or a session variable's) would go. Bound as a
+    parameter, it becomes a named placeholder; any other use (comparing it, formatting
+    it, iterating it, reading its attributes) raises `NotParametric`, so a value that
+    decides the statement's shape (a limit checked against the row cap, a pattern
+    validated in Python) is never mistaken for a parameter.
+
+    `source` is `("variable", name, key, ...)` (the path of the leaf in the coerced
+    variables) or `("session", name)`; `scalar` is the Hasura scalar a session variable's
+    text is read as (set by the filter that compares it); `path` is the request path
+    for errors.
+    """
+
+    __slots__ = ("path", "scalar", "source")
+
+    def __init__(self, source: tuple[Any, ...], path: str = "$", scalar: str | None = None) -> None:
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "scalar", scalar)
+
+    def read_as(self, scalar: str) -> ParamRef:
+        """The same session variable, read as a value of `scalar`."""
+        return ParamRef(self.source, self.path, scalar)
+
+    def __repr__(self) -> str:
+        return f"ParamRef({self.source!r}, scalar={self.scalar!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ParamRef, (self.source, self.path, self.scalar))
+
+    def __copy__(self) -> ParamRef:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: Any) -> ParamRef:
+        return self
+
+    def _shapes(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotParametric(self)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ParamRef.__slots__:
+            raise AttributeError(name)
+        raise NotParametric(self)
+
+    __setattr__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _shapes  # type: ignore[assignment]
+    __hash__ = __bool__ = __len__ = __iter__ = __contains__ = __getitem__ = _shapes  # type: ignore[assignment]
+    __str__ = __format__ = __int__ = __index__ = __float__ = _shapes  # type: ignore[assignment]
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __neg__ = _shapes  # type: ignore[assignment]
 
 
 _SHARED_ALIASES: dict[tuple[str, int], FromClause] = {}
@@ -70,5 +144,8 @@ def shared_alias(table: TableInfo, index: int) -> FromClause:
 
 
 def bind(value: Any, column_type: sa.types.TypeEngine[Any]) -> ColumnElement[Any]:
-    """A bound parameter processed by the column's type (uuid, timestamptz, jsonb...)."""
+    """A bound parameter processed by the column's type (uuid, timestamptz, jsonb...).
+
+    `value` may be a `ParamRef`: the compiled statement then takes it per execution.
+    """
     return sa.bindparam(None, value, type_=column_type)

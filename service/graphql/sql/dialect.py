@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from detector.observability.sqltypes import UUID
 from service.graphql.catalog.metadata import ColumnInfo
+from service.graphql.catalog.scalars import STRINGIFIABLE
 from service.graphql.errors import DATA_EXCEPTION, EngineError
 from service.graphql.sql import sqlite_functions
 
@@ -61,6 +62,23 @@ def _text(value: Any) -> ColumnElement[str]:
 
 def _json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_JSON_PAIRS_PER_CALL = 50
+"""Key/value pairs per `json_build_object` call (functions take at most 100 arguments)."""
+
+_GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _json_key(key: str) -> ColumnElement[str]:
+    """A response key as a SQL string literal (GraphQL names only: no quoting surprises)."""
+    if not _GRAPHQL_NAME.fullmatch(key):
+        raise ValueError(f"not a GraphQL name: {key!r}")
+    return sa.literal_column(_sql_string(key), sa.Text)
 
 
 class SQLDialect:
@@ -148,6 +166,100 @@ class SQLDialect:
     def min_max_argument(self, column: ColumnElement[Any], scalar: str) -> ColumnElement[Any]:
         """The argument of `min`/`max` over a column (PostgreSQL has no max(uuid))."""
         return sa.cast(column, sa.Text) if scalar == "uuid" else column
+
+    # --- the response as JSON (`sql/documents.py`) -------------------------------------------
+
+    def json_object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
+        """A JSON object of `pairs` (key, JSON-ready value), keys in the order given.
+
+        Keys are GraphQL names (checked by the caller), written into the SQL as literals.
+        Functions take at most 100 arguments: wider objects are joined from pieces.
+        """
+        pieces = [
+            self._json_object_piece(pairs[start : start + _JSON_PAIRS_PER_CALL])
+            for start in range(0, len(pairs), _JSON_PAIRS_PER_CALL)
+        ] or [self._json_object_piece([])]
+        if len(pieces) == 1:
+            return pieces[0]
+        text = sa.func.left(sa.cast(pieces[0], sa.Text), -1)
+        for piece in pieces[1:]:
+            text = text + "," + sa.func.substr(sa.cast(piece, sa.Text), 2)
+        return sa.cast(text, postgresql.JSON)
+
+    def _json_object_piece(
+        self, pairs: Sequence[tuple[str, ColumnElement[Any]]]
+    ) -> ColumnElement[Any]:
+        arguments: list[Any] = []
+        for key, value in pairs:
+            arguments += [_json_key(key), value]
+        return sa.func.json_build_object(*arguments)
+
+    def json_array(self, element: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The aggregate JSON array of `element` over the rows, in their order; `[]` for none.
+
+        Rows come from a subquery ordered as the response needs: an aggregate over it
+        keeps that order (as PostgREST relies on for `json_agg`, and SQLite always does).
+        """
+        return sa.func.coalesce(sa.func.json_agg(element), self.json_literal("[]"))
+
+    def json_nested(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        """A JSON value read back from a subquery, to be embedded as JSON (not as text)."""
+        return value
+
+    def json_literal(self, text: str) -> ColumnElement[Any]:
+        """The JSON value written as `text` (a constant of the engine, never user input)."""
+        return sa.cast(sa.literal_column(_sql_string(text)), postgresql.JSON)
+
+    def json_value(
+        self, expression: ColumnElement[Any], scalar: str, *, stringify_numeric: bool
+    ) -> ColumnElement[Any]:
+        """A column or aggregate of Hasura scalar `scalar`, as the response writes it.
+
+        The same text as the row-by-row path's serialisers (`catalog.scalars`):
+        timestamps in UTC with `+00:00` and the fraction trimmed, integral numerics as
+        integers, the others as float8 (NaN and infinities as strings), and with
+        `stringify_numeric` bigint, numeric and float8 as strings.
+        """
+        if stringify_numeric and scalar in STRINGIFIABLE:
+            if scalar == "bigint":
+                return sa.cast(expression, sa.Text)
+            if scalar == "numeric":
+                return sa.case(
+                    (
+                        expression == sa.func.trunc(expression),
+                        sa.cast(sa.func.trunc(expression), sa.Text),
+                    ),
+                    else_=sa.cast(expression, sa.Text),
+                )
+            as_float = sa.cast(expression, postgresql.DOUBLE_PRECISION)
+            # Python's repr: integral floats below 1e15 end in ".0" (PostgreSQL omits it).
+            return sa.case(
+                (
+                    sa.and_(as_float == sa.func.trunc(as_float), sa.func.abs(as_float) < 1e15),
+                    sa.cast(sa.cast(as_float, sa.BigInteger), sa.Text) + ".0",
+                ),
+                else_=sa.cast(as_float, sa.Text),
+            )
+        if scalar == "timestamptz":
+            text = sa.func.to_char(
+                sa.func.timezone("UTC", expression), 'YYYY-MM-DD"T"HH24:MI:SS.US'
+            )
+            return sa.func.rtrim(sa.func.rtrim(text, "0"), ".") + "+00:00"
+        if scalar == "numeric":
+            return sa.case(
+                (
+                    expression == sa.func.trunc(expression),
+                    sa.func.to_json(sa.func.trunc(expression)),
+                ),
+                else_=sa.func.to_json(sa.cast(expression, postgresql.DOUBLE_PRECISION)),
+            )
+        if scalar in ("float8", "Float"):
+            return sa.func.to_json(sa.cast(expression, postgresql.DOUBLE_PRECISION))
+        return expression
+
+    def json_document(self, value: ColumnElement[Any]) -> ColumnElement[str]:
+        """The finished JSON value as text, as the statement's one result column."""
+        return sa.cast(value, sa.Text)
 
     # --- mutations ---------------------------------------------------------------------------
 
@@ -262,6 +374,56 @@ class SQLiteDialect(SQLDialect):
 
     def min_max_argument(self, column: ColumnElement[Any], scalar: str) -> ColumnElement[Any]:
         return column
+
+    def json_object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
+        pieces = [
+            self._json_object_piece(pairs[start : start + _JSON_PAIRS_PER_CALL])
+            for start in range(0, len(pairs), _JSON_PAIRS_PER_CALL)
+        ] or [self._json_object_piece([])]
+        if len(pieces) == 1:
+            return pieces[0]
+        text = sa.func.substr(pieces[0], 1, sa.func.length(pieces[0]) - 1)
+        for piece in pieces[1:]:
+            text = text.concat(",").concat(sa.func.substr(piece, 2))
+        return sa.func.json(text)
+
+    def _json_object_piece(
+        self, pairs: Sequence[tuple[str, ColumnElement[Any]]]
+    ) -> ColumnElement[Any]:
+        arguments: list[Any] = []
+        for key, value in pairs:
+            arguments += [_json_key(key), value]
+        return sa.func.json_object(*arguments)
+
+    def json_array(self, element: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.func.json_group_array(element)
+
+    def json_nested(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        # JSON read back from a subquery is text to SQLite: json() makes it JSON again.
+        return sa.func.json(value)
+
+    def json_literal(self, text: str) -> ColumnElement[Any]:
+        return sa.func.json(sa.literal_column(_sql_string(text)))
+
+    def json_value(
+        self, expression: ColumnElement[Any], scalar: str, *, stringify_numeric: bool
+    ) -> ColumnElement[Any]:
+        if scalar == "timestamptz":
+            # Stored as fixed-width UTC text (`...SS.ffffff+00:00`): trim the fraction.
+            return sa.func.rtrim(sa.func.rtrim(sa.func.substr(expression, 1, 26), "0"), ".").concat(
+                "+00:00"
+            )
+        if scalar == "Boolean":
+            return sa.func.json(
+                sa.case((expression == sa.true(), "true"), (expression == sa.false(), "false"))
+            )
+        kind = sqlite_functions.json_serializer_name(scalar, stringify_numeric=stringify_numeric)
+        if kind is not None:
+            return sa.func.json(sa.func.pg_json(expression, kind))
+        return expression
+
+    def json_document(self, value: ColumnElement[Any]) -> ColumnElement[str]:
+        return sa.type_coerce(value, sa.Text)
 
     def jsonb_update(self, operator: str, column: ColumnElement[Any], value: Any) -> Any:
         document = _text(_json_text(value))

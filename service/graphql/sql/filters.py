@@ -28,7 +28,7 @@ from service.graphql.catalog.metadata import ColumnInfo, Relationship, TableInfo
 from service.graphql.catalog.permissions import SessionVariable
 from service.graphql.catalog.scalars import build_custom_scalars
 from service.graphql.errors import validation_failed
-from service.graphql.sql.compiling import CompileContext, bind
+from service.graphql.sql.compiling import CompileContext, ParamRef, bind
 from service.graphql.sql.dialect import PATTERN_OPERATORS
 
 TRUE = sa.true()
@@ -209,22 +209,32 @@ def resolve_value(ctx: CompileContext, value: Any, scalar: str, path: str) -> An
     """A comparison value, with session variables from permission rules resolved."""
     if isinstance(value, SessionVariable):
         raw = ctx.session_value(value, path)
-        parser = _SCALAR_PARSERS.get(scalar)
-        try:
-            if parser is not None:
-                return parser.coerce_input_value(raw)  # type: ignore[misc]
-            if scalar == "Int":
-                return int(raw)
-            if scalar == "Float":
-                return float(raw)
-            if scalar == "Boolean":
-                return raw.lower() in ("true", "t", "1")
-        except (ValueError, TypeError) as error:
-            raise validation_failed(str(error), path) from error
-        return raw
+        if isinstance(raw, ParamRef):
+            return raw.read_as(scalar)
+        return read_session_value(raw, scalar, path)
     if isinstance(value, list):
         return [resolve_value(ctx, item, scalar, path) for item in value]
     return value
+
+
+def read_session_value(raw: str, scalar: str, path: str) -> Any:
+    """A session variable's text as a value of Hasura scalar `scalar`.
+
+    Raises `EngineError` (validation-failed) when the text is not such a value.
+    """
+    parser = _SCALAR_PARSERS.get(scalar)
+    try:
+        if parser is not None:
+            return parser.coerce_input_value(raw)  # type: ignore[misc]
+        if scalar == "Int":
+            return int(raw)
+        if scalar == "Float":
+            return float(raw)
+        if scalar == "Boolean":
+            return raw.lower() in ("true", "t", "1")
+    except (ValueError, TypeError) as error:
+        raise validation_failed(str(error), path) from error
+    return raw
 
 
 def compile_comparison(

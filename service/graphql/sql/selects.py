@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from service.graphql.catalog.metadata import ColumnInfo, TableInfo
-from service.graphql.errors import validation_failed
+from service.graphql.errors import EngineError, validation_failed
 from service.graphql.plan import (
     AggregateFieldsOut,
     AggregatePlan,
@@ -109,12 +109,14 @@ def build_rows_query(
     partition: Partition | None = None,
     extra_condition: Callable[[FromClause], ColumnElement[bool]] | None = None,
     cap: int | None = None,
+    correlate: FromClause | None = None,
 ) -> tuple[Select[Any], list[str]]:
     """One SELECT for `table`'s rows under `args`, and the labels of its columns.
 
     With a partition, `limit`/`offset`/`distinct_on` apply per parent key and the key is
     selected as `_part`. `cap` limits the rows of the whole statement (cap + 1 are
-    fetched so the caller can tell when it was exceeded).
+    fetched so the caller can tell when it was exceeded). `correlate` names the row of
+    an enclosing statement that `extra_condition` refers to (a correlated subquery).
     """
     alias = ctx.alias(table)
     access = ctx.access(table.name)
@@ -144,6 +146,8 @@ def build_rows_query(
 
     if not windowed:
         statement = sa.select(*selected).select_from(alias).where(where)
+        if correlate is not None:
+            statement = statement.correlate(correlate)
         statement = statement.order_by(*(term.clause() for term in terms))
         return _bounded(statement, partition, limit, offset, cap), labels
 
@@ -157,7 +161,10 @@ def build_rows_query(
         inner_columns.append(
             sa.func.row_number().over(partition_by=partition_by, order_by=window_order).label("_dn")
         )
-    inner = sa.select(*inner_columns).select_from(alias).where(where).subquery()
+    inner_select = sa.select(*inner_columns).select_from(alias).where(where)
+    if correlate is not None:
+        inner_select = inner_select.correlate(correlate)
+    inner = inner_select.subquery()
     kept = [inner.c._dn == 1] if distinct else []
 
     def ordered(source: FromClause) -> list[ColumnElement[Any]]:
@@ -249,11 +256,16 @@ def row_columns(plan: RowPlan, ctx: CompileContext) -> ColumnsFor:
 
 def _check_cap(ctx: CompileContext, table: TableInfo, rows: Sequence[Any], path: str) -> None:
     if ctx.max_rows is not None and len(rows) > ctx.max_rows:
-        raise validation_failed(
-            f"the query would return more than {ctx.max_rows} rows of '{table.type_name}'; "
-            "narrow it with 'where' or 'limit'",
-            path,
-        )
+        raise row_cap_error(ctx.max_rows, table, path)
+
+
+def row_cap_error(max_rows: int, table: TableInfo, path: str) -> EngineError:
+    """The error for a select that would return more than `max_rows` rows of `table`."""
+    return validation_failed(
+        f"the query would return more than {max_rows} rows of '{table.type_name}'; "
+        "narrow it with 'where' or 'limit'",
+        path,
+    )
 
 
 async def select_rows(

@@ -9,7 +9,10 @@ engine compiles one filter to SQL that answers the same on both backends:
   equality of jsonb values, the text form of a jsonb value (`::text`) and the
   mutation operators (`||`, `-`, `#-`);
 - the aggregates `stddev_samp`, `stddev_pop`, `var_samp`, `var_pop`;
-- a `jsonb` collation, so `ORDER BY` on a jsonb column follows jsonb's ordering.
+- a `jsonb` collation, so `ORDER BY` on a jsonb column follows jsonb's ordering;
+- `pg_json(value, kind)`: a numeric or jsonb value as the response writes it, for the
+  responses SQLite builds as JSON (`sql/documents.py`): the row-by-row path's own
+  serialisers, so both paths answer the same text.
 
 Values arrive as SQLite stores them (JSON as text); NULL in gives NULL out, as in SQL.
 """
@@ -24,7 +27,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from detector.observability.sqltypes import jsonb_order
+from service.graphql.catalog.scalars import STRINGIFIABLE, serializer_for
 
 # --- pattern matching --------------------------------------------------------------------
 
@@ -426,6 +432,44 @@ class StddevPop(_Moments):
     sample, root = False, True
 
 
+# --- values in JSON responses ------------------------------------------------------------
+
+_JSON_KINDS = ("numeric", "float8", "Float", "jsonb")
+"""Scalars whose JSON text SQLite cannot write as PostgreSQL does (float digits, jsonb
+key order); with stringified numbers, also bigint."""
+
+
+def json_serializer_name(scalar: str, *, stringify_numeric: bool) -> str | None:
+    """The `kind` argument of `pg_json` for a value of `scalar`, or None if SQLite's own
+    JSON already writes it right."""
+    if stringify_numeric and scalar in STRINGIFIABLE:
+        return f"{scalar}:text"
+    return scalar if scalar in _JSON_KINDS else None
+
+
+def _jsonb_value(text: Any) -> Any:
+    return jsonb_order(json.loads(text)) if isinstance(text, str) else text
+
+
+def _json_writers() -> dict[str, Callable[[Any], Any]]:
+    writers: dict[str, Callable[[Any], Any]] = {"jsonb": _jsonb_value}
+    for scalar in ("numeric", "float8", "Float"):
+        writers[scalar] = serializer_for(scalar, stringify_numeric=False)
+    for scalar in STRINGIFIABLE:
+        writers[f"{scalar}:text"] = serializer_for(scalar, stringify_numeric=True)
+    return writers
+
+
+_JSON_WRITERS = _json_writers()
+
+
+def pg_json(value: Any, kind: str) -> str | None:
+    """`value` (of the scalar `kind` names, see `json_serializer_name`) as JSON text."""
+    if value is None:
+        return None
+    return orjson.dumps(_JSON_WRITERS[kind](value)).decode()
+
+
 SCALAR_FUNCTIONS: dict[str, tuple[int, Callable[..., Any]]] = {
     "pg_like": (2, sql_like),
     "pg_ilike": (2, sql_ilike),
@@ -442,6 +486,7 @@ SCALAR_FUNCTIONS: dict[str, tuple[int, Callable[..., Any]]] = {
     "jsonb_delete_key": (2, jsonb_delete_key),
     "jsonb_delete_elem": (2, jsonb_delete_elem),
     "jsonb_delete_path": (2, jsonb_delete_path),
+    "pg_json": (2, pg_json),
 }
 """Name → (number of arguments, implementation) of the registered scalar functions."""
 

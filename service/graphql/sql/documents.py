@@ -1,0 +1,356 @@
+"""Root fields as one SQL statement that builds the field's JSON in the database.
+
+As Hasura does, a root field's whole selection becomes one statement whose one result is
+the field's JSON text: each row a JSON object (`json_build_object` / `json_object`),
+each relationship a correlated subquery (object relationships one row, array
+relationships and `<rel>_aggregate` fields an aggregate over their rows, with the role's
+row filter and the field's `where`/`order_by`/`limit`/`offset`/`distinct_on`), each list
+a JSON array aggregated over a subquery in the order the response needs. The engine
+sends that text on as it came: no rows cross into Python, nothing is serialised twice.
+
+Scalars are written as the row-by-row path writes them (`catalog.scalars`), by each
+dialect's `json_value`, so both paths answer the same text (`tests/test_graphql_documents.py`
+compares them).
+
+The row cap (`CompileContext.max_rows`) keeps its meaning: a root list (or the `nodes`
+of a root `_aggregate`) reads at most `max_rows` + 1 rows and answers the JSON string
+`ROW_CAP` instead of its array when it found more; a nested array reads at most
+`max_rows` + 1 rows per parent, and `nested_array_counts` totals each nested level over
+all parents so the caller can refuse what the row-by-row path refuses.
+
+`NotBuildable` is raised for the few selections built row by row only (a jsonb column's
+`path` argument): the caller then uses `sql.selects`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause, Subquery
+
+from service.graphql.catalog.metadata import Relationship, TableInfo
+from service.graphql.plan import (
+    AggregateFieldsOut,
+    AggregatePlan,
+    ArrayAggregateOut,
+    ArrayRelationshipOut,
+    ColumnOut,
+    ComputedOut,
+    ConstOut,
+    CountOut,
+    NodesOut,
+    ObjectRelationshipOut,
+    OperationOut,
+    RowPlan,
+    SelectArgs,
+)
+from service.graphql.sql.aggregates import aggregate_function, result_scalar
+from service.graphql.sql.compiling import CompileContext
+from service.graphql.sql.filters import count_expression, related_condition
+from service.graphql.sql.selects import _aggregate_columns, build_rows_query
+
+ROW_CAP = '"more rows than the row cap"'
+"""What a capped list answers instead of its array when it has more than `max_rows` rows."""
+
+ColumnsFor = Callable[[FromClause], list[tuple[str, ColumnElement[Any]]]]
+
+
+class NotBuildable(Exception):
+    """The selection uses something only the row-by-row path builds (`sql.selects`)."""
+
+
+def list_document(
+    ctx: CompileContext,
+    plan: RowPlan,
+    args: SelectArgs,
+    condition: Callable[[FromClause], ColumnElement[bool]] | None = None,
+) -> Select[Any]:
+    """The statement answering a root list field (`t(...)`) as one JSON array."""
+    builder = _Builder(ctx)
+    rows = builder.rows(plan.table, builder.row_columns(plan), args, condition, ctx.max_rows)
+    array = ctx.dialect.json_array(ctx.dialect.json_nested(rows.c.j))
+    return sa.select(ctx.dialect.json_document(builder.capped(array))).select_from(rows)
+
+
+def object_document(
+    ctx: CompileContext,
+    plan: RowPlan,
+    condition: Callable[[FromClause], ColumnElement[bool]],
+) -> Select[Any]:
+    """The statement answering a `t_by_pk` field: one JSON object, or no row (null)."""
+    builder = _Builder(ctx)
+    rows = builder.rows(
+        plan.table, builder.row_columns(plan), SelectArgs(path=plan.path), condition, None
+    )
+    return sa.select(ctx.dialect.json_document(rows.c.j)).select_from(rows).limit(1)
+
+
+def aggregate_document(ctx: CompileContext, plan: AggregatePlan, args: SelectArgs) -> Select[Any]:
+    """The statement answering a root `t_aggregate` field as one JSON object."""
+    builder = _Builder(ctx)
+    statement = builder.aggregate(plan, args, None, None, root=True)
+    return statement.with_only_columns(ctx.dialect.json_document(statement.selected_columns[0]))
+
+
+def exceeds_row_cap(text: str | None) -> bool:
+    """Whether a root document answered `ROW_CAP` (a list or object never starts with `"`)."""
+    return text is not None and text.startswith('"')
+
+
+@dataclass(frozen=True)
+class NestedArray:
+    """An array nested under a root field's rows: where it is and what it lists."""
+
+    steps: tuple[tuple[str, bool], ...]
+    """(response key, whether the value there is a list) from the root value down."""
+    table: TableInfo
+    path: str
+
+
+def nested_arrays(plan: RowPlan | AggregatePlan) -> list[NestedArray]:
+    """Every array (relationship lists and `nodes`) below the root level of `plan`."""
+    found: list[NestedArray] = []
+
+    def rows(level: RowPlan, steps: tuple[tuple[str, bool], ...]) -> None:
+        for output in level.outputs:
+            if isinstance(output, ObjectRelationshipOut):
+                rows(output.plan, (*steps, (output.key, False)))
+            elif isinstance(output, ArrayRelationshipOut):
+                here = (*steps, (output.key, True))
+                found.append(NestedArray(here, output.plan.table, output.plan.path))
+                rows(output.plan, here)
+            elif isinstance(output, ArrayAggregateOut):
+                aggregate(output.plan, (*steps, (output.key, False)))
+
+    def aggregate(level: AggregatePlan, steps: tuple[tuple[str, bool], ...]) -> None:
+        for output in level.outputs:
+            if isinstance(output, NodesOut):
+                here = (*steps, (output.key, True))
+                found.append(NestedArray(here, output.plan.table, output.plan.path))
+                rows(output.plan, here)
+
+    if isinstance(plan, RowPlan):
+        rows(plan, ())
+    else:
+        for output in plan.outputs:
+            if isinstance(output, NodesOut):
+                rows(output.plan, ((output.key, True),))
+    return found
+
+
+def nested_array_counts(arrays: list[NestedArray], value: Any) -> Iterator[tuple[NestedArray, int]]:
+    """Rows of each nested array over all its parents, in the parsed root `value`.
+
+    The root value is a list of rows, one row, or an aggregate object; each array counts
+    the items of every list found at its steps.
+    """
+    roots = value if isinstance(value, list) else [value]
+    for array in arrays:
+        level = roots
+        for key, is_list in array.steps:
+            found: list[Any] = []
+            for item in level:
+                if isinstance(item, dict):
+                    child = item.get(key)
+                    if is_list and isinstance(child, list):
+                        found.extend(child)
+                    elif child is not None:
+                        found.append(child)
+            level = found
+        yield array, len(level)
+
+
+class _Builder:
+    """Builds the JSON of one root field's plan, level by level."""
+
+    def __init__(self, ctx: CompileContext) -> None:
+        self.ctx = ctx
+        self.dialect = ctx.dialect
+
+    # --- rows ----------------------------------------------------------------------------
+
+    def rows(
+        self,
+        table: TableInfo,
+        columns_for: ColumnsFor,
+        args: SelectArgs,
+        condition: Callable[[FromClause], ColumnElement[bool]] | None,
+        cap: int | None,
+        correlate: FromClause | None = None,
+    ) -> Subquery:
+        """The rows of `table` under `args` (and `condition`), ordered, as a subquery."""
+        statement, _ = build_rows_query(
+            self.ctx,
+            table,
+            _once(columns_for),
+            args,
+            extra_condition=condition,
+            cap=cap,
+            correlate=correlate,
+        )
+        return statement.subquery()
+
+    def row_columns(self, plan: RowPlan) -> ColumnsFor:
+        """One column `j`: each row of `plan` as its JSON object."""
+        return lambda alias: [("j", self.row_object(plan, alias))]
+
+    def row_object(self, plan: RowPlan, alias: FromClause) -> ColumnElement[Any]:
+        return self.dialect.json_object(
+            [(output.key, self.value(output, alias)) for output in plan.outputs]
+        )
+
+    def value(self, output: Any, alias: FromClause) -> ColumnElement[Any]:
+        ctx, dialect = self.ctx, self.dialect
+        stringify = ctx.stringify_numeric
+        if isinstance(output, ConstOut):
+            return _text_literal(output.value)
+        if isinstance(output, ColumnOut):
+            if output.json_path is not None:
+                raise NotBuildable("a jsonb column's path argument")
+            column = output.column
+            return dialect.json_value(
+                alias.c[column.name], column.scalar, stringify_numeric=stringify
+            )
+        if isinstance(output, ComputedOut):
+            computed = output.computed
+            return dialect.json_value(
+                computed.function.build(alias), computed.scalar, stringify_numeric=stringify
+            )
+        relationship: Relationship = output.relationship
+        target = ctx.table(relationship.target)
+        if isinstance(output, ObjectRelationshipOut):
+            inner = ctx.alias(target)
+            related = (
+                sa.select(self.row_object(output.plan, inner))
+                .select_from(inner)
+                .where(related_condition(ctx, relationship, alias, inner))
+                .correlate(alias)
+                .limit(1)
+            )
+            return dialect.json_nested(related.scalar_subquery())
+        join = _join(relationship, alias)
+        if isinstance(output, ArrayRelationshipOut):
+            rows = self.rows(
+                target, self.row_columns(output.plan), output.args, join, ctx.max_rows, alias
+            )
+            array = dialect.json_array(dialect.json_nested(rows.c.j))
+            return dialect.json_nested(sa.select(array).select_from(rows).scalar_subquery())
+        assert isinstance(output, ArrayAggregateOut)
+        statement = self.aggregate(output.plan, output.args, join, alias, root=False)
+        return dialect.json_nested(statement.scalar_subquery())
+
+    # --- aggregates ------------------------------------------------------------------------
+
+    def aggregate(
+        self,
+        plan: AggregatePlan,
+        args: SelectArgs,
+        condition: Callable[[FromClause], ColumnElement[bool]] | None,
+        correlate: FromClause | None,
+        *,
+        root: bool,
+    ) -> Select[Any]:
+        """One select (one column) of a `<table>_aggregate` value over its rows."""
+        ctx, dialect = self.ctx, self.dialect
+        measured = _aggregate_columns(plan)
+        nodes = [output for output in plan.outputs if isinstance(output, NodesOut)]
+
+        def columns_for(alias: FromClause) -> list[tuple[str, ColumnElement[Any]]]:
+            columns = [(f"c_{column.name}", alias.c[column.name]) for column in measured]
+            columns += [
+                (f"j_{number}", self.row_object(node.plan, alias))
+                for number, node in enumerate(nodes)
+            ]
+            return columns or [("_one", sa.literal(1))]
+
+        cap = ctx.max_rows if nodes else None
+        rows = self.rows(plan.table, columns_for, args, condition, cap, correlate)
+        pairs: list[tuple[str, ColumnElement[Any]]] = []
+        node_number = 0
+        for output in plan.outputs:
+            if isinstance(output, ConstOut):
+                pairs.append((output.key, _text_literal(output.value)))
+            elif isinstance(output, AggregateFieldsOut):
+                pairs.append((output.key, self.block(output, rows)))
+            else:
+                element = dialect.json_nested(rows.c[f"j_{node_number}"])
+                pairs.append((output.key, dialect.json_array(element)))
+                node_number += 1
+        value = dialect.json_object(pairs)
+        if root and nodes:
+            value = self.capped(value)
+        return sa.select(value).select_from(rows)
+
+    def block(self, block: AggregateFieldsOut, rows: Subquery) -> ColumnElement[Any]:
+        """One `aggregate { count sum {…} … }` object over `rows`."""
+        ctx, dialect = self.ctx, self.dialect
+        stringify = ctx.stringify_numeric
+        pairs: list[tuple[str, ColumnElement[Any]]] = []
+        for member in block.outputs:
+            if isinstance(member, ConstOut):
+                pairs.append((member.key, _text_literal(member.value)))
+            elif isinstance(member, CountOut):
+                columns = [rows.c[f"c_{column.name}"] for column in member.columns]
+                pairs.append((member.key, count_expression(ctx, columns, member.distinct)))
+            else:
+                assert isinstance(member, OperationOut)
+                items: list[tuple[str, ColumnElement[Any]]] = []
+                for item in member.outputs:
+                    if isinstance(item, ConstOut):
+                        items.append((item.key, _text_literal(item.value)))
+                        continue
+                    column = item.column
+                    measure = aggregate_function(
+                        ctx, member.operation, rows.c[f"c_{column.name}"], column.scalar
+                    )
+                    scalar = result_scalar(member.operation, column.scalar)
+                    items.append(
+                        (item.key, dialect.json_value(measure, scalar, stringify_numeric=stringify))
+                    )
+                pairs.append((member.key, dialect.json_object(items)))
+        return dialect.json_object(pairs)
+
+    def capped(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        """`value`, or `ROW_CAP` when the rows it aggregates are more than the cap."""
+        if self.ctx.max_rows is None:
+            return value
+        return sa.case(
+            (sa.func.count() > self.ctx.max_rows, self.dialect.json_literal(ROW_CAP)),
+            else_=value,
+        )
+
+
+def _join(
+    relationship: Relationship, outer: FromClause
+) -> Callable[[FromClause], ColumnElement[bool]]:
+    """The condition tying a related row to the row `outer` (the role's row filter on the
+    related table is applied by `build_rows_query`)."""
+
+    def condition(inner: FromClause) -> ColumnElement[bool]:
+        return inner.c[relationship.target_column] == outer.c[relationship.source_column]
+
+    return condition
+
+
+def _once(columns_for: ColumnsFor) -> ColumnsFor:
+    """`columns_for`, building the columns of each alias once (`build_rows_query` asks twice)."""
+    built: dict[int, tuple[FromClause, list[tuple[str, ColumnElement[Any]]]]] = {}
+
+    def columns(alias: FromClause) -> list[tuple[str, ColumnElement[Any]]]:
+        entry = built.get(id(alias))
+        if entry is None or entry[0] is not alias:
+            entry = (alias, columns_for(alias))
+            built[id(alias)] = entry
+        return entry[1]
+
+    return columns
+
+
+def _text_literal(value: Any) -> ColumnElement[Any]:
+    """A constant string of the response (`__typename`: a GraphQL name)."""
+    return sa.literal_column("'" + str(value).replace("'", "''") + "'", sa.Text)
