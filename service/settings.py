@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         ge=1,
         description="operations (subscriptions, queries in flight) one WebSocket may run at once",
     )
+    live_batch_size: int = Field(
+        default=100,
+        ge=1,
+        description="live queries that differ only in variables (or session variables) run "
+        "together, this many in one SQL statement (Hasura's multiplexed batch size)",
+    )
     live_min_interval: float = Field(
         default=0.2,
         ge=0,

@@ -4,7 +4,9 @@ A *cohort* is every open subscription with the same normalised document, operati
 name, variables, role and the session variables the role's permissions use (and, for a
 stream, the same cursor). The cohort runs its root field once per change and hands the
 result to each subscriber as the same `SharedResult`; a result whose digest equals the
-last one a subscriber was given is not sent again.
+last one a subscriber was given is not sent again. Cohorts whose root field compiles to
+the same statement (they differ only in its parameters: variable values, session
+variables) run together, many in one SQL statement (see `queries.py`).
 
 A *subscriber* is one subscription on one connection. It keeps only the latest result
 it has not sent yet (a 1-deep, latest-wins slot), so a slow client never holds up the
@@ -35,6 +37,7 @@ from service.graphql.execution.resolvers import Completed, SharedResult
 
 if TYPE_CHECKING:
     from service.graphql.execution.auth import Session
+    from service.graphql.execution.compiled import CompiledField
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,15 @@ class LiveEvent:
         return cls(SharedResult(value=value, payload=body.decode()), _digest(encoded))
 
     @classmethod
+    def of_json(cls, text: str | None, key: str) -> LiveEvent:
+        """The event of a root field (response key `key`) whose JSON the database built
+        (`text`; None for null)."""
+        encoded = b"null" if text is None else text.encode()
+        value = None if text is None else Completed(orjson.Fragment(encoded))
+        body = b'{"data":{' + orjson.dumps(key) + b":" + encoded + b"}}"
+        return cls(SharedResult(value=value, payload=body.decode()), _digest(encoded))
+
+    @classmethod
     def of_error(cls, error: Exception, body: dict[str, Any]) -> LiveEvent:
         """The event of a root field that raised `error`; `body` is the response for it."""
         encoded = orjson.dumps(body, default=str)
@@ -117,6 +129,10 @@ class Cohort:
     root: Any = None
     """Root value of each run: None, or a stream's cursor position."""
     batch_size: int = 0
+    compiled: CompiledField | None = None
+    """The root field's compiled statement: cohorts sharing it run together (multiplexed)."""
+    parameters: list[Any] | None = None
+    """This cohort's values of the compiled statement's parameters."""
     subscribers: weakref.WeakSet[Subscriber] = field(default_factory=weakref.WeakSet)
     last_event: LiveEvent | None = None
     dirty: bool = False

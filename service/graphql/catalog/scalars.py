@@ -248,7 +248,8 @@ def _stringify(value: Any) -> str:
             return "Infinity" if value > 0 else "-Infinity"
         return repr(value)
     if isinstance(value, Decimal):
-        return str(value.normalize()) if value == value.to_integral_value() else str(value)
+        # Integral values without their zeros and without an exponent (100.00 -> "100").
+        return format(value.normalize(), "f") if value == value.to_integral_value() else str(value)
     return str(value)
 
 

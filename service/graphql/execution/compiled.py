@@ -60,6 +60,7 @@ from service.graphql.execution.reads import root_tables
 from service.graphql.plan import Planner
 from service.graphql.sql.compiling import NotParametric, ParamRef, missing_session_variable
 from service.graphql.sql.dberrors import translate
+from service.graphql.sql.dialect import SQLDialect
 from service.graphql.sql.documents import (
     NestedArray,
     NotBuildable,
@@ -71,6 +72,7 @@ from service.graphql.sql.documents import (
     object_document,
 )
 from service.graphql.sql.filters import read_session_value
+from service.graphql.sql.multiplex import BatchStatement, batch_statement
 from service.graphql.sql.selects import row_cap_error
 
 if TYPE_CHECKING:
@@ -94,6 +96,8 @@ _ALL_LEAVES = ("*",)
 class CompiledField:
     """One root field's statement, with named parameters `p0`, `p1`, … and their sources."""
 
+    key: tuple[Any, ...]
+    """(normalised document, root field, role, variable shape): equal keys, equal statements."""
     kind: FieldKind
     statement: Select[Any]
     parameters: list[ParamRef]
@@ -103,8 +107,17 @@ class CompiledField:
     """Tables the field reads (what live queries watch)."""
     nested: list[NestedArray]
     max_rows: int | None
-    batch: dict[str, Select[Any]] = field(default_factory=dict)
-    """Statements running this field for many parameter sets at once, per dialect."""
+    _batch: BatchStatement | None = None
+
+    def batch(self, dialect: SQLDialect) -> BatchStatement:
+        """The statement running this field for many parameter sets at once."""
+        if self._batch is None or self._batch.dialect is not dialect:
+            self._batch = batch_statement(self.statement, len(self.parameters), dialect)
+        return self._batch
+
+    def parameter_list(self, values: Mapping[str, Any]) -> list[Any]:
+        """`values` (from `values()`) in parameter order, as one set of `batch()`."""
+        return [values[f"p{number}"] for number in range(len(self.parameters))]
 
     def values(self, variables: Mapping[str, Any], session: Session) -> dict[str, Any]:
         """The parameters of one execution, from its coerced variables and session.
@@ -158,6 +171,12 @@ class _Operation:
 
     shape_paths: set[tuple[Any, ...]] = field(default_factory=set)
     """Leaves learned to shape the statement (`_ALL_LEAVES`: all of them)."""
+    session_shapes: bool = False
+    """Session variables shape the statement (are compiled in, and part of the key)."""
+
+    def key(self, session: Session) -> Any:
+        """The part of the cache key the session decides."""
+        return tuple(sorted(session.variables.items())) if self.session_shapes else None
 
 
 class CompiledOperations:
@@ -189,12 +208,20 @@ class CompiledOperations:
                 self._operations.clear()
             operation = self._operations[operation_key] = _Operation()
         shape, leaves = _shape(info.variable_values, variable_types, operation.shape_paths)
-        key = (operation_key, shape)
+        key = (operation_key, shape, operation.key(session))
         if self.size and key in self._fields:
             self._fields.move_to_end(key)
             self.hits += 1
             return self._fields[key]
-        compiled = self._compile(info, kind, table, session, leaves, operation)
+        learned = (len(operation.shape_paths), operation.session_shapes)
+        compiled = self._compile(info, kind, table, session, leaves, operation, key)
+        if (len(operation.shape_paths), operation.session_shapes) != learned:
+            # Leaves turned out to shape the statement: file it under the key later
+            # requests compute (with those leaves' values in it).
+            shape, _ = _shape(info.variable_values, variable_types, operation.shape_paths)
+            key = (operation_key, shape, operation.key(session))
+            if compiled is not None:
+                compiled.key = key
         if self.size:
             self._fields[key] = compiled
             if len(self._fields) > self.size:
@@ -228,26 +255,32 @@ class CompiledOperations:
         session: Session,
         leaves: list[tuple[Any, ...]],
         operation: _Operation,
+        key: tuple[Any, ...],
     ) -> CompiledField | None:
         """Build the field with parameters where possible (learning which leaves shape it)."""
         while True:
             self.compilations += 1
+            session_parameters = not operation.session_shapes
             try:
-                return self._build(info, kind, table, session, leaves)
+                return self._build(info, kind, table, session, leaves, key, session_parameters)
             except NotBuildable:
                 return None
             except NotParametric as error:
                 source = error.ref.source
-                if source[0] == "session" or not leaves:
-                    operation.shape_paths.add(_ALL_LEAVES)
-                    leaves = []
-                else:
+                if source[0] == "session":
+                    operation.session_shapes = True
+                elif source[1:] in leaves:
                     operation.shape_paths.add(source[1:])
                     leaves = [leaf for leaf in leaves if leaf != source[1:]]
+                else:
+                    operation.shape_paths.add(_ALL_LEAVES)
+                    operation.session_shapes = True
+                    leaves = []
             except Exception:
-                if not leaves:
+                if not leaves and not session_parameters:
                     raise  # the request itself is wrong: its error is the answer
                 operation.shape_paths.add(_ALL_LEAVES)
+                operation.session_shapes = True
                 leaves = []
 
     def _build(
@@ -257,6 +290,8 @@ class CompiledOperations:
         table: TableInfo,
         session: Session,
         leaves: list[tuple[Any, ...]],
+        key: tuple[Any, ...],
+        session_parameters: bool,
     ) -> CompiledField:
         engine = self.engine
         refs = {leaf: ParamRef(("variable", *leaf)) for leaf in leaves}
@@ -264,7 +299,7 @@ class CompiledOperations:
             info.variable_values.sources, _substitute(info.variable_values.coerced, refs)
         )
         ctx = engine.compile_context(session)
-        ctx.session_parameters = bool(leaves)
+        ctx.session_parameters = session_parameters
         planner = Planner(info.schema, info.fragments, variables, ctx)
         node = info.field_nodes[0]
         field_def = info.parent_type.fields[info.field_name]
@@ -280,8 +315,8 @@ class CompiledOperations:
             plan_path = plan.path
         elif kind == "select_by_pk":
             plan = planner.row_plan(object_type, table, info.field_nodes, path)
-            key = {table.columns_by_field[name].name: value for name, value in args.items()}
-            statement = object_document(ctx, plan, _primary_key_condition(key))
+            primary_key = {table.columns_by_field[name].name: value for name, value in args.items()}
+            statement = object_document(ctx, plan, _primary_key_condition(primary_key))
             nested = nested_arrays(plan)
             plan_path = plan.path
         else:
@@ -293,6 +328,7 @@ class CompiledOperations:
         tables = frozenset(root_tables(planner, ctx, field_def, info.field_nodes, info.path.key))
         statement, parameters = _named_parameters(statement)
         return CompiledField(
+            key=key,
             kind=kind,
             statement=statement,
             parameters=parameters,

@@ -649,7 +649,7 @@ class SchemaBuilder:
                     args=self.select_arguments(access),
                     description=f'fetch data from the table: "{table.type_name}"',
                     **wrap(resolvers.select(table)),
-                    extensions={"table": table.name},
+                    extensions={"table": table.name, "root": "select"},
                 )
             pk_visible = table.primary_key and all(
                 name in access.column_names for name in table.primary_key
@@ -660,7 +660,7 @@ class SchemaBuilder:
                     args=self._pk_arguments(table),
                     description=f'fetch data from the table: "{table.type_name}" using primary key columns',
                     **wrap(resolvers.select_by_pk(table)),
-                    extensions={"table": table.name},
+                    extensions={"table": table.name, "root": "select_by_pk"},
                 )
             if access.allow_aggregations and permitted("select_aggregate"):
                 fields[roots.select_aggregate] = GraphQLField(
@@ -668,7 +668,7 @@ class SchemaBuilder:
                     args=self.select_arguments(access),
                     description=f'fetch aggregated fields from the table: "{table.type_name}"',
                     **wrap(resolvers.select_aggregate(table)),
-                    extensions={"table": table.name},
+                    extensions={"table": table.name, "root": "select_aggregate"},
                 )
             if subscription and permitted("select_stream"):
                 fields[roots.select_stream] = GraphQLField(

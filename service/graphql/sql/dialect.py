@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause
 
 from detector.observability.sqltypes import UUID
 from service.graphql.catalog.metadata import ColumnInfo
@@ -62,6 +64,12 @@ def _text(value: Any) -> ColumnElement[str]:
 
 def _json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot bind {type(value).__name__} in a parameter set")
 
 
 _JSON_PAIRS_PER_CALL = 50
@@ -261,6 +269,37 @@ class SQLDialect:
         """The finished JSON value as text, as the statement's one result column."""
         return sa.cast(value, sa.Text)
 
+    # --- many parameter sets in one statement (`sql/multiplex.py`) ---------------------------
+
+    def parameter_sets(
+        self, types: Sequence[sa.types.TypeEngine[Any]]
+    ) -> tuple[FromClause, ColumnElement[int], list[ColumnElement[Any]]]:
+        """A relation `_subs` of parameter sets: its FROM item, the column numbering the
+        sets, and one column per parameter (typed `types`), for a statement to run once
+        per set. The parameter columns are written as names, never added to a FROM list,
+        so any subquery may refer to them.
+
+        PostgreSQL: `unnest` of one array per parameter (Hasura's multiplexing).
+        """
+        arrays = [sa.bindparam("set_numbers", type_=postgresql.ARRAY(sa.Integer))]
+        arrays += [
+            sa.bindparam(f"set_p{number}", type_=postgresql.ARRAY(column_type))
+            for number, column_type in enumerate(types)
+        ]
+        names = ["n", *(f"p{number}" for number in range(len(types)))]
+        subs = sa.func.unnest(*arrays).table_valued(*names).render_derived(name="_subs")
+        columns = [sa.literal_column(f"_subs.p{number}") for number in range(len(types))]
+        return subs, subs.c.n, columns
+
+    def parameter_set_values(
+        self, types: Sequence[sa.types.TypeEngine[Any]], sets: Sequence[Sequence[Any]]
+    ) -> dict[str, Any]:
+        """The bound values of `parameter_sets(types)` for `sets` (numbered from 0)."""
+        values: dict[str, Any] = {"set_numbers": list(range(len(sets)))}
+        for number in range(len(types)):
+            values[f"set_p{number}"] = [parameters[number] for parameters in sets]
+        return values
+
     # --- mutations ---------------------------------------------------------------------------
 
     def jsonb_update(self, operator: str, column: ColumnElement[Any], value: Any) -> Any:
@@ -424,6 +463,35 @@ class SQLiteDialect(SQLDialect):
 
     def json_document(self, value: ColumnElement[Any]) -> ColumnElement[str]:
         return sa.type_coerce(value, sa.Text)
+
+    def parameter_sets(
+        self, types: Sequence[sa.types.TypeEngine[Any]]
+    ) -> tuple[FromClause, ColumnElement[int], list[ColumnElement[Any]]]:
+        # One JSON array of sets, each an array of values: `json_each` numbers them.
+        subs = (
+            sa.func.json_each(sa.bindparam("sets", type_=sa.Text))
+            .table_valued("key", "value")
+            .alias("_subs")
+        )
+        columns = [
+            sa.literal_column(f"json_extract(_subs.value, '$[{number}]')")
+            for number in range(len(types))
+        ]
+        return subs, subs.c.key, columns
+
+    def parameter_set_values(
+        self, types: Sequence[sa.types.TypeEngine[Any]], sets: Sequence[Sequence[Any]]
+    ) -> dict[str, Any]:
+        # Values as their types bind them (timestamps and uuids as their stored text).
+        processors = [column_type.bind_processor(self._sa_dialect) for column_type in types]
+        rows = [
+            [
+                value if processor is None or value is None else processor(value)
+                for processor, value in zip(processors, parameters, strict=True)
+            ]
+            for parameters in sets
+        ]
+        return {"sets": json.dumps(rows, default=_json_number)}
 
     def jsonb_update(self, operator: str, column: ColumnElement[Any], value: Any) -> Any:
         document = _text(_json_text(value))

@@ -1,0 +1,259 @@
+"""Root fields answered by one statement that builds their JSON in the database, compiled once.
+
+The engine answers each root field with the JSON its database builds (`sql/documents.py`),
+from a statement compiled once per document, operation, role and variable shape
+(`execution/compiled.py`). These tests hold it to the row-by-row path
+(`json_in_database=False`, one statement per level and rows shaped in Python): the same
+answers, to the byte once parsed, for every scalar of every table, relationships with
+their arguments, aggregates and their nodes, on both backends; and they check what the
+cache may share: values, never what shapes the statement or what a session may see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.app import engine_config
+from service.graphql import GraphQLEngine
+from service.graphql.catalog.metadata import Catalog, TableInfo
+from service.graphql.catalog.scalars import COMPARABLE_SCALARS, NUMERIC_SCALARS
+from service.graphql.execution.auth import Session
+from service.settings import Settings
+from service.storage.database import Database
+from tests.graphql_helpers import with_typename
+from tests.support import db
+from tests.support.console_operations import INVOCATION_DETAIL, INVOCATIONS_LIST, OVERVIEW_DASHBOARD
+from tests.support.dataset import Dataset, build_dataset, insert_dataset
+from tests.support.metadata import metadata_with_function_filter
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return build_dataset()
+
+
+@pytest.fixture(scope="module")
+def store(module_db_url: str, dataset: Dataset) -> str:
+    db.run(insert_dataset(module_db_url, dataset))
+    return module_db_url
+
+
+@dataclasses.dataclass
+class Engines:
+    """The same catalog served both ways over one database."""
+
+    database: Database
+    json: GraphQLEngine
+    rows: GraphQLEngine
+
+    async def both(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The body from the JSON path, asserting the row-by-row path answers the same."""
+        from_json = self.json.format(await self.json.execute(query, variables))
+        from_rows = self.rows.format(await self.rows.execute(query, variables))
+        assert from_json == from_rows, (query, _first_difference(from_json, from_rows))
+        return from_json
+
+
+def _first_difference(left: Any, right: Any, path: str = "$") -> str | None:
+    """Where two JSON values first differ, and how (for a readable failure)."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        if list(left) != list(right):
+            return f"{path}: keys {list(left)} != {list(right)}"
+        for key in left:
+            found = _first_difference(left[key], right[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(left, list) and isinstance(right, list):
+        if len(left) != len(right):
+            return f"{path}: {len(left)} items != {len(right)}"
+        for index, (a, b) in enumerate(zip(left, right, strict=True)):
+            found = _first_difference(a, b, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    if left != right or type(left) is not type(right):
+        return f"{path}: {left!r} != {right!r}"
+    return None
+
+
+@pytest.fixture
+async def engines(store: str) -> AsyncIterator[Engines]:
+    database = Database(store)
+    config = engine_config(Settings(database_url=store))
+    try:
+        yield Engines(
+            database,
+            GraphQLEngine(config, database),
+            GraphQLEngine(dataclasses.replace(config, json_in_database=False), database),
+        )
+    finally:
+        await database.dispose()
+
+
+def _selection(table: TableInfo) -> str:
+    fields = [column.field for column in table.columns.values()]
+    fields += list(table.computed_fields)
+    return " ".join(fields)
+
+
+def _aggregates(table: TableInfo) -> str:
+    numeric = [c.field for c in table.columns.values() if c.scalar in NUMERIC_SCALARS]
+    comparable = [c.field for c in table.columns.values() if c.scalar in COMPARABLE_SCALARS]
+    blocks = ["count", f"distinct: count(columns: [{comparable[0]}], distinct: true)"]
+    if numeric:
+        listed = " ".join(numeric)
+        for operation in ("sum", "avg", "stddev", "stddev_pop", "var_samp", "variance"):
+            blocks.append(f"{operation} {{ {listed} }}")
+    for operation in ("max", "min"):
+        blocks.append(f"{operation} {{ {' '.join(comparable)} }}")
+    return " ".join(blocks)
+
+
+def _tables(catalog: Catalog) -> Iterator[TableInfo]:
+    for table in catalog.tables.values():
+        if table.primary_key:
+            yield table
+
+
+async def test_every_scalar_of_every_table_reads_the_same_from_the_database_json(
+    engines: Engines,
+) -> None:
+    catalog = engines.json.catalog
+    answered: set[str] = set()
+    for table in _tables(catalog):
+        order = ", ".join(f"{{{table.columns[key].field}: asc}}" for key in table.primary_key)
+        roots = table.root_fields
+        body = await engines.both(
+            f"{{ {roots.select}(order_by: [{order}], limit: 40) {{ __typename {_selection(table)} }}"
+            f" {roots.select_aggregate} {{ aggregate {{ {_aggregates(table)} }} }} }}"
+        )
+        assert "errors" not in body, (table.name, body)
+        if body["data"][roots.select]:
+            answered.add(table.name)
+    assert {"invocations", "event_executions", "job_executions", "job_logs"} <= answered
+
+
+async def test_numbers_are_strings_alike_when_stringified(store: str) -> None:
+    database = Database(store)
+    config = engine_config(Settings(database_url=store, stringify_numeric_types=True))
+    engines = Engines(
+        database,
+        GraphQLEngine(config, database),
+        GraphQLEngine(dataclasses.replace(config, json_in_database=False), database),
+    )
+    try:
+        for table in _tables(config.catalog):
+            roots = table.root_fields
+            body = await engines.both(
+                f"{{ {roots.select}(limit: 40) {{ {_selection(table)} }}"
+                f" {roots.select_aggregate} {{ aggregate {{ {_aggregates(table)} }} }} }}"
+            )
+            assert "errors" not in body, (table.name, body)
+    finally:
+        await database.dispose()
+
+
+async def test_relationships_with_their_arguments_and_aggregates_read_the_same(
+    engines: Engines, dataset: Dataset
+) -> None:
+    wide = " ".join(f"a{n}: id" for n in range(60))  # beyond one json_build_object call
+    queries = [
+        "{ invocations(order_by: {created_at: desc}, limit: 6) { id"
+        "  event_executions(order_by: {created_at: asc}, limit: 1, offset: 1) { id event_name }"
+        '  job_executions_aggregate(where: {status: {_eq: "completed"}}) {'
+        "    aggregate { count max { duration_ms } avg { duration_ms } } nodes { id job_name } }"
+        "  logs(order_by: [{created_at: asc}, {seq: asc}], limit: 2) { message } } }",
+        "{ job_executions(distinct_on: job_name, order_by: [{job_name: asc}, {created_at: desc}])"
+        "  { job_name created_at invocation { id status source_function } } }",
+        "{ job_executions(order_by: {id: asc}, limit: 8) { id event_execution { event_name"
+        "  invocation { correlation_id event_executions_aggregate { aggregate { count } } } } } }",
+        f"{{ invocations(order_by: {{id: asc}}, limit: 2) {{ {wide} }} }}",
+        "{ invocations_aggregate(order_by: {created_at: asc}, limit: 5, offset: 2) {"
+        "  aggregate { count sum { total_jobs_run } } nodes { id created_at } } }",
+        "{ invocations(where: {event_executions: {detected: {_eq: true}}}, order_by:"
+        "  [{total_duration_ms: desc_nulls_last}, {id: asc}]) { id total_duration_ms } }",
+        # A jsonb path is answered row by row; the answer is the same.
+        '{ invocations(order_by: {id: asc}, limit: 3) { id op: source_event_payload(path: "$.op") } }',
+    ]
+    for query in queries:
+        body = await engines.both(query)
+        assert "errors" not in body, (query, body)
+    missing = await engines.both(
+        '{ invocations_by_pk(id: "00000000-0000-0000-0000-000000000000") { id } }'
+    )
+    assert missing == {"data": {"invocations_by_pk": None}}
+    now = datetime.now(UTC)
+    window = {"timeRange": (now - timedelta(days=5)).isoformat(), "timeRangeEnd": now.isoformat()}
+    for query, variables in (
+        (OVERVIEW_DASHBOARD, window),
+        (INVOCATIONS_LIST, {"limit": 10, "offset": 5}),
+        (INVOCATION_DETAIL, {"id": dataset.invocations[3]["id"]}),
+    ):
+        body = await engines.both(with_typename(query), variables)
+        assert "errors" not in body, body
+
+
+async def test_requests_differing_in_values_share_one_compiled_statement(
+    engines: Engines, dataset: Dataset
+) -> None:
+    engine = engines.json
+    query = "query ($id: uuid!) { invocations_by_pk(id: $id) { id status } }"
+    for invocation in dataset.invocations[:6]:
+        result = await engine.execute(query, {"id": invocation["id"]})
+        assert result.data == {
+            "invocations_by_pk": {"id": invocation["id"], "status": invocation["status"]}
+        }
+    assert engine.compiled.compilations == 1
+    assert engine.compiled.hits == 5
+
+
+async def test_a_variable_that_shapes_the_statement_is_part_of_the_key(engines: Engines) -> None:
+    engine = engines.json
+    query = "query ($n: Int) { invocations(limit: $n, order_by: {created_at: asc}) { id } }"
+    for n in (1, 2, 3, 1, 2):
+        result = await engine.execute(query, {"n": n})
+        assert len(result.data["invocations"]) == n
+    # `limit` is checked against the row cap in Python: it shapes the statement, so each
+    # value compiles once (the first one twice: once to learn it) and repeats hit.
+    assert engine.compiled.compilations == 4
+    assert engine.compiled.hits == 2
+
+
+def test_sessions_share_a_statement_and_see_only_their_rows(
+    module_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    metadata = metadata_with_function_filter(tmp_path / "metadata")
+    dataset = build_dataset()
+
+    async def scenario(url: str) -> None:
+        await insert_dataset(url, dataset)
+        database = Database(url)
+        engine = GraphQLEngine(
+            engine_config(Settings(database_url=url, hasura_metadata_dir=metadata)), database
+        )
+        query = "{ invocations_aggregate { aggregate { count } } invocations { source_function } }"
+        try:
+            for function in ("orders_handler", "users_handler", "orders_handler", "nobody"):
+                session = Session("viewer", {"x-hasura-function": function})
+                result = await engine.execute(query, session=session)
+                expected = [i for i in dataset.invocations if i["source_function"] == function]
+                assert result.data["invocations_aggregate"]["aggregate"]["count"] == len(expected)
+                assert len(result.data["invocations"]) == len(expected)
+                assert {row["source_function"] for row in result.data["invocations"]} <= {function}
+            # One statement per root field, whatever the session: its values are parameters.
+            assert engine.compiled.compilations == 2
+            missing = await engine.execute(query, session=Session("viewer", {}))
+            assert missing.errors and "x-hasura-function" in missing.errors[0].message
+        finally:
+            await database.dispose()
+
+    with db.database_for(module_backend, request, tmp_path / "store") as url:
+        asyncio.run(scenario(url))
