@@ -27,6 +27,7 @@ from service.live.collector import LiveQueriesCollector
 from service.operations.periodic_rollup import PeriodicRollup
 from service.settings import Settings
 from service.storage.database import Database
+from service.storage.leader import leader_lock
 
 log = logging.getLogger("service.app")
 
@@ -80,6 +81,10 @@ class ServiceRuntime:
                 settings.database_url,
                 settings.rollup_interval,
                 on_outcome=lambda outcome: metrics.rollups.labels(outcome).inc(),
+                # Once across every worker and replica: the holder of this lock runs it.
+                leader=leader_lock(
+                    settings.database_url, "rollup", session_url=settings.session_database_url
+                ),
             )
         return cls(settings, metrics, webhook, plugins, observability, periodic)
 
@@ -141,7 +146,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     service.
     """
     settings = settings or Settings()
-    database = Database(settings.database_url, pool_size=settings.db_pool_size)
+    database = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        transaction_pooling=settings.database_transaction_pooling,
+    )
     engine = GraphQLEngine(engine_config(settings), database)
     runtime = ServiceRuntime.from_settings(settings)
     live = LiveQueries(

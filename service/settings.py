@@ -31,6 +31,18 @@ class Settings(BaseSettings):
         default="sqlite:///event-detector.db",
         description="sqlite:///path.db or postgresql://user:pass@host/db",
     )
+    database_transaction_pooling: bool = Field(
+        default=False,
+        description="database_url reaches PostgreSQL through a pooler in transaction mode "
+        "(PgBouncer's pool_mode=transaction): no prepared statement outlives its statement; "
+        "needs database_direct_url",
+    )
+    database_direct_url: str | None = Field(
+        default=None,
+        description="postgresql:// URL that reaches the server directly (not through a "
+        "transaction pooler), for what needs a session of its own: the live queries' LISTEN "
+        "connection and the rollup's leader lock; unset: database_url",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     admin_secret: str | None = Field(
@@ -233,6 +245,25 @@ class Settings(BaseSettings):
     def _absolute_events_dir(cls, value: Path | None) -> Path | None:
         # Resolved now: the webhook must not depend on the working directory later.
         return None if value is None else value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _session_url_behind_a_pooler(self) -> Settings:
+        if (
+            self.database_transaction_pooling
+            and not self.database_url.startswith("sqlite")
+            and not self.database_direct_url
+        ):
+            raise ValueError(
+                "database_transaction_pooling needs EVENT_DETECTOR_DATABASE_DIRECT_URL: LISTEN "
+                "and the rollup's leader lock need a session of their own, which a pooler in "
+                "transaction mode does not keep"
+            )
+        return self
+
+    @property
+    def session_database_url(self) -> str:
+        """The URL for connections that keep a session (LISTEN, advisory locks)."""
+        return self.database_direct_url or self.database_url
 
     @model_validator(mode="before")
     @classmethod

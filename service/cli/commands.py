@@ -169,6 +169,14 @@ def serve(
         bool, typer.Option(help="Create or upgrade the schema before serving.")
     ] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes sharing the port (uvicorn's); live queries run in each, "
+            "the rollup in one at a time.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the GraphQL API, the web client, /metrics and the webhook."""
     import uvicorn
@@ -187,10 +195,37 @@ def serve(
         _populate_demo(out, url, demo_seed)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base = f"http://{shown_host}:{settings.port}/"
-    config = uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.port, log_level=log_level
-    )
-    server = uvicorn.Server(config)
+    uvicorn_options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": log_level,
+    }
+
+    def announce() -> None:
+        if settings.admin_secret is None and settings.host not in LOOPBACK_HOSTS:
+            out.print(
+                f"[yellow]warning:[/] no admin secret and listening on {settings.host}: "
+                "anyone who reaches this port is admin (payloads, mutations, re-runs). "
+                "Set EVENT_DETECTOR_ADMIN_SECRET."
+            )
+        # The dashboard's URL comes last, so it stays on screen.
+        out.print(
+            f"\nevent-detector is serving {escape(_shown(url))}"
+            + (f" with {workers} workers" if workers > 1 else "")
+            + f"\n  GraphQL  {base}v1/graphql\n  metrics  {base}metrics\n"
+            + (f"  webhook  {base}hooks/<function>\n" if settings.events_dir else "")
+            + f"\n[bold green]Dashboard:[/] [bold]{base}[/]"
+        )
+
+    if workers > 1:
+        # Each worker builds its own app from the environment: hand it this command's
+        # settings there. uvicorn's supervisor restarts a worker that dies.
+        os.environ.update(_environment(settings))
+        announce()
+        uvicorn.run("service.app:create_app", factory=True, workers=workers, **uvicorn_options)
+        out.print("stopped")
+        return
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options))
 
     async def run() -> None:
         serving = asyncio.create_task(server.serve())
@@ -198,19 +233,7 @@ def serve(
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if server.started:
-            if settings.admin_secret is None and settings.host not in LOOPBACK_HOSTS:
-                out.print(
-                    f"[yellow]warning:[/] no admin secret and listening on {settings.host}: "
-                    "anyone who reaches this port is admin (payloads, mutations, re-runs). "
-                    "Set EVENT_DETECTOR_ADMIN_SECRET."
-                )
-            # The dashboard's URL comes last, so it stays on screen.
-            out.print(
-                f"\nevent-detector is serving {escape(_shown(url))}\n"
-                f"  GraphQL  {base}v1/graphql\n  metrics  {base}metrics\n"
-                + (f"  webhook  {base}hooks/<function>\n" if settings.events_dir else "")
-                + f"\n[bold green]Dashboard:[/] [bold]{base}[/]"
-            )
+            announce()
         await serving
 
     try:
@@ -219,6 +242,14 @@ def serve(
         # uvicorn shut down gracefully (the webhook's records are flushed), then re-raised
         # Ctrl-C for the default handler: a requested stop is a success.
         out.print("stopped")
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    """Environment variables that give another process these settings' command-line values."""
+    environment = {"EVENT_DETECTOR_DATABASE_URL": settings.database_url}
+    if settings.events_dir is not None:
+        environment["EVENT_DETECTOR_EVENTS_DIR"] = str(settings.events_dir)
+    return environment
 
 
 def _populate_demo(out: Console, url: str, seed: int) -> None:

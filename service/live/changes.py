@@ -34,7 +34,7 @@ from sqlalchemy import event
 
 from detector.observability.migrate import sqlite_path
 from detector.observability.writers import sqlite as sqlite_writer
-from service.storage.database import Database
+from service.storage.database import Database, asyncpg_dsn
 
 log = logging.getLogger(__name__)
 
@@ -222,14 +222,6 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.abspath(a) == os.path.abspath(b)
-
-
-def asyncpg_dsn(url: str) -> str:
-    """A DSN asyncpg accepts, from `postgresql://` or `postgresql+asyncpg://` URLs."""
-    for prefix in ("postgresql+asyncpg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url.removeprefix(prefix)
-    return url
 
 
 class PostgresChangeListener:

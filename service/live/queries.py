@@ -72,6 +72,9 @@ class LiveSettings:
     postgres_ping_interval: float = 10.0
     max_concurrent_runs: int = 10
     batch_size: int = 100
+    listen_url: str | None = None
+    """PostgreSQL: where the LISTEN connection goes (a direct URL when the pool goes
+    through a transaction pooler); None: the database's URL."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiveSettings:
@@ -83,6 +86,7 @@ class LiveSettings:
             sqlite_poll_interval=settings.sqlite_change_poll_interval,
             postgres_ping_interval=settings.postgres_listener_ping_interval,
             batch_size=settings.live_batch_size,
+            listen_url=settings.session_database_url,
             # SQLite runs in this process: concurrent runs only contend for the GIL and
             # delay the loop that sends the results (measured: 2 beats 10 by ~40% p50).
             max_concurrent_runs=(
@@ -163,7 +167,7 @@ class LiveQueries:
             )
         else:
             self.source = PostgresChangeListener(
-                self.database.url,
+                self.settings.listen_url or self.database.url,
                 tables_changed=self.tables_changed,
                 everything_changed=self.everything_changed,
                 ping_interval=self.settings.postgres_ping_interval,

@@ -2,7 +2,9 @@
 
 `PeriodicRollup(url, interval)` runs `detector.observability.rollup.rollup` at start and
 then every `interval` seconds, skipping runs while no invocation changed. The app starts
-it in its lifespan (see `service.app`).
+it in its lifespan (see `service.app`). With a `leader` lock (`service.storage.leader`),
+only the process holding it runs the rollup: once per interval across every worker and
+replica on the database, whichever of them is alive.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from detector.observability.rollup import RollupResult, rollup
+from service.storage.leader import LeaderLock
 from service.storage.maintenance import invocations, open_engine
 
 log = logging.getLogger("service.operations.periodic_rollup")
@@ -40,13 +43,17 @@ class PeriodicRollup:
         database_url: str,
         interval: float,
         on_outcome: Callable[[str], None] | None = None,
+        leader: LeaderLock | None = None,
     ) -> None:
         self.database_url = database_url
         self.interval = interval
         self.on_outcome = on_outcome
         """Called with `"ok"` or `"error"` after every run that was not skipped (metrics)."""
+        self.leader = leader
         self.runs = 0
         self.skipped = 0
+        self.followed = 0
+        """Turns left to the process holding the leader lock."""
         self.last_result: RollupResult | None = None
         self._task: asyncio.Task[None] | None = None
         self._engine: AsyncEngine | None = None
@@ -69,6 +76,9 @@ class PeriodicRollup:
         """One rollup now, unless nothing changed (`force` runs it anyway); None when it
         was skipped or failed (logged, counted)."""
         try:
+            if self.leader is not None and not await self.leader.acquire():
+                self.followed += 1
+                return None
             seen = await self._fingerprint()
             fresh = time.monotonic() - self._last_run < WINDOW_REFRESH_S
             if not force and seen == self._seen and fresh:
@@ -105,3 +115,5 @@ class PeriodicRollup:
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+        if self.leader is not None:
+            await self.leader.release()

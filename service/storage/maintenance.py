@@ -2,7 +2,8 @@
 
 `open_engine(url)` gives an engine whose connections see the observability tables by
 their bare names on both backends (PostgreSQL: `schema_translate_map` to
-`event_detector_observability`; SQLite: foreign keys on and a busy timeout, so deletes
+`event_detector_observability`, and no prepared statements, so it works through
+PgBouncer in transaction mode; SQLite: foreign keys on and a busy timeout, so deletes
 cascade as on PostgreSQL and concurrent writers wait instead of failing).
 """
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from detector.observability.migrate import async_engine_url, is_sqlite
 from detector.observability.models import POSTGRES_SCHEMA, metadata
+from service.storage.database import UNPREPARED_STATEMENTS
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
@@ -49,6 +51,9 @@ def open_engine(url: str, *, pool_size: int = 2) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=pool_size,
         execution_options={"schema_translate_map": {None: POSTGRES_SCHEMA}},
+        # Maintenance runs few statements: none prepared, so it works through PgBouncer
+        # in transaction mode as well as directly.
+        connect_args=UNPREPARED_STATEMENTS,
     )
 
 

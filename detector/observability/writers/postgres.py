@@ -9,7 +9,8 @@
   `INSERT … SELECT FROM unnest($1::uuid[], …) ON CONFLICT (id) DO UPDATE` per
   (table, column set), updating only the columns the patches carry.
 
-One transaction per batch, parents before children.
+One transaction per batch, parents before children. Works through PgBouncer in
+transaction mode: COPY runs inside its transaction and no prepared statement is cached.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ class PostgresWriter:
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
                 server_settings={"application_name": "event-detector-observability"},
+                # No server-side prepared statement outlives its statement: the store may
+                # be reached through PgBouncer in transaction mode, where the next
+                # statement can land on another server connection. (A few statements a
+                # batch: the extra round trip is noise next to COPY.)
+                statement_cache_size=0,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreUnavailable(
