@@ -38,6 +38,12 @@ class LiveQueriesCollector:
         )
         runs.add_metric([], stats.executions)
         yield runs
+        batches = CounterMetricFamily(
+            "event_detector_live_batches",
+            "Statements that ran many live-query cohorts at once (multiplexed).",
+        )
+        batches.add_metric([], stats.batches)
+        yield batches
         signals = CounterMetricFamily(
             "event_detector_live_change_signals",
             "Change notifications received (tables changed, or everything after a reconnect).",
