@@ -33,17 +33,25 @@ def wait_for_health(process: subprocess.Popen[bytes], base: str, *, timeout: flo
         time.sleep(0.1)
 
 
-def start_service(database_url: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def start_service(
+    database_url: str,
+    env: dict[str, str],
+    *,
+    checkout: Path = ROOT,
+    python: str = sys.executable,
+) -> tuple[subprocess.Popen[bytes], str]:
     """Serve `service.app:create_app` on `database_url` with uvicorn on a free local port.
 
-    `env` adds `EVENT_DETECTOR_*` settings to this process's environment. Returns the
-    process once `/healthz` answers, and its base URL; the caller terminates the process.
-    Raises `RuntimeError` (after terminating it) if the service does not start in 60 s.
+    `env` adds `EVENT_DETECTOR_*` settings to this process's environment; `checkout` and
+    `python` choose the code that serves (another checkout: see `bench._baseline`).
+    Returns the process once `/healthz` answers, and its base URL; the caller terminates
+    the process. Raises `RuntimeError` (after terminating it) if the service does not
+    start in 60 s.
     """
     port = free_port()
     process = subprocess.Popen(
         [
-            sys.executable,
+            python,
             "-m",
             "uvicorn",
             "service.app:create_app",
@@ -57,7 +65,7 @@ def start_service(database_url: str, env: dict[str, str]) -> tuple[subprocess.Po
             "--no-access-log",
         ],
         env={**os.environ, "EVENT_DETECTOR_DATABASE_URL": database_url, **env},
-        cwd=ROOT,
+        cwd=checkout,
     )
     base = f"http://127.0.0.1:{port}"
     try:

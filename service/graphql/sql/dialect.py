@@ -82,6 +82,11 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _sql_text(text: str) -> ColumnElement[str]:
+    """A constant of the engine's SQL written as a literal (not a parameter to bind)."""
+    return sa.literal_column(_sql_string(text), sa.Text)
+
+
 def _json_key(key: str) -> ColumnElement[str]:
     """A response key as a SQL string literal (GraphQL names only: no quoting surprises)."""
     if not _GRAPHQL_NAME.fullmatch(key):
@@ -244,15 +249,17 @@ class SQLDialect:
             return sa.case(
                 (
                     sa.and_(as_float == sa.func.trunc(as_float), sa.func.abs(as_float) < 1e15),
-                    sa.cast(sa.cast(as_float, sa.BigInteger), sa.Text) + ".0",
+                    sa.cast(sa.cast(as_float, sa.BigInteger), sa.Text) + _sql_text(".0"),
                 ),
                 else_=sa.cast(as_float, sa.Text),
             )
         if scalar == "timestamptz":
             text = sa.func.to_char(
-                sa.func.timezone("UTC", expression), 'YYYY-MM-DD"T"HH24:MI:SS.US'
+                sa.func.timezone(_sql_text("UTC"), expression),
+                _sql_text('YYYY-MM-DD"T"HH24:MI:SS.US'),
             )
-            return sa.func.rtrim(sa.func.rtrim(text, "0"), ".") + "+00:00"
+            trimmed = sa.func.rtrim(sa.func.rtrim(text, _sql_text("0")), _sql_text("."))
+            return trimmed + _sql_text("+00:00")
         if scalar == "numeric":
             return sa.case(
                 (
@@ -449,16 +456,19 @@ class SQLiteDialect(SQLDialect):
     ) -> ColumnElement[Any]:
         if scalar == "timestamptz":
             # Stored as fixed-width UTC text (`...SS.ffffff+00:00`): trim the fraction.
-            return sa.func.rtrim(sa.func.rtrim(sa.func.substr(expression, 1, 26), "0"), ".").concat(
-                "+00:00"
-            )
+            fraction = sa.func.substr(expression, sa.literal_column("1"), sa.literal_column("26"))
+            trimmed = sa.func.rtrim(sa.func.rtrim(fraction, _sql_text("0")), _sql_text("."))
+            return trimmed.concat(_sql_text("+00:00"))
         if scalar == "Boolean":
             return sa.func.json(
-                sa.case((expression == sa.true(), "true"), (expression == sa.false(), "false"))
+                sa.case(
+                    (expression == sa.true(), _sql_text("true")),
+                    (expression == sa.false(), _sql_text("false")),
+                )
             )
         kind = sqlite_functions.json_serializer_name(scalar, stringify_numeric=stringify_numeric)
         if kind is not None:
-            return sa.func.json(sa.func.pg_json(expression, kind))
+            return sa.func.json(sa.func.pg_json(expression, _sql_text(kind)))
         return expression
 
     def json_document(self, value: ColumnElement[Any]) -> ColumnElement[str]:

@@ -1,0 +1,191 @@
+"""Throughput with one and with two worker processes (`serve --workers N`), PostgreSQL.
+
+The service runs as `event-detector serve --workers N` on a store of 20,000 invocations;
+`wrk` (a C load generator, so the client takes little of the machine's two cores) keeps
+8 requests in flight for a fixed time, each a console operation with its own variables
+(the invocation detail of a random invocation; the first page of the invocation list
+with 24-hour filters). Every answer is checked for GraphQL errors.
+
+Target (issue 17): with two workers on this 2-core machine, requests per second at
+concurrency 8 ≥ 1.6x one worker's.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+
+from bench._service_process import ROOT, wait_for_health
+from bench.graphql_latency import DAYS, fill, operations_for, sample_ids
+from bench.report import Section, Target
+from tests.graphql_helpers import with_typename
+from tests.support import db
+from tests.support.pgserver import free_port, running_postgres
+
+TITLE = "Throughput: one and two worker processes at concurrency 8 (PostgreSQL)"
+KEY = "workers"
+INVOCATIONS = 20_000
+CONCURRENCY = 8
+OPERATIONS = {
+    "InvocationDetail (random invocation)": "by-pk nested",
+    "InvocationsList (page 1 of 50, 24 h filters)": "filtered list",
+}
+
+# Random bodies per request; errors counted over every thread (wrk's Lua states are per thread).
+WRK_SCRIPT = """
+bodies = {BODIES}
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+errors = 0
+threads = {}
+function setup(thread) table.insert(threads, thread) end
+request = function() return wrk.format(nil, nil, nil, bodies[math.random(#bodies)]) end
+response = function(status, headers, body)
+  if status ~= 200 or string.find(body, '"errors"', 1, true) then errors = errors + 1 end
+end
+done = function(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("errors") end
+  io.write(string.format("graphql-errors: %d\\n", total))
+end
+"""
+
+
+def _lua_bodies(bodies: list[bytes]) -> str:
+    return "{" + ",".join(f"[==[{body.decode()}]==]" for body in bodies) + "}"
+
+
+def _serve(url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--db",
+            url,
+            "--no-migrate",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--workers",
+            str(workers),
+        ],
+        env={**os.environ, "EVENT_DETECTOR_ROLLUP_INTERVAL": "0"},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(process, base, timeout=120)
+    except RuntimeError:
+        process.terminate()
+        raise
+    return process, base
+
+
+def _wrk(base: str, script: Path, seconds: float) -> tuple[float, int, int]:
+    """Requests per second, requests made and answers that were errors."""
+    finished = subprocess.run(
+        [
+            shutil.which("wrk") or "wrk",
+            "-t2",
+            f"-c{CONCURRENCY}",
+            f"-d{seconds:.0f}s",
+            "-s",
+            str(script),
+            f"{base}/v1/graphql",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    output = finished.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    made = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    errors = int(re.search(r"graphql-errors: (\d+)", output).group(1))  # type: ignore[union-attr]
+    return rate, made, errors
+
+
+async def run(quick: bool) -> Section:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk not found: run scripts/ensure-system-deps (make bench does)")
+    seconds = 5.0 if quick else 20.0
+    random.seed(5)
+    results: dict[tuple[str, int], tuple[float, int, int]] = {}
+    loads: list[float] = []
+    with running_postgres() as server, tempfile.TemporaryDirectory() as scratch:
+        url = await db.create_postgres_database(server.url())
+        await db.prepare_database(url)
+        await fill(url, 1, INVOCATIONS, INVOCATIONS / DAYS)
+        operations = operations_for(datetime.now(UTC), await sample_ids(url))
+        scripts: dict[str, Path] = {}
+        for name in OPERATIONS:
+            query, variables = operations[name]
+            document = with_typename(query)
+            bodies = [
+                orjson.dumps({"query": document, "variables": variables()}) for _ in range(200)
+            ]
+            scripts[name] = Path(scratch) / f"{len(scripts)}.lua"
+            scripts[name].write_text(WRK_SCRIPT.replace("{BODIES}", _lua_bodies(bodies)))
+        for workers in (1, 2):
+            process, base = _serve(url, workers)
+            try:
+                for name in OPERATIONS:
+                    # Every answer must be data: one checked here, all counted by wrk.
+                    query, variables = operations[name]
+                    answer = httpx.post(
+                        f"{base}/v1/graphql",
+                        json={"query": with_typename(query), "variables": variables()},
+                        timeout=60,
+                    ).json()
+                    assert "errors" not in answer, answer
+                    _wrk(base, scripts[name], 3)  # warm-up: every worker's caches
+                    loads.append(os.getloadavg()[0])
+                    results[(name, workers)] = _wrk(base, scripts[name], seconds)
+                    time.sleep(1)
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
+    lines = [
+        f"Store: {INVOCATIONS:,} invocations over {DAYS} days. Service: `event-detector serve "
+        f"--workers N` (uvicorn workers) on PostgreSQL 15, over loopback; load: wrk, 2 threads, "
+        f"{CONCURRENCY} connections, {seconds:.0f} s per operation after 3 s of warm-up, each "
+        "request a random one of 200 prepared bodies. The machine has 2 cores, shared by the "
+        "workers, PostgreSQL and wrk (and other work: 1-minute load average "
+        f"{min(loads):.1f} to {max(loads):.1f} at the starts of the timed runs).",
+        "",
+        "| operation | 1 worker req/s | 2 workers req/s | ratio | requests | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    targets: list[Target] = []
+    for name, label in OPERATIONS.items():
+        one, two = results[(name, 1)], results[(name, 2)]
+        ratio = two[0] / one[0]
+        lines.append(
+            f"| {name} | {one[0]:,.0f} | {two[0]:,.0f} | {ratio:.2f}x | "
+            f"{one[1]:,} + {two[1]:,} | {one[2] + two[2]} |"
+        )
+        targets.append(
+            Target(
+                f"{label}: requests/s with 2 workers vs 1 (concurrency {CONCURRENCY})",
+                "≥ 1.6x",
+                f"{two[0]:,.0f} vs {one[0]:,.0f} req/s ({ratio:.2f}x), "
+                f"{one[2] + two[2]} errors",
+                None if quick else ratio >= 1.6 and one[2] + two[2] == 0,
+            )
+        )
+    return Section(key=KEY, title=TITLE, body="\n".join(lines), targets=targets, quick=quick)
