@@ -22,6 +22,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -120,6 +121,37 @@ def _wrk(base: str, script: Path, seconds: float) -> tuple[float, int, int]:
     return rate, made, errors
 
 
+def _measure(
+    url: str,
+    workers: int,
+    operations: dict[str, Any],
+    scripts: dict[str, Path],
+    seconds: float,
+    loads: list[float],
+) -> dict[tuple[str, int], tuple[float, int, int]]:
+    """wrk's figures for each operation against `serve --workers <workers>`."""
+    results: dict[tuple[str, int], tuple[float, int, int]] = {}
+    process, base = _serve(url, workers)
+    try:
+        for name in OPERATIONS:
+            # Every answer must be data: one checked here, all counted by wrk.
+            query, variables = operations[name]
+            answer = httpx.post(
+                f"{base}/v1/graphql",
+                json={"query": with_typename(query), "variables": variables()},
+                timeout=60,
+            ).json()
+            assert "errors" not in answer, answer
+            _wrk(base, scripts[name], 3)  # warm-up: every worker's caches
+            loads.append(os.getloadavg()[0])
+            results[(name, workers)] = _wrk(base, scripts[name], seconds)
+            time.sleep(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    return results
+
+
 async def run(quick: bool) -> Section:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk not found: run scripts/ensure-system-deps (make bench does)")
@@ -142,24 +174,7 @@ async def run(quick: bool) -> Section:
             scripts[name] = Path(scratch) / f"{len(scripts)}.lua"
             scripts[name].write_text(WRK_SCRIPT.replace("{BODIES}", _lua_bodies(bodies)))
         for workers in (1, 2):
-            process, base = _serve(url, workers)
-            try:
-                for name in OPERATIONS:
-                    # Every answer must be data: one checked here, all counted by wrk.
-                    query, variables = operations[name]
-                    answer = httpx.post(
-                        f"{base}/v1/graphql",
-                        json={"query": with_typename(query), "variables": variables()},
-                        timeout=60,
-                    ).json()
-                    assert "errors" not in answer, answer
-                    _wrk(base, scripts[name], 3)  # warm-up: every worker's caches
-                    loads.append(os.getloadavg()[0])
-                    results[(name, workers)] = _wrk(base, scripts[name], seconds)
-                    time.sleep(1)
-            finally:
-                process.terminate()
-                process.wait(timeout=60)
+            results.update(_measure(url, workers, operations, scripts, seconds, loads))
     lines = [
         f"Store: {INVOCATIONS:,} invocations over {DAYS} days. Service: `event-detector serve "
         f"--workers N` (uvicorn workers) on PostgreSQL 15, over loopback; load: wrk, 2 threads, "
@@ -183,8 +198,7 @@ async def run(quick: bool) -> Section:
             Target(
                 f"{label}: requests/s with 2 workers vs 1 (concurrency {CONCURRENCY})",
                 "≥ 1.6x",
-                f"{two[0]:,.0f} vs {one[0]:,.0f} req/s ({ratio:.2f}x), "
-                f"{one[2] + two[2]} errors",
+                f"{two[0]:,.0f} vs {one[0]:,.0f} req/s ({ratio:.2f}x), {one[2] + two[2]} errors",
                 None if quick else ratio >= 1.6 and one[2] + two[2] == 0,
             )
         )
