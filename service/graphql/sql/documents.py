@@ -52,12 +52,10 @@ from service.graphql.plan import (
 from service.graphql.sql.aggregates import aggregate_function, result_scalar
 from service.graphql.sql.compiling import CompileContext
 from service.graphql.sql.filters import count_expression, related_condition
-from service.graphql.sql.selects import _aggregate_columns, build_rows_query
+from service.graphql.sql.selects import build_rows_query
 
 ROW_CAP = '"more rows than the row cap"'
 """What a capped list answers instead of its array when it has more than `max_rows` rows."""
-
-ColumnsFor = Callable[[FromClause], list[tuple[str, ColumnElement[Any]]]]
 
 
 class NotBuildable(Exception):
@@ -72,8 +70,8 @@ def list_document(
 ) -> Select[Any]:
     """The statement answering a root list field (`t(...)`) as one JSON array."""
     builder = _Builder(ctx)
-    rows = builder.rows(plan.table, builder.row_columns(plan), args, condition, ctx.max_rows)
-    array = ctx.dialect.json_array(ctx.dialect.json_nested(rows.c.j))
+    rows = builder.rows(plan.table, args, condition, ctx.max_rows)
+    array = ctx.dialect.json_array(builder.row_object(plan, rows))
     return sa.select(ctx.dialect.json_document(builder.capped(array))).select_from(rows)
 
 
@@ -84,10 +82,9 @@ def object_document(
 ) -> Select[Any]:
     """The statement answering a `t_by_pk` field: one JSON object, or no row (null)."""
     builder = _Builder(ctx)
-    rows = builder.rows(
-        plan.table, builder.row_columns(plan), SelectArgs(path=plan.path), condition, None
-    )
-    return sa.select(ctx.dialect.json_document(rows.c.j)).select_from(rows).limit(1)
+    rows = builder.rows(plan.table, SelectArgs(path=plan.path), condition, None)
+    row = ctx.dialect.json_document(builder.row_object(plan, rows))
+    return sa.select(row).select_from(rows).limit(1)
 
 
 def aggregate_document(ctx: CompileContext, plan: AggregatePlan, args: SelectArgs) -> Select[Any]:
@@ -177,27 +174,31 @@ class _Builder:
     def rows(
         self,
         table: TableInfo,
-        columns_for: ColumnsFor,
         args: SelectArgs,
         condition: Callable[[FromClause], ColumnElement[bool]] | None,
         cap: int | None,
         correlate: FromClause | None = None,
     ) -> Subquery:
-        """The rows of `table` under `args` (and `condition`), ordered, as a subquery."""
+        """The rows of `table` under `args` (and `condition`), every column, ordered and
+        paged, as a subquery.
+
+        The JSON of each row is built over this subquery, never inside it: rows skipped
+        by `offset`, sorted or cut by `limit` cost no JSON and no relationship lookups.
+        """
+
+        def columns_for(alias: FromClause) -> list[tuple[str, ColumnElement[Any]]]:
+            return [(name, alias.c[name]) for name in table.columns]
+
         statement, _ = build_rows_query(
             self.ctx,
             table,
-            _once(columns_for),
+            columns_for,
             args,
             extra_condition=condition,
             cap=cap,
             correlate=correlate,
         )
         return statement.subquery()
-
-    def row_columns(self, plan: RowPlan) -> ColumnsFor:
-        """One column `j`: each row of `plan` as its JSON object."""
-        return lambda alias: [("j", self.row_object(plan, alias))]
 
     def row_object(self, plan: RowPlan, alias: FromClause) -> ColumnElement[Any]:
         return self.dialect.json_object(
@@ -235,10 +236,8 @@ class _Builder:
             return dialect.json_nested(related.scalar_subquery())
         join = _join(relationship, alias)
         if isinstance(output, ArrayRelationshipOut):
-            rows = self.rows(
-                target, self.row_columns(output.plan), output.args, join, ctx.max_rows, alias
-            )
-            array = dialect.json_array(dialect.json_nested(rows.c.j))
+            rows = self.rows(target, output.args, join, ctx.max_rows, alias)
+            array = dialect.json_array(self.row_object(output.plan, rows))
             return dialect.json_nested(sa.select(array).select_from(rows).scalar_subquery())
         assert isinstance(output, ArrayAggregateOut)
         statement = self.aggregate(output.plan, output.args, join, alias, root=False)
@@ -257,30 +256,17 @@ class _Builder:
     ) -> Select[Any]:
         """One select (one column) of a `<table>_aggregate` value over its rows."""
         ctx, dialect = self.ctx, self.dialect
-        measured = _aggregate_columns(plan)
-        nodes = [output for output in plan.outputs if isinstance(output, NodesOut)]
-
-        def columns_for(alias: FromClause) -> list[tuple[str, ColumnElement[Any]]]:
-            columns = [(f"c_{column.name}", alias.c[column.name]) for column in measured]
-            columns += [
-                (f"j_{number}", self.row_object(node.plan, alias))
-                for number, node in enumerate(nodes)
-            ]
-            return columns or [("_one", sa.literal(1))]
-
+        nodes = any(isinstance(output, NodesOut) for output in plan.outputs)
         cap = ctx.max_rows if nodes else None
-        rows = self.rows(plan.table, columns_for, args, condition, cap, correlate)
+        rows = self.rows(plan.table, args, condition, cap, correlate)
         pairs: list[tuple[str, ColumnElement[Any]]] = []
-        node_number = 0
         for output in plan.outputs:
             if isinstance(output, ConstOut):
                 pairs.append((output.key, _text_literal(output.value)))
             elif isinstance(output, AggregateFieldsOut):
                 pairs.append((output.key, self.block(output, rows)))
             else:
-                element = dialect.json_nested(rows.c[f"j_{node_number}"])
-                pairs.append((output.key, dialect.json_array(element)))
-                node_number += 1
+                pairs.append((output.key, dialect.json_array(self.row_object(output.plan, rows))))
         value = dialect.json_object(pairs)
         if root and nodes:
             value = self.capped(value)
@@ -295,7 +281,7 @@ class _Builder:
             if isinstance(member, ConstOut):
                 pairs.append((member.key, _text_literal(member.value)))
             elif isinstance(member, CountOut):
-                columns = [rows.c[f"c_{column.name}"] for column in member.columns]
+                columns = [rows.c[column.name] for column in member.columns]
                 pairs.append((member.key, count_expression(ctx, columns, member.distinct)))
             else:
                 assert isinstance(member, OperationOut)
@@ -306,7 +292,7 @@ class _Builder:
                         continue
                     column = item.column
                     measure = aggregate_function(
-                        ctx, member.operation, rows.c[f"c_{column.name}"], column.scalar
+                        ctx, member.operation, rows.c[column.name], column.scalar
                     )
                     scalar = result_scalar(member.operation, column.scalar)
                     items.append(
@@ -335,20 +321,6 @@ def _join(
         return inner.c[relationship.target_column] == outer.c[relationship.source_column]
 
     return condition
-
-
-def _once(columns_for: ColumnsFor) -> ColumnsFor:
-    """`columns_for`, building the columns of each alias once (`build_rows_query` asks twice)."""
-    built: dict[int, tuple[FromClause, list[tuple[str, ColumnElement[Any]]]]] = {}
-
-    def columns(alias: FromClause) -> list[tuple[str, ColumnElement[Any]]]:
-        entry = built.get(id(alias))
-        if entry is None or entry[0] is not alias:
-            entry = (alias, columns_for(alias))
-            built[id(alias)] = entry
-        return entry[1]
-
-    return columns
 
 
 def _text_literal(value: Any) -> ColumnElement[Any]:
