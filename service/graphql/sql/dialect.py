@@ -477,17 +477,28 @@ class SQLiteDialect(SQLDialect):
     def parameter_sets(
         self, types: Sequence[sa.types.TypeEngine[Any]]
     ) -> tuple[FromClause, ColumnElement[int], list[ColumnElement[Any]]]:
-        # One JSON array of sets, each an array of values: `json_each` numbers them.
-        subs = (
+        # One JSON array of sets, each an array of values: `json_each` numbers them. The
+        # values are extracted once per set, in a subquery SQLite must not flatten into
+        # its users (OFFSET keeps it whole), rather than at every use in every row.
+        each = (
             sa.func.json_each(sa.bindparam("sets", type_=sa.Text))
             .table_valued("key", "value")
-            .alias("_subs")
+            .alias("_sets")
         )
-        columns = [
-            sa.literal_column(f"json_extract(_subs.value, '$[{number}]')")
+        extracted = [
+            sa.func.json_extract(each.c.value, sa.literal_column(f"'$[{number}]'")).label(
+                f"p{number}"
+            )
             for number in range(len(types))
         ]
-        return subs, subs.c.key, columns
+        subs = (
+            sa.select(each.c.key.label("n"), *extracted)
+            .limit(sa.literal_column("-1"))
+            .offset(sa.literal_column("0"))
+            .subquery("_subs")
+        )
+        columns = [sa.literal_column(f"_subs.p{number}") for number in range(len(types))]
+        return subs, subs.c.n, columns
 
     def parameter_set_values(
         self, types: Sequence[sa.types.TypeEngine[Any]], sets: Sequence[Sequence[Any]]

@@ -70,7 +70,7 @@ def list_document(
 ) -> Select[Any]:
     """The statement answering a root list field (`t(...)`) as one JSON array."""
     builder = _Builder(ctx)
-    rows = builder.rows(plan.table, args, condition, ctx.max_rows)
+    rows = builder.rows(plan.table, _row_columns(plan), args, condition, ctx.max_rows)
     array = ctx.dialect.json_array(builder.row_object(plan, rows))
     return sa.select(ctx.dialect.json_document(builder.capped(array))).select_from(rows)
 
@@ -82,7 +82,7 @@ def object_document(
 ) -> Select[Any]:
     """The statement answering a `t_by_pk` field: one JSON object, or no row (null)."""
     builder = _Builder(ctx)
-    rows = builder.rows(plan.table, SelectArgs(path=plan.path), condition, None)
+    rows = builder.rows(plan.table, _row_columns(plan), SelectArgs(path=plan.path), condition, None)
     row = ctx.dialect.json_document(builder.row_object(plan, rows))
     return sa.select(row).select_from(rows).limit(1)
 
@@ -174,20 +174,22 @@ class _Builder:
     def rows(
         self,
         table: TableInfo,
+        columns: list[str],
         args: SelectArgs,
         condition: Callable[[FromClause], ColumnElement[bool]] | None,
         cap: int | None,
         correlate: FromClause | None = None,
     ) -> Subquery:
-        """The rows of `table` under `args` (and `condition`), every column, ordered and
+        """The rows of `table` under `args` (and `condition`): `columns`, ordered and
         paged, as a subquery.
 
         The JSON of each row is built over this subquery, never inside it: rows skipped
-        by `offset`, sorted or cut by `limit` cost no JSON and no relationship lookups.
+        by `offset`, sorted or cut by `limit` cost no JSON and no relationship lookups,
+        and sorts carry only the columns the response needs.
         """
 
         def columns_for(alias: FromClause) -> list[tuple[str, ColumnElement[Any]]]:
-            return [(name, alias.c[name]) for name in table.columns]
+            return [(name, alias.c[name]) for name in columns]
 
         statement, _ = build_rows_query(
             self.ctx,
@@ -236,7 +238,9 @@ class _Builder:
             return dialect.json_nested(related.scalar_subquery())
         join = _join(relationship, alias)
         if isinstance(output, ArrayRelationshipOut):
-            rows = self.rows(target, output.args, join, ctx.max_rows, alias)
+            rows = self.rows(
+                target, _row_columns(output.plan), output.args, join, ctx.max_rows, alias
+            )
             array = dialect.json_array(self.row_object(output.plan, rows))
             return dialect.json_nested(sa.select(array).select_from(rows).scalar_subquery())
         assert isinstance(output, ArrayAggregateOut)
@@ -258,7 +262,7 @@ class _Builder:
         ctx, dialect = self.ctx, self.dialect
         nodes = any(isinstance(output, NodesOut) for output in plan.outputs)
         cap = ctx.max_rows if nodes else None
-        rows = self.rows(plan.table, args, condition, cap, correlate)
+        rows = self.rows(plan.table, _aggregate_columns(plan), args, condition, cap, correlate)
         pairs: list[tuple[str, ColumnElement[Any]]] = []
         for output in plan.outputs:
             if isinstance(output, ConstOut):
@@ -309,6 +313,45 @@ class _Builder:
             (sa.func.count() > self.ctx.max_rows, self.dialect.json_literal(ROW_CAP)),
             else_=value,
         )
+
+
+def _row_columns(plan: RowPlan) -> list[str]:
+    """Columns a level's JSON reads: its columns and relationship keys (every column when a
+    computed field reads the row), at least one."""
+    names: dict[str, None] = {}
+    for output in plan.outputs:
+        if isinstance(output, ColumnOut):
+            names[output.column.name] = None
+        elif isinstance(output, ComputedOut):
+            return list(plan.table.columns)
+        elif isinstance(output, ObjectRelationshipOut | ArrayRelationshipOut | ArrayAggregateOut):
+            names[output.relationship.source_column] = None
+    return list(names) or [_any_column(plan.table)]
+
+
+def _aggregate_columns(plan: AggregatePlan) -> list[str]:
+    """Columns an aggregate's blocks measure and its nodes read, at least one."""
+    names: dict[str, None] = {}
+    for output in plan.outputs:
+        if isinstance(output, NodesOut):
+            names.update(dict.fromkeys(_row_columns(output.plan)))
+        elif isinstance(output, AggregateFieldsOut):
+            for member in output.outputs:
+                if isinstance(member, CountOut):
+                    names.update(dict.fromkeys(column.name for column in member.columns))
+                elif isinstance(member, OperationOut):
+                    names.update(
+                        dict.fromkeys(
+                            item.column.name
+                            for item in member.outputs
+                            if not isinstance(item, ConstOut)
+                        )
+                    )
+    return list(names) or [_any_column(plan.table)]
+
+
+def _any_column(table: TableInfo) -> str:
+    return table.primary_key[0] if table.primary_key else next(iter(table.columns))
 
 
 def _join(
