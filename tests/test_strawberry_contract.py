@@ -71,6 +71,11 @@ OVERRIDES: list[tuple[type, type, dict[str, tuple[str, ...]]]] = [
         {"__init__": ("self",), "on_operation": ("self",)},
     ),
     (
+        seam.EngineValidationCache,
+        SchemaExtension,
+        {"__init__": ("self",), "on_validate": ("self",)},
+    ),
+    (
         http.GraphQLView,
         strawberry.asgi.GraphQL,
         {
@@ -264,6 +269,19 @@ def test_execution_context_has_the_fields_the_validation_extension_sets() -> Non
         assert name in fields, (
             f"strawberry.types.ExecutionContext.{name} is gone: EngineValidationRules "
             "(service/graphql/transport/strawberry.py) sets it for every operation"
+        )
+
+
+def test_validate_document_takes_schema_document_and_rules() -> None:
+    from strawberry.schema.schema import validate_document
+
+    parameters = list(inspect.signature(validate_document).parameters)
+    assert parameters == ["schema", "document", "validation_rules"], (
+        "strawberry.schema.schema.validate_document changed: EngineValidationCache calls it"
+    )
+    for name in ("graphql_document", "pre_execution_errors"):
+        assert name in ExecutionContext.__dataclass_fields__, (
+            f"strawberry.types.ExecutionContext.{name} is gone: EngineValidationCache uses it"
         )
 
 

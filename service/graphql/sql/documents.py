@@ -211,7 +211,7 @@ class _Builder:
         ctx, dialect = self.ctx, self.dialect
         stringify = ctx.stringify_numeric
         if isinstance(output, ConstOut):
-            return _text_literal(output.value)
+            return self.dialect.json_constant(output.value)
         if isinstance(output, ColumnOut):
             if output.json_path is not None:
                 raise NotBuildable("a jsonb column's path argument")
@@ -266,7 +266,7 @@ class _Builder:
         pairs: list[tuple[str, ColumnElement[Any]]] = []
         for output in plan.outputs:
             if isinstance(output, ConstOut):
-                pairs.append((output.key, _text_literal(output.value)))
+                pairs.append((output.key, self.dialect.json_constant(output.value)))
             elif isinstance(output, AggregateFieldsOut):
                 pairs.append((output.key, self.block(output, rows)))
             else:
@@ -283,16 +283,19 @@ class _Builder:
         pairs: list[tuple[str, ColumnElement[Any]]] = []
         for member in block.outputs:
             if isinstance(member, ConstOut):
-                pairs.append((member.key, _text_literal(member.value)))
+                pairs.append((member.key, self.dialect.json_constant(member.value)))
             elif isinstance(member, CountOut):
                 columns = [rows.c[column.name] for column in member.columns]
-                pairs.append((member.key, count_expression(ctx, columns, member.distinct)))
+                count = count_expression(ctx, columns, member.distinct)
+                pairs.append(
+                    (member.key, dialect.json_value(count, "Int", stringify_numeric=stringify))
+                )
             else:
                 assert isinstance(member, OperationOut)
                 items: list[tuple[str, ColumnElement[Any]]] = []
                 for item in member.outputs:
                     if isinstance(item, ConstOut):
-                        items.append((item.key, _text_literal(item.value)))
+                        items.append((item.key, self.dialect.json_constant(item.value)))
                         continue
                     column = item.column
                     measure = aggregate_function(
@@ -364,8 +367,3 @@ def _join(
         return inner.c[relationship.target_column] == outer.c[relationship.source_column]
 
     return condition
-
-
-def _text_literal(value: Any) -> ColumnElement[Any]:
-    """A constant string of the response (`__typename`: a GraphQL name)."""
-    return sa.literal_column("'" + str(value).replace("'", "''") + "'", sa.Text)
