@@ -107,6 +107,10 @@ class NestedArray:
     """(response key, whether the value there is a list) from the root value down."""
     table: TableInfo
     path: str
+    least_bytes: int
+    """The fewest characters one of its rows takes in the answer (braces, keys, one
+    character a value, separators): an answer shorter than n times this holds fewer
+    than n of them."""
 
 
 def nested_arrays(plan: RowPlan | AggregatePlan) -> list[NestedArray]:
@@ -119,7 +123,11 @@ def nested_arrays(plan: RowPlan | AggregatePlan) -> list[NestedArray]:
                 rows(output.plan, (*steps, (output.key, False)))
             elif isinstance(output, ArrayRelationshipOut):
                 here = (*steps, (output.key, True))
-                found.append(NestedArray(here, output.plan.table, output.plan.path))
+                found.append(
+                    NestedArray(
+                        here, output.plan.table, output.plan.path, _least_bytes(output.plan)
+                    )
+                )
                 rows(output.plan, here)
             elif isinstance(output, ArrayAggregateOut):
                 aggregate(output.plan, (*steps, (output.key, False)))
@@ -128,7 +136,11 @@ def nested_arrays(plan: RowPlan | AggregatePlan) -> list[NestedArray]:
         for output in level.outputs:
             if isinstance(output, NodesOut):
                 here = (*steps, (output.key, True))
-                found.append(NestedArray(here, output.plan.table, output.plan.path))
+                found.append(
+                    NestedArray(
+                        here, output.plan.table, output.plan.path, _least_bytes(output.plan)
+                    )
+                )
                 rows(output.plan, here)
 
     if isinstance(plan, RowPlan):
@@ -138,6 +150,13 @@ def nested_arrays(plan: RowPlan | AggregatePlan) -> list[NestedArray]:
             if isinstance(output, NodesOut):
                 rows(output.plan, ((output.key, True),))
     return found
+
+
+def _least_bytes(plan: RowPlan) -> int:
+    # `{}`, and per key `"key":` and a value of at least one character, commas between.
+    if not plan.outputs:
+        return 2
+    return 1 + sum(len(output.key) + 5 for output in plan.outputs)
 
 
 def nested_array_counts(arrays: list[NestedArray], value: Any) -> Iterator[tuple[NestedArray, int]]:
