@@ -56,6 +56,19 @@ def _rows(counts: dict[str, int]) -> list[dict[str, Any]]:
     ]
 
 
+async def _count_each(
+    stack: contextlib.AsyncExitStack, server: RunningServer, functions: list[str]
+) -> list[Any]:
+    """One subscription counting the invocations of each function (as admin)."""
+    admin = {"x-hasura-admin-secret": "s"}
+    return [
+        await stack.enter_async_context(
+            subscribed(server.websocket_url, COUNT_BY_FUNCTION, {"f": f}, headers=admin)
+        )
+        for f in functions
+    ]
+
+
 def _count(result: dict[str, Any]) -> int:
     return int(result["invocations_aggregate"]["aggregate"]["count"])
 
@@ -65,14 +78,8 @@ async def test_cohorts_differing_in_variables_run_one_statement_per_batch(
 ) -> None:
     live = server.app.state.live
     functions = [f"variables-{n}" for n in range(10)]
-    admin = {"x-hasura-admin-secret": "s"}
     async with contextlib.AsyncExitStack() as stack:
-        subscriptions = [
-            await stack.enter_async_context(
-                subscribed(server.websocket_url, COUNT_BY_FUNCTION, {"f": f}, headers=admin)
-            )
-            for f in functions
-        ]
+        subscriptions = await _count_each(stack, server, functions)
         assert [_count(await s.next()) for s in subscriptions] == [0] * 10
         assert live.stats().cohorts == 10
         before = live.stats()
@@ -129,14 +136,8 @@ async def test_a_batch_that_fails_runs_each_cohort_alone(
 ) -> None:
     live = server.app.state.live
     functions = [f"fallback-{n}" for n in range(3)]
-    admin = {"x-hasura-admin-secret": "s"}
     async with contextlib.AsyncExitStack() as stack:
-        subscriptions = [
-            await stack.enter_async_context(
-                subscribed(server.websocket_url, COUNT_BY_FUNCTION, {"f": f}, headers=admin)
-            )
-            for f in functions
-        ]
+        subscriptions = await _count_each(stack, server, functions)
         assert [_count(await s.next()) for s in subscriptions] == [0, 0, 0]
         # A parameter set no database can bind makes the next batch statement fail (as a
         # value the database rejects would): each cohort must then run on its own.

@@ -318,7 +318,7 @@ class CompiledOperations:
         elif kind == "select_by_pk":
             plan = planner.row_plan(object_type, table, info.field_nodes, path)
             primary_key = {table.columns_by_field[name].name: value for name, value in args.items()}
-            statement = object_document(ctx, plan, _primary_key_condition(primary_key))
+            statement = object_document(ctx, plan, primary_key_condition(primary_key))
             nested = nested_arrays(plan)
             plan_path = plan.path
         else:
@@ -342,7 +342,9 @@ class CompiledOperations:
         )
 
 
-def _primary_key_condition(key: Mapping[str, Any]) -> Any:
+def primary_key_condition(key: Mapping[str, Any]) -> Any:
+    """The condition `alias` matches `key` (column name → value) for `_by_pk` fields."""
+
     def matches(alias: Any) -> Any:
         return sa.and_(
             *(

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import sqlalchemy as sa
 from graphql import GraphQLResolveInfo, get_named_type
 
 from service.graphql.catalog.metadata import TableInfo
 from service.graphql.errors import validation_failed
+from service.graphql.execution.compiled import primary_key_condition
 from service.graphql.plan import ColumnOut, Planner, SelectArgs
 from service.graphql.sql.selects import Fetcher, aggregate, select_rows
 
@@ -109,15 +109,7 @@ def select_by_pk(table: TableInfo) -> Resolver:
         engine, ctx, planner, path = runtime(info)
         plan = planner.row_plan(_object_type(info), table, info.field_nodes, path)
         key = {table.columns_by_field[name].name: value for name, value in args.items()}
-
-        def matches(alias: Any) -> Any:
-            return sa.and_(
-                *(
-                    alias.c[name] == sa.bindparam(None, value, type_=alias.c[name].type)
-                    for name, value in key.items()
-                )
-            )
-
+        matches = primary_key_condition(key)
         async with engine.database.read() as conn:
             rows = await select_rows(Fetcher(ctx, conn), plan, SelectArgs(path=path), matches)
         return Completed(rows[0]) if rows else None

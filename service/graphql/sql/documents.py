@@ -117,31 +117,23 @@ def nested_arrays(plan: RowPlan | AggregatePlan) -> list[NestedArray]:
     """Every array (relationship lists and `nodes`) below the root level of `plan`."""
     found: list[NestedArray] = []
 
+    def listed(plan: RowPlan, steps: tuple[tuple[str, bool], ...]) -> None:
+        found.append(NestedArray(steps, plan.table, plan.path, _least_bytes(plan)))
+        rows(plan, steps)
+
     def rows(level: RowPlan, steps: tuple[tuple[str, bool], ...]) -> None:
         for output in level.outputs:
             if isinstance(output, ObjectRelationshipOut):
                 rows(output.plan, (*steps, (output.key, False)))
             elif isinstance(output, ArrayRelationshipOut):
-                here = (*steps, (output.key, True))
-                found.append(
-                    NestedArray(
-                        here, output.plan.table, output.plan.path, _least_bytes(output.plan)
-                    )
-                )
-                rows(output.plan, here)
+                listed(output.plan, (*steps, (output.key, True)))
             elif isinstance(output, ArrayAggregateOut):
                 aggregate(output.plan, (*steps, (output.key, False)))
 
     def aggregate(level: AggregatePlan, steps: tuple[tuple[str, bool], ...]) -> None:
         for output in level.outputs:
             if isinstance(output, NodesOut):
-                here = (*steps, (output.key, True))
-                found.append(
-                    NestedArray(
-                        here, output.plan.table, output.plan.path, _least_bytes(output.plan)
-                    )
-                )
-                rows(output.plan, here)
+                listed(output.plan, (*steps, (output.key, True)))
 
     if isinstance(plan, RowPlan):
         rows(plan, ())
