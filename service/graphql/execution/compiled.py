@@ -19,7 +19,8 @@ What is a parameter, and what is shape:
 - a leaf the compiler uses for more than binding it (a `limit` checked against the row
   cap, a pattern validated in Python, a jsonb path) makes `ParamRef` raise
   `NotParametric`: that leaf becomes shape for the operation from then on, and the
-  field is compiled again. A leaf that fails in any other way makes every leaf shape.
+  field is compiled again. A leaf that fails in any other way makes every variable leaf
+  shape (and then, if it still fails, the session variables).
 
 Entries are keyed by (normalised document, root field, role, shape) and kept in an LRU
 of `EngineConfig.compiled_cache_size` entries (0: build every request's statement anew,
@@ -279,11 +280,16 @@ class CompiledOperations:
                     operation.session_shapes = True
                     leaves = []
             except Exception:
-                if not leaves and not session_parameters:
-                    raise  # the request itself is wrong: its error is the answer
-                operation.shape_paths.add(_ALL_LEAVES)
-                operation.session_shapes = True
-                leaves = []
+                # Some value was used in a way `ParamRef` cannot tell (a JSON encoding, say):
+                # make the variables' values shape first, then the session's; an error that
+                # remains is the request's own, and is its answer.
+                if leaves:
+                    operation.shape_paths.add(_ALL_LEAVES)
+                    leaves = []
+                elif session_parameters:
+                    operation.session_shapes = True
+                else:
+                    raise
 
     def _build(
         self,
