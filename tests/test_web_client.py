@@ -891,6 +891,15 @@ def test_every_module_and_library_is_served_with_a_javascript_type(server: Runni
         assert response.headers["content-type"].startswith("text/javascript"), path
     for page in ("/invocations", "/invocations/abc", "/flow/abc", "/analytics", "/settings"):
         assert server.client.get(page).text == index.text
+    # Any other page a browser asks for: the client (it says what is missing), status 404.
+    # Other clients get a plain 404; the app's own answers (redirects, 405) come first.
+    html = {"accept": "text/html,application/xhtml+xml"}
+    unknown = server.client.get("/no/such/page", headers=html)
+    assert (unknown.status_code, unknown.text) == (404, index.text)
+    assert server.client.get("/no/such/page").text == "Not Found"
+    assert server.client.post("/no/such/page", headers=html).text == "Not Found"
+    assert server.client.get("/invocations/", headers=html).status_code == 307
+    assert server.client.put("/healthz", headers=html).status_code == 405
     # Only the packages the client imports are served; nothing above them.
     assert server.client.get("/vendor/graphql/package.json").status_code == 404
     assert server.client.get("/vendor/preact/../../package.json").status_code == 404

@@ -144,6 +144,21 @@ async function fetchPercentileSeries(range, job, signal) {
   };
 }
 
+/** Everything the page shows, as one version: the names first, then each panel's figures. */
+async function fetchAnalytics(range, job, signal) {
+  const names = await fetchNames(range, signal);
+  const jobNames = names.jobs.map((j) => j.job_name).slice(0, MAX_NAMES);
+  const eventNames = names.events.map((e) => e.event_name).slice(0, MAX_NAMES);
+  const types = names.error_types.map((t) => t.error_type);
+  const [jobs, events, failures, series] = await Promise.all([
+    fetchJobStats(range, jobNames, signal),
+    fetchEventStats(range, eventNames, signal),
+    fetchFailures(range, types, signal),
+    fetchPercentileSeries(range, job, signal),
+  ]);
+  return { names, jobs, events, failures, series };
+}
+
 function useSorted(rows, initial) {
   const [sort, setSort] = useState(initial);
   const [key, direction] = sort;
@@ -163,22 +178,23 @@ export function AnalyticsPage({ params }) {
   const rangeKey = [range.from.toISOString(), range.to?.toISOString()];
   const changes = useLive(CHANGES, { where: createdWithin(range) });
   const opts = { version: changes.version, throttleMs: 10_000 };
-  const names = useQuery((signal) => fetchNames(range, signal), ['names', ...rangeKey], opts);
+  const job = params.job || '';
+  // One version for every panel: a live update changes the cards and tables together.
+  const analytics = useQuery((signal) => fetchAnalytics(range, job, signal), ['analytics', ...rangeKey, job], opts);
+  const names = { data: analytics.data?.names };
+  const jobs = { data: analytics.data?.jobs };
+  const events = { data: analytics.data?.events };
+  const failures = { data: analytics.data?.failures };
+  const series = { data: analytics.data?.series };
   const jobNames = (names.data?.jobs || []).map((j) => j.job_name);
   const eventNames = (names.data?.events || []).map((e) => e.event_name);
-  const types = (names.data?.error_types || []).map((t) => t.error_type);
-  const jobs = useQuery((signal) => fetchJobStats(range, jobNames.slice(0, MAX_NAMES), signal), ['jobs', ...rangeKey, jobNames], { ...opts, enabled: Boolean(names.data) });
-  const events = useQuery((signal) => fetchEventStats(range, eventNames.slice(0, MAX_NAMES), signal), ['events', ...rangeKey, eventNames], { ...opts, enabled: Boolean(names.data) });
-  const failures = useQuery((signal) => fetchFailures(range, types, signal), ['failures', ...rangeKey, types], { ...opts, enabled: Boolean(names.data) });
-  const job = params.job || '';
-  const series = useQuery((signal) => fetchPercentileSeries(range, job, signal), ['pseries', ...rangeKey, job], opts);
   const now = useNow(30_000);
   const jobTable = useSorted(jobs.data, ['runs', 'desc']);
   const eventTable = useSorted(events.data, ['checked', 'desc']);
 
   const totals = names.data;
   return html`<div class="page analytics">
-    <${ErrorBox} error=${names.error || jobs.error || events.error || failures.error || series.error} />
+    <${ErrorBox} error=${analytics.error} />
     <div class="kpis">
       ${totals
         ? html`<div class="kpi" data-kpi="jobs_run" data-value=${totals.job_totals.aggregate.count}><div class="kpi-label">Jobs run</div><div class="kpi-value">${fmtNumber(totals.job_totals.aggregate.count)}</div><div class="kpi-delta muted">${jobNames.length} distinct jobs</div></div>
