@@ -120,11 +120,7 @@ def web_server(web_dataset: Any) -> Iterator[Any]:
 @pytest.fixture
 def tab(browser: Any) -> Iterator[Any]:
     """A fresh browser tab at 1440 x 900; the test fails on any console or page error."""
-    from tests.support.browser import open_tab
+    from tests.support.browser import checked_tab
 
-    opened = open_tab(browser)
-    try:
+    with checked_tab(browser) as opened:
         yield opened
-        opened.assert_no_errors()
-    finally:
-        opened.close()

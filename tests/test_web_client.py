@@ -33,6 +33,7 @@ from tests.support.webdata import (
     WebDataset,
     count,
     execute,
+    invocation_row,
     percentile_cont,
     record_shipment,
     rows,
@@ -344,6 +345,23 @@ def test_a_log_line_search_lands_on_the_line_in_its_job(
     expect(page.locator("[data-log-match]")).to_have_count(10)
     page.get_by_role("button", name="Next log lines").click()
     expect(page.locator("[data-log-page]")).to_contain_text("2 /")
+    # The other filters scope the lines too: only lines of the invocations they keep.
+    page.locator('[data-filter-status="failed"]').click()
+    of_failed = sa.select(invocations.c.id).where(invocations.c.status == "failed")
+    expect(matches).to_have_attribute(
+        "data-log-matches",
+        str(
+            count(
+                dataset.url,
+                job_logs,
+                job_logs.c.message.ilike("%marked fulfilled%"),
+                job_logs.c.created_at >= dataset.window_start,
+                job_logs.c.created_at < dataset.window_end,
+                job_logs.c.invocation_id.in_(of_failed),
+            )
+        ),
+    )
+    page.locator('[data-filter-status="failed"]').click()
 
     search(page, "log:rejected the entry")
     line = lines[0]
@@ -646,21 +664,17 @@ def test_running_nodes_tick_and_the_flow_follows_the_writes(
     tab: Any, server: RunningServer, dataset: WebDataset
 ) -> None:
     # Rows as the plugin writes them while an invocation runs (status running, no end).
-    invocation_id, event_id, job_id = (str(uuid.uuid4()) for _ in range(3))
+    event_id, job_id = (str(uuid.uuid4()) for _ in range(2))
     started = datetime.now(UTC) - timedelta(seconds=4)
-    execute(
-        dataset.url,
-        sa.insert(invocations).values(
-            id=invocation_id,
-            created_at=started,
-            updated_at=started,
-            correlation_id=f"running-{invocation_id[:8]}",
-            source_function="running_events",
-            source_table="public.orders",
-            source_operation="UPDATE",
-            status="running",
-        ),
+    running = invocation_row(
+        started,
+        "running_events",
+        status="running",
+        source_table="public.orders",
+        source_operation="UPDATE",
     )
+    invocation_id = running["id"]
+    execute(dataset.url, sa.insert(invocations).values(running))
     execute(
         dataset.url,
         sa.insert(event_executions).values(

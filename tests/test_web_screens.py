@@ -22,9 +22,16 @@ import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
 from service.storage import invocations, job_executions, job_logs
-from tests.support.browser import Tab, open_tab
+from tests.support.browser import Tab, checked_tab
 from tests.support.server import RunningServer
-from tests.support.webdata import WebDataset, count, execute, record_shipment, rows
+from tests.support.webdata import (
+    WebDataset,
+    count,
+    execute,
+    invocation_row,
+    record_shipment,
+    rows,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -37,12 +44,8 @@ MIN_SAMPLE = 30
 @pytest.fixture(params=[PHONE, DESKTOP], ids=["phone", "desktop"])
 def screen(browser: Any, request: pytest.FixtureRequest) -> Iterator[Tab]:
     """A fresh tab at each width in turn; the test fails on any browser error."""
-    opened = open_tab(browser, width=request.param)
-    try:
+    with checked_tab(browser, width=request.param) as opened:
         yield opened
-        opened.assert_no_errors()
-    finally:
-        opened.close()
 
 
 def width_of(tab: Tab) -> int:
@@ -129,8 +132,7 @@ def every_page(dataset: WebDataset) -> list[Screen]:
 def test_every_page_fits_the_screen_names_its_tab_and_keeps_errors_in_the_app(
     browser: Any, web_server: RunningServer, web_dataset: WebDataset, width: int, theme: str
 ) -> None:
-    tab = open_tab(browser, width=width, color_scheme=theme)
-    try:
+    with checked_tab(browser, width=width, color_scheme=theme) as tab:
         page = tab.page
         for screen in every_page(web_dataset):
             if screen.status == 404:
@@ -145,9 +147,6 @@ def test_every_page_fits_the_screen_names_its_tab_and_keeps_errors_in_the_app(
             assert page.evaluate("document.documentElement.dataset.theme") == theme
             assert_fits(page, f"{screen.name} at {width} px")
             tab.screenshot(f"screen-{screen.name}-{width}-{theme}")
-        tab.assert_no_errors()
-    finally:
-        tab.close()
 
 
 def test_the_invocation_list_fits_its_box_on_a_desktop(
@@ -165,8 +164,7 @@ def test_the_invocation_list_fits_its_box_on_a_desktop(
 
 
 def test_the_menu_folds_away_on_a_phone(browser: Any, web_server: RunningServer) -> None:
-    tab = open_tab(browser, width=PHONE)
-    try:
+    with checked_tab(browser, width=PHONE) as tab:
         page = tab.page
         page.goto(f"{web_server.base_url}/settings")
         sidebar = page.locator("nav#sidebar")
@@ -181,16 +179,12 @@ def test_the_menu_folds_away_on_a_phone(browser: Any, web_server: RunningServer)
         toggle.click()
         page.keyboard.press("Escape")
         expect(sidebar).to_be_hidden()
-        tab.assert_no_errors()
-    finally:
-        tab.close()
 
 
 def test_the_theme_follows_the_system_until_one_is_chosen(
     browser: Any, web_server: RunningServer
 ) -> None:
-    tab = open_tab(browser, color_scheme="dark")
-    try:
+    with checked_tab(browser, color_scheme="dark") as tab:
         page = tab.page
         page.goto(f"{web_server.base_url}/settings")
         root = page.locator("html")
@@ -213,9 +207,6 @@ def test_the_theme_follows_the_system_until_one_is_chosen(
         toggle.click()
         expect(toggle).to_have_attribute("data-theme-toggle", "system")
         expect(root).to_have_attribute("data-theme", "dark")  # the system's
-        tab.assert_no_errors()
-    finally:
-        tab.close()
 
 
 def rows_shown(page: Page) -> Any:
@@ -270,23 +261,11 @@ def test_a_comparison_below_the_minimum_sample_says_so(
     start = web_dataset.window_end - timedelta(days=20 + (width_of(screen) == DESKTOP) * 3)
     now_rows = [start + timedelta(seconds=60 * i + 30) for i in range(40)]
     before_rows = [start - timedelta(minutes=10 * (i + 1)) for i in range(3)]
-    execute(
-        web_dataset.url,
-        sa.insert(invocations).values(
-            [
-                {
-                    "id": str(uuid.uuid4()),
-                    "created_at": at,
-                    "updated_at": at,
-                    "correlation_id": f"sample-{i}",
-                    "source_function": "sample_events",
-                    "status": "completed",
-                    "total_duration_ms": 100 + i,
-                }
-                for i, at in enumerate(now_rows + before_rows)
-            ]
-        ),
-    )
+    sample = [
+        invocation_row(at, "sample_events", total_duration_ms=100 + i)
+        for i, at in enumerate(now_rows + before_rows)
+    ]
+    execute(web_dataset.url, sa.insert(invocations).values(sample))
     end = start + timedelta(hours=1)
     iso = lambda at: at.isoformat().replace("+00:00", "Z")  # noqa: E731
     page = screen.page
@@ -341,22 +320,11 @@ def test_a_time_ahead_of_the_page_clock_reads_just_now(
     tab: Tab, web_server: RunningServer, web_dataset: WebDataset
 ) -> None:
     # A row stamped by a clock a little ahead (or arriving between two ticks of the page's).
-    ahead = datetime.now(UTC) + timedelta(seconds=40)
-    invocation_id = str(uuid.uuid4())
-    execute(
-        web_dataset.url,
-        sa.insert(invocations).values(
-            id=invocation_id,
-            created_at=ahead,
-            updated_at=ahead,
-            correlation_id=f"ahead-{invocation_id[:8]}",
-            source_function="clock_events",
-            status="completed",
-        ),
-    )
+    ahead = invocation_row(datetime.now(UTC) + timedelta(seconds=40), "clock_events")
+    execute(web_dataset.url, sa.insert(invocations).values(ahead))
     page = tab.page
     page.goto(f"{web_server.base_url}/invocations?range=1h&fn=clock_events")
-    when = page.locator(f'tr[data-invocation="{invocation_id}"] time')
+    when = page.locator(f'tr[data-invocation="{ahead["id"]}"] time')
     expect(when).to_have_text("just now")
 
 

@@ -91,3 +91,16 @@ def open_tab(browser: Browser, *, width: int | None = None, color_scheme: str | 
     )
     page.on("pageerror", lambda error: tab.errors.append(f"page error: {error}"))
     return tab
+
+
+@contextlib.contextmanager
+def checked_tab(
+    browser: Browser, *, width: int | None = None, color_scheme: str | None = None
+) -> Iterator[Tab]:
+    """`open_tab` for a block: closed after it, which fails on any unexpected browser error."""
+    tab = open_tab(browser, width=width, color_scheme=color_scheme)
+    try:
+        yield tab
+        tab.assert_no_errors()
+    finally:
+        tab.close()

@@ -222,3 +222,19 @@ def record_shipment(url: str, row_id: str, source_function: str) -> ListenResult
         )
     finally:
         plugin.shutdown_sync(30.0)
+
+
+def invocation_row(
+    at: datetime, source_function: str, *, status: str = "completed", **columns: Any
+) -> dict[str, Any]:
+    """An `invocations` row as the plugin writes it, started `at`, with a fresh id."""
+    invocation_id = str(uuid.uuid4())
+    return {
+        "id": invocation_id,
+        "created_at": at,
+        "updated_at": at,
+        "correlation_id": f"{source_function}-{invocation_id[:8]}",
+        "source_function": source_function,
+        "status": status,
+        **columns,
+    }

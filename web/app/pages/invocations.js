@@ -51,10 +51,14 @@ async function fetchOptions(signal) {
   return batch.run(signal);
 }
 
-/** One page of the log lines containing `text` within the time range, newest first. */
-async function fetchLogMatches(text, within, offset, signal) {
+/**
+ * One page of the log lines containing `text` within the time range, newest first, of
+ * invocations that pass the other filters (`scope`, an invocations `where`).
+ */
+async function fetchLogMatches(text, within, scope, offset, signal) {
   const batch = new Batch('LogSearch');
-  const where = batch.variable('job_logs_bool_exp!', and(within, { message: { _ilike: containing(text) } }));
+  const filtered = Object.keys(scope).length ? { invocation: scope } : null;
+  const where = batch.variable('job_logs_bool_exp!', and(within, { message: { _ilike: containing(text) } }, filtered));
   batch.add(`lines: job_logs(where: ${where}, order_by: [{created_at: desc}, {id: asc}], limit: ${LOG_PAGE_SIZE}, offset: ${offset}) {
     id created_at level message invocation_id job_execution_id
     job_execution { job_name } invocation { source_function status }
@@ -115,10 +119,10 @@ function Filters({ filters, options, set, onClear }) {
 }
 
 /** The log lines holding the searched text, a page at a time, each linked to its job. */
-function LogMatches({ text, range, params, version, now }) {
+function LogMatches({ text, scope, range, params, version, now }) {
   const page = Math.max(1, Number.parseInt(params.lpage || '1', 10) || 1);
   const within = createdWithin(range);
-  const result = useQuery((signal) => fetchLogMatches(text, within, (page - 1) * LOG_PAGE_SIZE, signal), ['logs', text, within, page], { version, throttleMs: 3000 });
+  const result = useQuery((signal) => fetchLogMatches(text, within, scope, (page - 1) * LOG_PAGE_SIZE, signal), ['logs', text, within, scope, page], { version, throttleMs: 3000 });
   const lines = result.data?.lines || [];
   const total = result.data?.total.aggregate.count ?? 0;
   const pages = Math.max(1, Math.ceil(total / LOG_PAGE_SIZE));
@@ -217,7 +221,7 @@ export function InvocationsPage({ params }) {
       ? html`<div class="search-note" data-search-note>Searching ${search.description}. ${search.warning ? html`<span class="warn-text">${search.warning}</span>` : null}
           <button type="button" class="btn link" onClick=${() => set({ q: '' })}>Clear search</button></div>`
       : null}
-    ${logText ? html`<${LogMatches} text=${logText} range=${range} params=${params} version=${changes.version} now=${now} />` : null}
+    ${logText ? html`<${LogMatches} text=${logText} scope=${invocationWhere({ ...filters, q: '' }, null)} range=${range} params=${params} version=${changes.version} now=${now} />` : null}
     <${ErrorBox} error=${result.error} />
     <div class="card table-card">
       <div class="table-head">
