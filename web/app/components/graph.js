@@ -156,12 +156,20 @@ function Minimap({ layout, view, width, height, onCenter }) {
   </svg>`;
 }
 
-// Below this width the graph is laid out top to bottom.
-const VERTICAL_BELOW = 600;
+/** How far the whole of `layout` may be zoomed to fit a `width` × `height` box. */
+function fitZoom(layout, width, height) {
+  return Math.min(1.1, Math.max(MIN_ZOOM, Math.min((width - 16) / layout.width, (height - 16) / layout.height)));
+}
 
 export function FlowGraph({ invocations, focusId, selected, onSelect, now, filter }) {
-  const [vertical, setVertical] = useState(() => innerWidth < VERTICAL_BELOW);
-  const layout = useMemo(() => layoutFlow(buildFlow(invocations), vertical), [JSON.stringify(invocations), vertical]);
+  // Both orientations are laid out; the one whose whole graph reads larger in the box is
+  // shown (left to right unless top to bottom is clearly better, as on a phone).
+  const layouts = useMemo(() => {
+    const flow = buildFlow(invocations);
+    return { across: layoutFlow(flow, false), down: layoutFlow(flow, true) };
+  }, [JSON.stringify(invocations)]);
+  const [vertical, setVertical] = useState(false);
+  const layout = vertical ? layouts.down : layouts.across;
   const viewport = useRef(null);
   const [view, setView] = useState(null);
   const [size, setSize] = useState({ width: 0, height: 0 });
@@ -170,12 +178,21 @@ export function FlowGraph({ invocations, focusId, selected, onSelect, now, filte
   const touched = useRef(false); // the user moved the view: stop fitting it on resize
 
   /** The whole graph in view, centred (zoomed in no further than 110%). */
-  const fit = () => {
+  const fit = (shown = layout) => {
     const box = viewport.current;
     if (!box || !box.clientWidth) return;
     const { clientWidth: w, clientHeight: h } = box;
-    const k = Math.min(1.1, Math.max(MIN_ZOOM, Math.min((w - 16) / layout.width, (h - 16) / layout.height)));
-    setView({ k, x: (w - layout.width * k) / 2, y: (h - layout.height * k) / 2 });
+    const k = fitZoom(shown, w, h);
+    setView({ k, x: (w - shown.width * k) / 2, y: (h - shown.height * k) / 2 });
+  };
+  /** Pick the orientation for the box (until the user moves the view), and fit it. */
+  const arrange = () => {
+    const box = viewport.current;
+    if (!box || !box.clientWidth || touched.current) return;
+    const { clientWidth: w, clientHeight: h } = box;
+    const down = fitZoom(layouts.down, w, h) > fitZoom(layouts.across, w, h) * 1.15;
+    setVertical(down);
+    fit(down ? layouts.down : layouts.across);
   };
   const zoom = (factor, cx, cy) => {
     touched.current = true;
@@ -199,23 +216,22 @@ export function FlowGraph({ invocations, focusId, selected, onSelect, now, filte
 
   // Fit when the first layout is known, and again when the box changes size until the
   // user has moved the view; later data keeps the user's pan and zoom.
-  const fitted = useRef(null);
+  const fitted = useRef(false);
   useLayoutEffect(() => {
-    if (fitted.current !== vertical && layout.nodes.length) {
-      fitted.current = vertical;
-      fit();
+    if (!fitted.current && layout.nodes.length) {
+      fitted.current = true;
+      arrange();
     }
-  }, [layout]);
+  }, [layouts]);
   useEffect(() => {
     const box = viewport.current;
     const observer = new ResizeObserver(() => {
       setSize({ width: box.clientWidth, height: box.clientHeight });
-      setVertical(box.clientWidth < VERTICAL_BELOW);
-      if (!touched.current) fit();
+      arrange();
     });
     observer.observe(box);
     return () => observer.disconnect();
-  }, [layout]);
+  }, [layouts]);
 
   useEffect(() => {
     const box = viewport.current;

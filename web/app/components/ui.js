@@ -1,6 +1,6 @@
 // Small shared pieces: badges, ids with copy buttons, times, cards, KPIs, states.
 import { html } from 'htm/preact';
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { Link } from '../lib/router.js';
 import { useTitle } from '../lib/hooks.js';
 import { fmtAbsolute, fmtIso, fmtRelative, shortId } from '../lib/format.js';
@@ -203,7 +203,14 @@ export function ErrorPage({ kind, title, children }) {
 }
 
 export function Tabs({ tabs, active, onSelect }) {
-  return html`<div class="tabs" role="tablist">
+  // On a narrow screen the tabs scroll sideways: keep the active one in view.
+  const list = useRef(null);
+  useEffect(() => {
+    const box = list.current;
+    const tab = box?.querySelector('.tab.active');
+    if (tab && box.scrollWidth > box.clientWidth) box.scrollLeft = tab.offsetLeft - (box.clientWidth - tab.offsetWidth) / 2;
+  }, [active]);
+  return html`<div class="tabs" role="tablist" ref=${list}>
     ${tabs.map(
       (tab) => html`<button type="button" role="tab" class=${`tab ${tab.key === active ? 'active' : ''}`} aria-selected=${tab.key === active} data-tab=${tab.key} onClick=${() => onSelect(tab.key)}>
         ${tab.label}${tab.count !== undefined ? html`<span class="tab-count">${tab.count}</span>` : null}
