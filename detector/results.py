@@ -39,12 +39,31 @@ class _Serialisable:
 
 
 @dataclass(slots=True)
+class JobAttempt(_Serialisable):
+    """One attempt of a job that was tried more than once.
+
+    `status` is how this attempt ended (`completed`, `failed`, `timeout`, `cancelled`);
+    `error` and `error_type` are its exception's message and class name. Milliseconds.
+    """
+
+    attempt: int
+    started_at: datetime
+    ended_at: datetime
+    duration_ms: float
+    status: JobStatus
+    error: str | None = None
+    error_type: str | None = None
+
+
+@dataclass(slots=True)
 class JobResult(_Serialisable):
     """Outcome of one job (all its attempts).
 
     `completed` is True only for status `completed`. `result` is what the job function
     returned (unchanged: it may not be JSON-serialisable). `error` is the last attempt's
     error message, `error_type` its exception class name. Durations are milliseconds.
+    `attempt_history` lists every attempt, oldest first, only when there was more than
+    one (None otherwise: a single attempt is the job itself).
     """
 
     name: str
@@ -58,6 +77,7 @@ class JobResult(_Serialisable):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     job_execution_id: str | None = None
+    attempt_history: list[JobAttempt] | None = None
     # The exception itself, for plugins (stack traces); never serialised.
     exception: BaseException | None = field(
         default=None, repr=False, compare=False, metadata={"serialise": False}

@@ -216,6 +216,8 @@ class JobExecution(SQLModel, table=True):
     error_type: str | None = _column(sa.Text())
     error_message: str | None = _column(sa.Text())
     error_stack: str | None = _column(sa.Text())
+    # Each attempt of a retried job (revision 0004); NULL when the job ran once.
+    attempt_history: Any = _column(JSONB())
 
 
 class JobLog(SQLModel, table=True):

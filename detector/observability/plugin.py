@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import os
 import signal
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..plugins import CapturedLog, EventInfo, InvocationInfo, JobInfo, Plugin
-from ..results import JobResult, ListenResult
+from ..results import JobAttempt, JobResult, ListenResult
 from ..status import EventStatus, InvocationStatus, JobStatus, Operation
 from .buffer import BoundedBuffer
 from .capture import Sanitizer, SnapshotEncoder, truncate_text
@@ -395,6 +396,8 @@ class ObservabilityPlugin(Plugin):
                     result.error_type,
                     result.exception,
                     value,
+                    # A retried job's attempts (None for most jobs); a copy, read now.
+                    None if result.attempt_history is None else tuple(result.attempt_history),
                 ),
                 _ENTRY_BYTES + _text_size(value),
             )
@@ -491,6 +494,26 @@ class ObservabilityPlugin(Plugin):
         if snapshot.__class__ is _CleanJSON:
             return snapshot.text  # type: ignore[union-attr]
         return self.sanitizer.snapshot_to_json(snapshot)  # type: ignore[arg-type]
+
+    def _attempts_json(self, history: tuple[JobAttempt, ...]) -> str:
+        """`job_executions.attempt_history`: one object per attempt, oldest first."""
+        return json.dumps(
+            [
+                {
+                    "attempt": attempt.attempt,
+                    "started_at": attempt.started_at.isoformat(),
+                    "ended_at": attempt.ended_at.isoformat(),
+                    "duration_ms": _ms(attempt.duration_ms),
+                    "status": attempt.status.value,
+                    "error_type": attempt.error_type,
+                    "error_message": None
+                    if attempt.error is None
+                    else self._message(attempt.error),
+                }
+                for attempt in history
+            ],
+            separators=(",", ":"),
+        )
 
     def _stack(self, error: BaseException | None) -> str | None:
         if error is None or not self.config.capture_error_stacks:
@@ -652,6 +675,7 @@ class ObservabilityPlugin(Plugin):
         error_type: str | None,
         exception: BaseException | None,
         value: Snapshot,
+        history: tuple[JobAttempt, ...] | None,
     ) -> None:
         row = self._job_identity(job)
         row.update(
@@ -668,6 +692,8 @@ class ObservabilityPlugin(Plugin):
             row["error_stack"] = self._stack(exception)
         if self._capture_results:
             row["result"] = self._json(value)
+        if history is not None:
+            row["attempt_history"] = self._attempts_json(history)
         self._add("job_executions", job.job_execution_id, row)
         self._close_log_cap(job.job_execution_id)
 

@@ -4,8 +4,10 @@ The client (`web/`) needs no build step: `web/index.html` loads ES modules from
 `web/app/` (served at `/app/`) and maps bare imports (`preact`, `graphql-ws`, …) to the
 packages `npm ci` installed in `web/node_modules/`, of which only `WEB_PACKAGES` are
 served (at `/vendor/<package>/`). Every client page (`CLIENT_PAGES`) answers with
-`index.html`; the client routes in the browser. Nothing secret is ever served: the page
-has no configuration beyond the API's path on the same origin.
+`index.html`; the client routes in the browser. A browser asking for any other page gets
+`index.html` too, with status 404, so the client says what is wrong in its own voice;
+other clients get a plain 404. Nothing secret is ever served: the page has no
+configuration beyond the API's path on the same origin.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import mimetypes
 import os
 from pathlib import Path
 
+from starlette.datastructures import Headers, URLPath
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Match, Mount, NoMatchFound, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 # The npm packages the browser imports (see the import map in web/index.html).
 WEB_PACKAGES = ("preact", "htm", "graphql-ws", "@dagrejs/dagre", "uplot")
@@ -68,6 +71,44 @@ class ClientFiles(StaticFiles):
         return response
 
 
+class UnknownPages(BaseRoute):
+    """A page no route serves, asked for by a browser: `index.html` with status 404.
+
+    The client then shows its own "page not found" with a way back. Only GET and HEAD
+    requests that accept HTML match, and only partially, so every other route of the app
+    (and its 405 answers and trailing-slash redirects) comes first; API clients keep the
+    plain 404. No `path` attribute: metrics label it as an unmatched route.
+    """
+
+    def __init__(self, web_dir: Path) -> None:
+        self.web_dir = web_dir
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return Match.NONE, {}
+        if scope["path"] != "/" and scope["path"].endswith("/"):
+            return Match.NONE, {}
+        if "text/html" not in Headers(scope=scope).get("accept", ""):
+            return Match.NONE, {}
+        return Match.PARTIAL, {}
+
+    def url_path_for(self, name: str, /, **path_params: object) -> URLPath:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response: Response
+        if missing_packages(self.web_dir):
+            response = PlainTextResponse("Not Found", status_code=404)
+        else:
+            response = FileResponse(
+                self.web_dir / "index.html",
+                status_code=404,
+                media_type="text/html",
+                headers=NO_CACHE,
+            )
+        await response(scope, receive, send)
+
+
 def missing_packages(web_dir: Path) -> list[str]:
     """The `WEB_PACKAGES` not installed under `web_dir/node_modules` (empty when ready)."""
     modules = web_dir / "node_modules"
@@ -108,4 +149,5 @@ def web_routes(web_dir: Path) -> list[BaseRoute]:
                 name=f"web-vendor-{name}",
             )
         )
+    routes.append(UnknownPages(web_dir))
     return routes

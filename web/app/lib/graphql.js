@@ -152,11 +152,42 @@ function socketClient() {
     connectionParams: () => ({ headers: authHeaders() }),
     on: {
       connected: () => connection.set({ ws: 'open' }),
-      closed: () => connection.set({ ws: 'closed' }),
+      closed: () => {
+        clearTimeout(pongTimer);
+        connection.set({ ws: 'closed' });
+      },
+      // A socket whose network went away can stay "open" without a word: a ping left
+      // unanswered for PONG_TIMEOUT_MS means it is dead (graphql-ws's own recipe).
+      ping: (received) => {
+        if (received) return;
+        const client = socket;
+        clearTimeout(pongTimer);
+        pongTimer = setTimeout(() => client?.terminate(), PONG_TIMEOUT_MS);
+      },
+      pong: (received) => {
+        if (received) clearTimeout(pongTimer);
+      },
     },
   });
   return socket;
 }
+
+const PONG_TIMEOUT_MS = 5000;
+let pongTimer = null;
+
+// The browser knows first when the network is gone: say so at once, and stop trusting the
+// socket (it reconnects, retrying, when the network is back).
+addEventListener('offline', () => {
+  httpDown('the browser is offline');
+  socket?.terminate();
+});
+addEventListener('online', async () => {
+  try {
+    if ((await fetch('/healthz', { cache: 'no-store' })).ok) httpOk();
+  } catch {
+    // not yet: the probe keeps asking
+  }
+});
 
 function resetSocket() {
   const old = socket;
