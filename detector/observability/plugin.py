@@ -242,8 +242,12 @@ class ObservabilityPlugin(Plugin):
             return False
 
     def shutdown_sync(self, timeout: float | None = None) -> bool:
-        """Flush within `timeout` (default `shutdown_timeout`), stop the writer thread and
-        close connections. The plugin may record again afterwards (it restarts)."""
+        """Flush, stop the writer thread and close connections, all within `timeout`
+        seconds (default `shutdown_timeout`); True when everything was written.
+
+        Records not written by then are counted in `stats()["dropped"]["shutdown_timeout"]`
+        (with one warning) and in the health row if the store answers in time. The plugin
+        may record again afterwards (it restarts)."""
         try:
             return self.flusher.stop(self.config.shutdown_timeout if timeout is None else timeout)
         except Exception:
@@ -259,7 +263,7 @@ class ObservabilityPlugin(Plugin):
         try:
             future = self.flusher.flush_future(self.config.flush_timeout)
             if future is not None:
-                await asyncio.wait_for(asyncio.wrap_future(future), self.config.flush_timeout + 1)
+                await asyncio.wait_for(asyncio.wrap_future(future), self.config.flush_timeout)
         except Exception:
             pass
 

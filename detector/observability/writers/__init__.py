@@ -33,8 +33,9 @@ class Writer(Protocol):
     async def open(self) -> None:
         """Connect and check the schema (raise `SchemaMissing` with what to do)."""
 
-    async def write(self, batch: Batch) -> None:
-        """Upsert the execution patches and insert the log lines, atomically."""
+    async def write(self, batch: Batch, instance: dict[str, Any] | None = None) -> None:
+        """Upsert the execution patches and insert the log lines, atomically, and the
+        health row `instance` (`plugin_instances`) with them when given."""
 
     async def write_quarantined(self, rows: list[dict[str, Any]]) -> None:
         """Insert rows into `quarantined_records`."""
@@ -44,6 +45,11 @@ class Writer(Protocol):
 
     async def close(self) -> None:
         """Release connections; `open` may be called again later."""
+
+    # Optional: `abort()` drops connections at once, failing the operation in progress
+    # (called on the writer's thread when a shutdown's deadline passes; without it the
+    # plugin cancels the write); `forget()` drops references to connections without
+    # touching them (in a forked child, they belong to the parent).
 
 
 def writer_for(

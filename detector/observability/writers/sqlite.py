@@ -169,6 +169,10 @@ class SQLiteWriter:
         if conn is not None:
             conn.close()
 
+    def forget(self) -> None:
+        """In a forked child: drop the parent's connection without touching it."""
+        self._conn = None
+
     def _transaction(self, work: Any) -> None:
         assert self._conn is not None
         conn = self._conn
@@ -196,8 +200,9 @@ class SQLiteWriter:
         if _commit_listeners:
             _announce_commit(self.path)
 
-    async def write(self, batch: Batch) -> None:
-        """Write one batch in one transaction (BEGIN IMMEDIATE)."""
+    async def write(self, batch: Batch, instance: dict[str, Any] | None = None) -> None:
+        """Write one batch, and the health row `instance` with it, in one transaction
+        (BEGIN IMMEDIATE)."""
         await self.open()
         now = datetime.now(UTC).strftime(SQLITE_TIMESTAMP_FORMAT)
 
@@ -211,6 +216,9 @@ class SQLiteWriter:
                     upsert_sql("job_logs", columns, ignore=True),
                     _rows("job_logs", columns, batch.logs, now),
                 )
+                self.statements += 1
+            if instance is not None:
+                _upsert_instance(conn, instance, now)
                 self.statements += 1
 
         self._transaction(work)
@@ -239,11 +247,12 @@ class SQLiteWriter:
     async def write_instance(self, row: dict[str, Any]) -> None:
         await self.open()
         now = datetime.now(UTC).strftime(SQLITE_TIMESTAMP_FORMAT)
-        columns = tuple(row)
-        patch = Patch("plugin_instances", row["id"], row)
-        self._transaction(
-            lambda conn: conn.execute(
-                upsert_sql("plugin_instances", columns),
-                _rows("plugin_instances", columns, [patch], now)[0],
-            )
-        )
+        self._transaction(lambda conn: _upsert_instance(conn, row, now))
+
+
+def _upsert_instance(conn: sqlite3.Connection, row: dict[str, Any], now: str) -> None:
+    columns = tuple(row)
+    patch = Patch("plugin_instances", row["id"], row)
+    conn.execute(
+        upsert_sql("plugin_instances", columns), _rows("plugin_instances", columns, [patch], now)[0]
+    )
