@@ -1,9 +1,8 @@
 """SQLiteWriter: executemany upserts through the standard library's sqlite3.
 
-WAL mode (readers such as the service never block the writer), a busy timeout for
-concurrent writers, foreign keys on, and checkpoints and a page cache sized for bulk
-writes. SQLite has no trigger for `updated_at`, so the
-writer sets it on every upsert. Values are stored in the formats `sqltypes` defines
+Its connection follows the SQLite connection policy (`sqlite_policy`: WAL, busy timeout,
+foreign keys), with checkpoints and a page cache sized for bulk writes on top. SQLite has
+no trigger for `updated_at`, so the writer sets it on every upsert. Values are stored in the formats `sqltypes` defines
 (canonical uuid text, fixed-width UTC timestamps, JSON text).
 
 The writer runs on the plugin's dedicated thread, so blocking calls are fine here.
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
+from .. import sqlite_policy
 from ..buffer import Batch, Patch
 from ..migrate import sqlite_path, upgrade
 from ..sqltypes import SQLITE_TIMESTAMP_FORMAT, timestamp_to_sqlite
@@ -123,11 +123,10 @@ class SQLiteWriter:
 
     name = "sqlite"
 
-    def __init__(self, url: str, *, auto_migrate: bool = True, busy_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         self.url = url
         self.path = sqlite_path(url)
         self.auto_migrate = auto_migrate
-        self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self.statements = 0
 
@@ -137,13 +136,7 @@ class SQLiteWriter:
         try:
             if self.auto_migrate:
                 upgrade(self.url)
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            conn = sqlite_policy.connect(self.path)
             # Bulk writing: checkpoint every ~40 MB of WAL instead of SQLite's 4 MB (each
             # checkpoint fsyncs, and index pages changed by many batches are copied once),
             # truncate the WAL file back to 64 MB after a checkpoint, and cache 16 MB of
