@@ -463,6 +463,28 @@ def test_records_a_shutdown_could_not_write_are_in_the_health_row_when_the_store
     ledger.check(store, plugin.stats()).assert_conserved()
 
 
+def test_a_connection_that_died_while_idle_is_replaced_within_the_same_flush(
+    proxy: FaultProxy, store: str
+) -> None:
+    # A serverless function: each invocation waits for its flush. Between two of them the
+    # connection dies unnoticed (a pooler's idle timeout, an instance frozen and thawed).
+    plugin = ObservabilityPlugin(store, serverless=True, flush_interval=3600, **RETRY)
+    ledger = Ledger()
+    try:
+        _record(plugin, ledger, 0, 1)
+        connections = proxy.connections
+        proxy.cut()
+        _record(plugin, ledger, 1, 1)
+        stats = plugin.stats()
+        # Written by the invocation's own flush, on a new connection, without a failure
+        # and its backoff.
+        assert stats["buffered_records"] == 0 and stats["failed_flushes"] == 0, stats
+        assert proxy.connections == connections + 1
+        ledger.check(store, stats).assert_conserved()
+    finally:
+        plugin.shutdown_sync(5)
+
+
 # -- SIGTERM to a real `event-detector serve` while deliveries arrive -------------------
 
 

@@ -298,13 +298,15 @@ class BackgroundFlusher:
         seconds the caller gave (for the warning)."""
         assert self._write_lock is not None
         self._closing = True  # the background loop starts no more flushes
-        reserve = min(REPORT_RESERVE, max(0.0, deadline - time.monotonic()) * REPORT_SHARE)
-        flush = asyncio.ensure_future(self._flush(deadline=deadline - reserve, report=False))
-        flushed = await self._finish_by(flush, deadline - reserve) is True
+        # Cutting a step short takes up to ABORT_GRACE: keep it inside the timeout.
+        end = deadline - ABORT_GRACE
+        reserve = min(REPORT_RESERVE, max(0.0, end - time.monotonic()) * REPORT_SHARE)
+        flush = asyncio.ensure_future(self._flush(deadline=end - reserve, report=False))
+        flushed = await self._finish_by(flush, end - reserve) is True
         async with self._write_lock:
             left = self._drop_leftovers(allowed, from_outside=False)
-            await self._finish_by(asyncio.ensure_future(self._report(force=True)), deadline)
-            await self._finish_by(asyncio.ensure_future(self.writer.close()), deadline)
+            await self._finish_by(asyncio.ensure_future(self._report(force=True)), end)
+            await self._finish_by(asyncio.ensure_future(self.writer.close()), end)
         return flushed and not left
 
     async def _finish_by(self, task: asyncio.Task[Any], deadline: float) -> Any:
@@ -334,18 +336,21 @@ class BackgroundFlusher:
     def _drop_leftovers(self, timeout: float, *, from_outside: bool) -> int:
         """Count everything not written as dropped (`shutdown_timeout`) and forget it.
 
-        From outside the writer thread (it is stuck), the write it holds is counted too,
-        and marked so that it is not put back when it ends.
+        From outside the writer thread (stuck, or slower than the deadline), the write it
+        holds is counted too, and marked so that it is not put back when it ends. Counting
+        and its warning are one step under a lock: the two threads never both count, and
+        the warning is out when either returns.
         """
-        dropped = 0
-        if from_outside:
-            with self._flight_lock:
-                if self.in_flight and not self._flight_abandoned:
-                    dropped += self.in_flight
-                    self.buffer.count_dropped(DROP_SHUTDOWN, self.in_flight)
-                    self._flight_abandoned = True
-        dropped += self.buffer.discard_all(DROP_SHUTDOWN)
-        if dropped:
+        with self._flight_lock:
+            dropped = 0
+            if from_outside and self.in_flight and not self._flight_abandoned:
+                dropped += self.in_flight
+                self.buffer.count_dropped(DROP_SHUTDOWN, self.in_flight)
+                self._flight_abandoned = True
+                self.in_flight = 0  # handed over: counted as dropped, no longer in flight
+            dropped += self.buffer.discard_all(DROP_SHUTDOWN)
+            if not dropped:
+                return 0
             log.warning(
                 "observability: the shutdown timeout (%.1f s) ran out with %d records not "
                 "written (the store is slow or down); counted in plugin.stats()['dropped']"

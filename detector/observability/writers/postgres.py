@@ -200,6 +200,11 @@ class PostgresWriter:
         conn = await (self._logs_connection() if logs else self._main_connection())
         try:
             return await work(conn)
+        except asyncio.CancelledError:
+            # Cut short mid-protocol (a shutdown's deadline): the connection's state is
+            # unknown, so it goes, and the server rolls back what it has not committed.
+            self._drop(conn)
+            raise
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
             raise SchemaMissing(
                 "an observability table or column is missing: run `event-detector migrate`"
@@ -230,7 +235,16 @@ class PostgresWriter:
         executions). Raises `StoreUnavailable`, `SchemaMissing` or `RecordsRejected`."""
         async with self._lock:
             if len(batch) < self.copy_min_rows:
-                await self._write_statement(batch, instance)
+                reused = self._conn is not None and not self._conn.is_closed()
+                try:
+                    await self._write_statement(batch, instance)
+                except StoreUnavailable:
+                    if not reused or self._conn is not None:
+                        raise
+                    # The connection had died while idle (a server or pooler timeout, a
+                    # serverless instance thawed after a pause): once more on a new one,
+                    # now, rather than after a backoff. Upserts make a repeat harmless.
+                    await self._write_statement(batch, instance)
                 return
             try:
                 await self._write_copying(batch, instance)
