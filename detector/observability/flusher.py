@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .buffer import ABSORB_CHUNK, Batch, BoundedBuffer, Patch
-from .writers.base import RecordsRejected, StoreUnavailable, WriteError
+from .writers.base import RecordsRejected, WriteError
 
 if TYPE_CHECKING:
     from .config import ObservabilityConfig
@@ -130,7 +130,6 @@ class BackgroundFlusher:
         self._next_attempt = 0.0
         self._last_report = 0.0
         self._reported_with_write = False
-        self._migrated = False
         self._drops_seen = 0
 
     # -- lifecycle -------------------------------------------------------------------
@@ -435,15 +434,6 @@ class BackgroundFlusher:
         self._drops_seen = full
 
     async def _open(self) -> None:
-        if self.config.should_migrate and not self._migrated and self.config.database_url:
-            if not self.config.database_url.startswith("sqlite:"):
-                from .migrate import upgrade_async
-
-                try:
-                    await upgrade_async(self.config.database_url)
-                except Exception as exc:
-                    raise StoreUnavailable(f"migration failed: {type(exc).__name__}") from None
-            self._migrated = True
         await self.writer.open()
 
     async def _write_converting(

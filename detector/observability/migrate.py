@@ -13,7 +13,6 @@ async code use the `*_async` twins.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,9 +25,23 @@ from alembic.script import ScriptDirectory
 
 from .._sync import run_coroutine_sync
 from . import sqlite_policy
-from .models import POSTGRES_SCHEMA
+from .tables import POSTGRES_SCHEMA
+from .urls import check_url, is_postgres, is_sqlite, redact_url, sqlite_path
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "async_engine_url",
+    "check_url",
+    "current_revision",
+    "current_revision_async",
+    "downgrade",
+    "head_revision",
+    "is_postgres",
+    "is_sqlite",
+    "redact_url",
+    "sqlite_path",
+    "upgrade",
+    "upgrade_async",
+]
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant works; it only has to be the same in every process.
@@ -48,36 +61,6 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
-
-
-def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite:")
-
-
-def is_postgres(url: str) -> bool:
-    return url.startswith(("postgresql:", "postgres:", "postgresql+asyncpg:"))
-
-
-def check_url(url: str) -> None:
-    """Raise `ValueError` naming the problem unless `url` is a supported database URL."""
-    if not (is_sqlite(url) or is_postgres(url)):
-        raise ValueError(
-            f"unsupported database URL {redact_url(url)!r}: "
-            "use sqlite:///path.db or postgresql://user:pass@host:port/db"
-        )
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`, for messages."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
-
-
-def sqlite_path(url: str) -> str:
-    """The file path of a `sqlite:///path` URL (`:memory:` stays as is)."""
-    return sa.engine.make_url(url).database or ":memory:"
 
 
 def async_engine_url(url: str) -> str:

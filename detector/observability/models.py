@@ -33,8 +33,9 @@ from sqlmodel import Field, SQLModel
 from detector.status import EventStatus, InvocationStatus, JobStatus, LogLevel, Operation, values
 
 from .sqltypes import JSONB, UUID, Timestamptz, new_uuid, utcnow
+from .tables import POSTGRES_SCHEMA
 
-POSTGRES_SCHEMA = "event_detector_observability"
+__all__ = ["POSTGRES_SCHEMA", "TABLES", "metadata"]
 
 # Naming convention shared by models, schema.sql and migrations.
 NAMING_CONVENTION = {

@@ -171,9 +171,12 @@ class ObservabilityPlugin(Plugin):
         self._wake_at = config.batch_size
         self.buffer = BoundedBuffer(config.max_buffer_bytes, converter=self._convert)
         if writer is None:
-            writer = writer_for(config.database_url, config.graphql_url, config.admin_secret)
-            if config.database_url and config.database_url.startswith("sqlite:"):
-                writer.auto_migrate = config.should_migrate  # type: ignore[attr-defined]
+            writer = writer_for(
+                config.database_url,
+                config.graphql_url,
+                config.admin_secret,
+                auto_migrate=config.should_migrate,
+            )
         self.writer = writer
         self.flusher = BackgroundFlusher(self.buffer, writer, config)
         # Owned by the converter (absorbing is serialised): no lock needed.

@@ -53,9 +53,16 @@ class Writer(Protocol):
 
 
 def writer_for(
-    database_url: str | None, graphql_url: str | None, admin_secret: str | None = None
+    database_url: str | None,
+    graphql_url: str | None,
+    admin_secret: str | None = None,
+    *,
+    auto_migrate: bool | None = None,
 ) -> Writer:
-    """The writer for a configured store."""
+    """The writer for a configured store. `auto_migrate`: create or upgrade the schema
+    when the writer connects (default: SQLite yes, PostgreSQL no).
+
+    Only the chosen writer's module is imported, and with it only its driver's needs."""
     if graphql_url:
         from .graphql import GraphQLWriter
 
@@ -64,10 +71,10 @@ def writer_for(
     if database_url.startswith("sqlite:"):
         from .sqlite import SQLiteWriter
 
-        return SQLiteWriter(database_url)
+        return SQLiteWriter(database_url, auto_migrate=auto_migrate is not False)
     from .postgres import PostgresWriter
 
-    return PostgresWriter(database_url)
+    return PostgresWriter(database_url, auto_migrate=bool(auto_migrate))
 
 
 __all__ = [

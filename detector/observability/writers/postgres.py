@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..buffer import Batch, Patch
-from ..migrate import redact_url
-from ..models import POSTGRES_SCHEMA
+from ..tables import HEAD_REVISION, POSTGRES_SCHEMA
+from ..urls import redact_url
 from .base import (
     COLUMN_KINDS,
     NEVER_UPDATED,
@@ -122,8 +122,11 @@ class PostgresWriter:
         connect_timeout: float = 5.0,
         command_timeout: float = 30.0,
         copy_min_rows: int = 1000,
+        auto_migrate: bool = False,
     ) -> None:
         self.url = url
+        self.auto_migrate = auto_migrate
+        self._migrated = False
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.copy_min_rows = copy_min_rows
@@ -161,9 +164,33 @@ class PostgresWriter:
         return self._log_conn
 
     async def open(self) -> None:
-        """Connect (once; a missing schema shows on the first write as `SchemaMissing`)."""
+        """Connect (once; a missing schema shows on the first write as `SchemaMissing`).
+        With `auto_migrate`, first create or upgrade the schema unless the database is at
+        the newest revision (one query; alembic and SQLAlchemy load only when it is not)."""
         async with self._lock:
-            await self._main_connection()
+            conn = await self._main_connection()
+            if self.auto_migrate and not self._migrated:
+                await self._migrate(conn)
+
+    async def _migrate(self, conn: Any) -> None:
+        import asyncpg
+
+        try:
+            revision = await conn.fetchval(f"SELECT version_num FROM {S}.alembic_version")
+        except asyncpg.UndefinedTableError:
+            revision = None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            if is_connection_failure(exc, conn):
+                self._drop(conn)
+            raise StoreUnavailable(short_error(exc)) from None
+        if revision != HEAD_REVISION:
+            from ..migrate import upgrade_async
+
+            try:
+                await upgrade_async(self.url)
+            except Exception as exc:
+                raise StoreUnavailable(f"migration failed: {short_error(exc)}") from None
+        self._migrated = True
 
     async def close(self) -> None:
         conns = (self._conn, self._log_conn)

@@ -15,12 +15,14 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 from .. import sqlite_policy
 from ..buffer import Batch, Patch
-from ..migrate import sqlite_path, upgrade
-from ..sqltypes import SQLITE_TIMESTAMP_FORMAT, timestamp_to_sqlite
+from ..formats import SQLITE_TIMESTAMP_FORMAT, timestamp_to_sqlite
+from ..tables import HEAD_REVISION
+from ..urls import sqlite_path
 from .base import (
     COLUMN_KINDS,
     NEVER_UPDATED,
@@ -62,6 +64,15 @@ def _announce_commit(path: str) -> None:
             listener(path)
         except Exception:
             log.exception("observability: a commit listener failed")
+
+
+def _revision(conn: sqlite3.Connection) -> str | None:
+    """The migration revision the file is at (None: never migrated)."""
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else str(row[0])
 
 
 def upsert_sql(table: str, columns: tuple[str, ...], *, ignore: bool = False) -> str:
@@ -131,12 +142,18 @@ class SQLiteWriter:
         self.statements = 0
 
     async def open(self) -> None:
+        """Connect; with `auto_migrate`, create or upgrade the schema first if the file is
+        not at the newest revision (alembic and SQLAlchemy load only then). Raises
+        `StoreUnavailable`, or `SchemaMissing` without `auto_migrate`."""
         if self._conn is not None:
             return
+        conn: sqlite3.Connection | None = None
         try:
-            if self.auto_migrate:
-                upgrade(self.url)
+            if self.auto_migrate and self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite_policy.connect(self.path)
+            if self.auto_migrate and _revision(conn) != HEAD_REVISION:
+                self._upgrade()
             # Bulk writing: checkpoint every ~40 MB of WAL instead of SQLite's 4 MB (each
             # checkpoint fsyncs, and index pages changed by many batches are copied once),
             # truncate the WAL file back to 64 MB after a checkpoint, and cache 16 MB of
@@ -147,8 +164,12 @@ class SQLiteWriter:
             present = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'invocations'"
             ).fetchone()
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open {self.path}: {short_error(exc)}") from None
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise StoreUnavailable(f"cannot open {self.path}: {short_error(exc)}") from None
+            raise
         if not present:
             conn.close()
             raise SchemaMissing(
@@ -156,6 +177,16 @@ class SQLiteWriter:
                 "`event-detector migrate --db <url>`"
             )
         self._conn = conn
+
+    def _upgrade(self) -> None:
+        from ..migrate import upgrade
+
+        try:
+            upgrade(self.url)
+        except Exception as exc:
+            raise StoreUnavailable(
+                f"migration failed: {short_error(exc)}: {str(exc)[:150]}"
+            ) from None
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
