@@ -22,6 +22,7 @@ STARTED = time.perf_counter()
 
 import json  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "pydantic", "asyncpg", "httpx", "google")
 
@@ -36,21 +37,6 @@ def rss_mb() -> float:
 
 def loaded() -> list[str]:
     return sorted({name.split(".")[0] for name in sys.modules} & set(HEAVY))
-
-
-def payload(n: int) -> dict:
-    return {
-        "id": f"00000000-0000-4000-8000-{n:012d}",
-        "created_at": "2026-11-24T10:15:30.123456",
-        "trigger": {"name": "orders_changed"},
-        "table": {"schema": "public", "name": "orders"},
-        "delivery_info": {"current_retry": 0, "max_retries": 3},
-        "event": {
-            "op": "UPDATE",
-            "session_variables": {"x-hasura-role": "user"},
-            "data": {"old": {"id": n, "status": "packed"}, "new": {"id": n, "status": "shipped"}},
-        },
-    }
 
 
 def main(subject: str, config: dict) -> dict:
@@ -82,9 +68,12 @@ def main(subject: str, config: dict) -> dict:
     async def handler(name: str, event: object) -> list:
         return await run(name, event, [job(send, name="email"), job(send, name="sms")])
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.library import hasura_payload  # the library only (loaded already)
+
     modules = [EventModule("orders.shipped", lambda name, event: True, handler)]
     before = time.perf_counter()
-    result = listen_to_sync(payload(1), modules=modules, plugins=plugins)
+    result = listen_to_sync(hasura_payload(), modules=modules, plugins=plugins)
     first = time.perf_counter() - before
     assert result.error is None and all(job.completed for job in result.jobs), result
     outcome = {

@@ -30,8 +30,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from detector.observability.buffer import Batch, Patch
+from detector.observability.buffer import Batch
 
+from .flush_throughput import _parent_patches, _patches
 from .report import Section, Target
 
 TITLE = "Flush round trips and time behind a slow network (PostgreSQL, delay proxy)"
@@ -40,122 +41,18 @@ ROUND_TRIP_TARGET = 1
 
 
 def _invocation_batch() -> Batch:
-    """One invocation's records as the plugin's buffer holds them at a flush."""
-    now = datetime.now(UTC)
+    """One invocation's records as the plugin's buffer holds them at a flush: the
+    invocation, its event, two jobs and their two log lines (started and ended since the
+    last flush: one coalesced record each)."""
     invocation_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
-    executions = [
-        Patch(
-            "invocations",
-            invocation_id,
-            {
-                "id": invocation_id,
-                "created_at": now,
-                "correlation_id": "bench",
-                "source_function": "bench_fn",
-                "source_event_payload": '{"op":"UPDATE"}',
-                "status": "completed",
-                "total_duration_ms": 12,
-                "events_detected_count": 1,
-                "total_jobs_run": 2,
-                "total_jobs_succeeded": 2,
-            },
-            new=True,
-        ),
-        Patch(
-            "event_executions",
-            event_id,
-            {
-                "id": event_id,
-                "invocation_id": invocation_id,
-                "created_at": now,
-                "event_name": "orders.shipped",
-                "detected": True,
-                "status": "completed",
-                "jobs_count": 2,
-                "jobs_succeeded": 2,
-            },
-            new=True,
-        ),
-    ]
-    logs = []
-    for n in range(2):
-        job_id = str(uuid.uuid4())
-        executions.append(
-            Patch(
-                "job_executions",
-                job_id,
-                {
-                    "id": job_id,
-                    "invocation_id": invocation_id,
-                    "event_execution_id": event_id,
-                    "created_at": now,
-                    "job_name": f"job{n}",
-                    "job_options": '{"to":"a@b.c"}',
-                    "status": "completed",
-                    "result": '{"sent":true}',
-                    "duration_ms": 3,
-                },
-                new=True,
-            )
-        )
-        log_id = str(uuid.uuid4())
-        logs.append(
-            Patch(
-                "job_logs",
-                log_id,
-                {
-                    "id": log_id,
-                    "invocation_id": invocation_id,
-                    "job_execution_id": job_id,
-                    "created_at": now,
-                    "seq": n,
-                    "level": "info",
-                    "message": "sending",
-                },
-            )
-        )
-    return Batch(executions, logs)
+    [jobs] = _patches(4, invocation_id, event_id)
+    return Batch(_parent_patches(invocation_id, event_id) + jobs.executions, jobs.logs)
 
 
 def _large_batch(parent: Batch, records: int) -> Batch:
-    invocation_id = parent.executions[0].id
-    event_id = parent.executions[1].id
-    now = datetime.now(UTC)
-    jobs, logs = [], []
-    for n in range(records // 2):
-        job_id, log_id = str(uuid.uuid4()), str(uuid.uuid4())
-        jobs.append(
-            Patch(
-                "job_executions",
-                job_id,
-                {
-                    "id": job_id,
-                    "invocation_id": invocation_id,
-                    "event_execution_id": event_id,
-                    "created_at": now,
-                    "job_name": "send_email",
-                    "status": "completed",
-                    "duration_ms": 3,
-                },
-                new=True,
-            )
-        )
-        logs.append(
-            Patch(
-                "job_logs",
-                log_id,
-                {
-                    "id": log_id,
-                    "invocation_id": invocation_id,
-                    "job_execution_id": job_id,
-                    "created_at": now,
-                    "seq": n,
-                    "level": "info",
-                    "message": f"sending {n}",
-                },
-            )
-        )
-    return Batch(jobs, logs)
+    """`records` job executions and log lines of `parent`'s invocation (the COPY path)."""
+    [batch] = _patches(records, parent.executions[0].id, parent.executions[1].id)
+    return batch
 
 
 def _instance_row() -> dict[str, Any]:
