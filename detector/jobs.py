@@ -41,8 +41,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
 from .correlation import format_token
 from .errors import ConfigurationError, JobTimeoutError
 from .logcapture import log_scope
@@ -332,6 +330,14 @@ class JobRun:
         if self.job.retries == 0:
             self._begin_attempt(1)
             return await self._attempt()
+        # tenacity loads with the first job that retries, not with the library.
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
         backoff = self.job.backoff
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.job.retries + 1) | self._no_time_to_retry,

@@ -18,7 +18,6 @@ A module that fails to load is reported for its own event only (`detection_faile
 
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
 import importlib.util
 import os
@@ -220,8 +219,16 @@ _cache_lock = threading.RLock()
 _cache: dict[str, tuple[int, int, EventModule | BaseException]] = {}
 
 
+def _digest(text: str) -> str:
+    # hashlib (OpenSSL) loads with the first module loaded from a directory, not with
+    # the library.
+    import hashlib
+
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
 def _package_name(directory: Path) -> str:
-    digest = hashlib.sha1(str(directory).encode()).hexdigest()[:12]
+    digest = _digest(str(directory))[:12]
     return f"_detector_events_{digest}"
 
 
@@ -240,7 +247,7 @@ def _package_for(directory: Path) -> str:
 def _module_name(package: str, event_name: str) -> str:
     # Dots would mean sub-packages: replace them, and add a digest so `a.b` and `a_b` differ.
     slug = re.sub(r"\W", "_", event_name)
-    digest = hashlib.sha1(event_name.encode()).hexdigest()[:8]
+    digest = _digest(event_name)[:8]
     return f"{package}.{slug}_{digest}"
 
 

@@ -405,6 +405,46 @@ async def test_schema_sql_equals_the_migrated_postgres_database(
     assert await _catalog(second_postgres_url) == migrated
 
 
+# PostgreSQL's names for the types (`format_type`) → the light description's.
+_TYPE_NAMES = {"timestamp with time zone": "timestamptz", "double precision": "float8"}
+
+
+async def test_the_light_table_description_matches_the_models_and_schema_sql(
+    postgres_url: str,
+) -> None:
+    """`tables` (what the writers read, without SQLAlchemy) says what the models say,
+    column by column and in order, and what a database built from `schema.sql` holds;
+    its HEAD_REVISION is the newest migration."""
+    from detector.observability import tables
+    from detector.observability.models import TABLES
+    from detector.observability.sqltypes import pg_type_name
+
+    from_models = {
+        model.__table__.name: [(c.name, pg_type_name(c.type)) for c in model.__table__.columns]
+        for model in TABLES
+    }
+    described = {table: list(columns.items()) for table, columns in tables.COLUMNS.items()}
+    assert described == from_models
+    assert list(described) == list(from_models)  # foreign-key order
+    assert tables.HEAD_REVISION == migrate.head_revision()
+    assert tables.TABLES_WITH_UPDATED_AT == {
+        t for t, columns in described.items() if "updated_at" in dict(columns)
+    }
+
+    await _load_schema_sql(postgres_url)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        rows = await conn.fetch(CATALOG_QUERIES["columns"], POSTGRES_SCHEMA)
+    finally:
+        await conn.close()
+    in_database: dict[str, list[tuple[str, str]]] = {}
+    for table, column, type_name, _, _ in rows:
+        if table not in NOT_TABLES:
+            kind = _TYPE_NAMES.get(type_name, type_name.split("(")[0])
+            in_database.setdefault(table, []).append((column, kind))
+    assert in_database == described
+
+
 async def test_upgrade_is_idempotent_and_downgrade_reverses_it(empty_db_url: str) -> None:
     assert await migrate.current_revision_async(empty_db_url) is None
     head = migrate.head_revision()

@@ -172,9 +172,12 @@ class ObservabilityPlugin(Plugin):
         self._wake_at = config.batch_size
         self.buffer = BoundedBuffer(config.max_buffer_bytes, converter=self._convert)
         if writer is None:
-            writer = writer_for(config.database_url, config.graphql_url, config.admin_secret)
-            if config.database_url and config.database_url.startswith("sqlite:"):
-                writer.auto_migrate = config.should_migrate  # type: ignore[attr-defined]
+            writer = writer_for(
+                config.database_url,
+                config.graphql_url,
+                config.admin_secret,
+                auto_migrate=config.should_migrate,
+            )
         self.writer = writer
         self.flusher = BackgroundFlusher(self.buffer, writer, config)
         # Owned by the converter (absorbing is serialised): no lock needed.
@@ -243,8 +246,12 @@ class ObservabilityPlugin(Plugin):
             return False
 
     def shutdown_sync(self, timeout: float | None = None) -> bool:
-        """Flush within `timeout` (default `shutdown_timeout`), stop the writer thread and
-        close connections. The plugin may record again afterwards (it restarts)."""
+        """Flush, stop the writer thread and close connections, all within `timeout`
+        seconds (default `shutdown_timeout`); True when everything was written.
+
+        Records not written by then are counted in `stats()["dropped"]["shutdown_timeout"]`
+        (with one warning) and in the health row if the store answers in time. The plugin
+        may record again afterwards (it restarts)."""
         try:
             return self.flusher.stop(self.config.shutdown_timeout if timeout is None else timeout)
         except Exception:
@@ -260,7 +267,7 @@ class ObservabilityPlugin(Plugin):
         try:
             future = self.flusher.flush_future(self.config.flush_timeout)
             if future is not None:
-                await asyncio.wait_for(asyncio.wrap_future(future), self.config.flush_timeout + 1)
+                await asyncio.wait_for(asyncio.wrap_future(future), self.config.flush_timeout)
         except Exception:
             pass
 
