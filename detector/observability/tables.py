@@ -13,7 +13,7 @@ from __future__ import annotations
 POSTGRES_SCHEMA = "event_detector_observability"
 """The PostgreSQL schema of the tables (SQLite has none)."""
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 """The newest migration (`migrations/versions`): a database at it needs no upgrade."""
 
 COLUMNS: dict[str, dict[str, str]] = {
@@ -87,6 +87,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "error_type": "text",
         "error_message": "text",
         "error_stack": "text",
+        "attempt_history": "jsonb",
     },
     "job_logs": {
         "id": "uuid",
