@@ -113,14 +113,15 @@ def test_a_file_another_connection_writes_to_is_left_in_its_journal_mode_without
         writer.close()
 
 
-def test_nothing_under_detector_opens_or_tunes_sqlite_connections_but_the_policy() -> None:
+def test_nothing_opens_or_tunes_sqlite_connections_but_the_policy() -> None:
+    """The library, the plugin and the service (pools, storage, change watcher) all use it."""
     opening = re.compile(
         r"sqlite3\.connect\(|PRAGMA (busy_timeout|journal_mode|synchronous|foreign_keys)|"
         r"connect_args=\{\"timeout\""
     )
     offenders = [
         f"{path.relative_to(ROOT)}:{n}"
-        for path in sorted((ROOT / "detector").rglob("*.py"))
+        for path in sorted([*(ROOT / "detector").rglob("*.py"), *(ROOT / "service").rglob("*.py")])
         if path.name != "sqlite_policy.py"
         for n, line in enumerate(path.read_text().splitlines(), start=1)
         if opening.search(line)

@@ -4,9 +4,10 @@
 
 - PostgreSQL: the observability tables live in `POSTGRES_SCHEMA`; the models carry no
   schema, so every statement is translated with `schema_translate_map`.
-- SQLite: WAL journal (readers never block the writer), a busy timeout, enforced
-  foreign keys (so deletes cascade as on PostgreSQL), and the functions, aggregates and
-  collation of `service.graphql.sql.sqlite_functions` that give filters PostgreSQL's semantics.
+- SQLite: the one connection policy of `detector.observability.sqlite_policy` (WAL,
+  busy timeout, enforced foreign keys so deletes cascade as on PostgreSQL), plus the
+  functions, aggregates and collation of `service.graphql.sql.sqlite_functions` that give
+  filters PostgreSQL's semantics.
   Reads use a second pool (`read_engine`) whose connections are in autocommit from the
   start, which saves the thread hops of switching and resetting them on every read.
 
@@ -26,15 +27,14 @@ from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.util import await_
 
+from detector.observability import sqlite_policy
 from detector.observability.migrate import async_engine_url
 from detector.observability.models import POSTGRES_SCHEMA
+from detector.observability.sqlite_policy import SQLFunctions
 from service.graphql.sql import sqlite_functions
 
 logger = logging.getLogger(__name__)
-
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def async_database_url(url: str) -> str:
@@ -125,29 +125,19 @@ class Database:
             await self.read_engine.dispose()
 
 
+ENGINE_SQLITE_FUNCTIONS = SQLFunctions(
+    scalars=sqlite_functions.SCALAR_FUNCTIONS,
+    aggregates=sqlite_functions.AGGREGATES,
+    collations=sqlite_functions.COLLATIONS,
+)
+"""What the GraphQL engine needs on every SQLite connection (PostgreSQL's semantics)."""
+
+
 def _prepare_sqlite_connection(
     dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry
 ) -> None:
-    """Pragmas and PostgreSQL emulation for a new SQLite connection."""
-    cursor = dbapi_connection.cursor()
-    for pragma in (
-        "PRAGMA journal_mode=WAL",
-        f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
-        "PRAGMA foreign_keys=ON",
-        "PRAGMA synchronous=NORMAL",
-    ):
-        cursor.execute(pragma)
-    cursor.close()
-    for name, (arity, function) in sqlite_functions.SCALAR_FUNCTIONS.items():
-        dbapi_connection.create_function(name, arity, function, deterministic=True)
-    # aiosqlite exposes only create_function; aggregates and collations are registered
-    # on the underlying sqlite3 connection, inside aiosqlite's own worker thread.
-    driver = dbapi_connection.driver_connection  # type: ignore[attr-defined]
-    raw = driver._conn
-    for name, aggregate in sqlite_functions.AGGREGATES.items():
-        await_(driver._execute(raw.create_aggregate, name, 1, aggregate))
-    for name, collation in sqlite_functions.COLLATIONS.items():
-        await_(driver._execute(raw.create_collation, name, collation))
+    """The one SQLite policy, plus the engine's functions, on a new connection."""
+    sqlite_policy.configure(dbapi_connection, ENGINE_SQLITE_FUNCTIONS)
 
 
 __all__ = ["Database", "async_database_url"]

@@ -2,21 +2,19 @@
 
 `open_engine(url)` gives an engine whose connections see the observability tables by
 their bare names on both backends (PostgreSQL: `schema_translate_map` to
-`event_detector_observability`; SQLite: foreign keys on and a busy timeout, so deletes
+`event_detector_observability`; SQLite: the one connection policy of
+`detector.observability.sqlite_policy`: foreign keys on and a busy timeout, so deletes
 cascade as on PostgreSQL and concurrent writers wait instead of failing).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from detector.observability import sqlite_policy
 from detector.observability.migrate import async_engine_url, is_sqlite
 from detector.observability.models import POSTGRES_SCHEMA, metadata
-
-SQLITE_BUSY_TIMEOUT_S = 30.0
 
 invocations = metadata.tables["invocations"]
 event_executions = metadata.tables["event_executions"]
@@ -31,18 +29,10 @@ def open_engine(url: str, *, pool_size: int = 2) -> AsyncEngine:
     """An async engine for `sqlite:///…` or `postgresql://…`; raises ValueError otherwise."""
     async_url = async_engine_url(url)
     if is_sqlite(url):
-        engine = create_async_engine(
-            async_url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
-            poolclass=sa.NullPool,
+        engine = create_async_engine(async_url, poolclass=sa.NullPool)
+        sa.event.listen(
+            engine.sync_engine, "connect", lambda dbapi, _record: sqlite_policy.configure(dbapi)
         )
-
-        @sa.event.listens_for(engine.sync_engine, "connect")
-        def _connect(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
         return engine
     return create_async_engine(
         async_url,
