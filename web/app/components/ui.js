@@ -16,6 +16,7 @@ export const STATUS_LABELS = {
   not_detected: 'not detected',
   detection_failed: 'detection failed',
   handler_failed: 'handler failed',
+  skipped: 'skipped',
 };
 
 export function StatusBadge({ status, title }) {
