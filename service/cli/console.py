@@ -158,12 +158,12 @@ def demo_summary(summary: DemoSummary) -> str:
     """What the demo recorded, with where the invocations beyond the deliveries come from
     (plain text: the caller escapes it)."""
     statuses = ", ".join(f"{n} {status}" for status, n in summary.by_status.items())
+    changes = summary.deliveries - summary.redeliveries
     text = (
-        f"demo: {summary.deliveries} Hasura deliveries ({summary.deliveries - summary.redeliveries}"
-        f" events and {summary.redeliveries} redeliveries of some of them), plus "
-        f"{summary.cascades} cascades (invocations fired by rows the jobs wrote): "
-        f"{summary.invocations} invocations over the {summary.hours:g} h before now "
-        f"({statuses}), {summary.jobs} jobs, in {summary.seconds:.1f} s"
+        f"demo: {summary.invocations} invocations over the {summary.hours:g} h before now: "
+        f"{summary.deliveries} Hasura deliveries ({changes} row changes and "
+        f"{summary.redeliveries} redeliveries), plus {summary.cascades} cascades (row changes "
+        f"the jobs wrote); {statuses}; {summary.jobs} jobs, in {summary.seconds:.1f} s"
     )
     if summary.removed_previous:
         text += f"; replaced the previous demo ({summary.removed_previous} invocations)"
