@@ -31,7 +31,7 @@ import re
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -112,8 +112,9 @@ class EventModule:
     detector: Callable[..., Any]
     handler: Callable[..., Any]
     path: str | None = None
-    tables: tuple[str, ...] | None = None
-    operations: tuple[Operation, ...] | None = None
+    # Sequence: a list or a bare string is accepted; stored as a normalised tuple.
+    tables: Sequence[str] | None = None
+    operations: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -148,7 +149,7 @@ class EventModule:
         tables = ", ".join(self.tables) if self.tables is not None else "any table"
         if self.operations is None:
             return tables
-        return f"{tables} ({', '.join(op.value for op in self.operations)})"
+        return f"{tables} ({', '.join(self.operations)})"
 
 
 class EventRegistry:
