@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS event_detector_observability.event_executions (
         REFERENCES event_detector_observability.invocations (id) ON DELETE CASCADE,
     CONSTRAINT event_executions_status_check
         CHECK (status IN ('detecting', 'not_detected', 'handling', 'completed', 'failed',
-                          'detection_failed', 'handler_failed'))
+                          'detection_failed', 'handler_failed', 'timeout', 'skipped'))
 );
 COMMENT ON TABLE event_detector_observability.event_executions IS
     'Each event module checked during an invocation';
@@ -364,13 +364,14 @@ CREATE INDEX IF NOT EXISTS idx_dashboard_stats_source_function
 
 -- The migration revision this file equals, so `event-detector migrate` can upgrade it
 -- (0002 adds SQLite's change counters only; 0003 drops job_executions' foreign key on
--- invocation_id; 0004 adds job_executions.attempt_history).
+-- invocation_id; 0004 adds job_executions.attempt_history; 0005 lets
+-- event_executions.status be `timeout` and `skipped`).
 CREATE TABLE IF NOT EXISTS event_detector_observability.alembic_version (
     version_num varchar(32) NOT NULL,
     CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 INSERT INTO event_detector_observability.alembic_version (version_num)
-SELECT '0004'
+SELECT '0005'
 WHERE NOT EXISTS (SELECT 1 FROM event_detector_observability.alembic_version);
 
 COMMIT;

@@ -51,10 +51,16 @@ class ServiceRuntime:
     @classmethod
     def from_settings(cls, settings: Settings) -> ServiceRuntime:
         """Build the parts `settings` asks for (the webhook's plugins only with an events
-        directory; the rollup only with a positive interval)."""
+        directory; the rollup only with a positive interval). Raises ValueError naming a
+        setting the service cannot run with."""
         observability: ObservabilityPlugin | None = None
         plugins: list[Plugin] = []
         if settings.events_dir is not None:
+            if "OBSERVABILITY_GRAPHQL_URL" in settings.observability_environ:
+                raise ValueError(
+                    "OBSERVABILITY_GRAPHQL_URL is set, but the webhook records into the "
+                    "service's own database (EVENT_DETECTOR_DATABASE_URL): unset it"
+                )
             observability = ObservabilityPlugin(
                 settings.database_url,
                 environ=settings.observability_environ,
@@ -138,7 +144,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     the webhook receiver, `metrics`, the periodic rollup) and `live` (`service.live.LiveQueries`:
     subscriptions re-run on change; `live.stats()`) and `rerun`
     (`service.endpoints.rerun.InvocationRerunner`: `GET`/`POST /v1/rerun`) for the other parts of the
-    service.
+    service. Raises ValueError (its message names the problem) for settings it cannot run
+    with: a JWT secret without an admin secret, an unsupported JWT form, the plugin told to
+    record elsewhere than the service's database.
     """
     settings = settings or Settings()
     database = Database(settings.database_url, pool_size=settings.db_pool_size)

@@ -70,6 +70,7 @@ OVERRIDES: list[tuple[type, type, dict[str, tuple[str, ...]]]] = [
         SchemaExtension,
         {"__init__": ("self",), "on_operation": ("self",)},
     ),
+    (seam.UndeclaredVariables, SchemaExtension, {"on_validate": ("self",)}),
     (
         http.GraphQLView,
         strawberry.asgi.GraphQL,
@@ -265,6 +266,19 @@ def test_execution_context_has_the_fields_the_validation_extension_sets() -> Non
             f"strawberry.types.ExecutionContext.{name} is gone: EngineValidationRules "
             "(service/graphql/transport/strawberry.py) sets it for every operation"
         )
+
+
+def test_execution_context_has_what_the_variables_check_reads_and_sets() -> None:
+    fields = set(ExecutionContext.__dataclass_fields__)
+    for name in ("pre_execution_errors", "graphql_document", "variables"):
+        assert name in fields, (
+            f"strawberry.types.ExecutionContext.{name} is gone: UndeclaredVariables "
+            "(service/graphql/transport/strawberry.py) uses it"
+        )
+    assert isinstance(inspect.getattr_static(ExecutionContext, "operation_name"), property)
+    # The check runs inside the validation step, once ValidationCache has set the errors.
+    source = inspect.getsource(strawberry.Schema._prepare_operation_async)
+    assert "extensions_runner.validation()" in source and "pre_execution_errors" in source
 
 
 def test_schema_execute_takes_context_in_third_position() -> None:

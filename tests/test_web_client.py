@@ -605,6 +605,8 @@ def test_flow_shows_the_cascade_nodes_and_edges(
     nodes = {f"inv:{i}" for i in ids}
     edges = set()
     for event in events:
+        if event["status"] == "skipped":
+            continue  # its module listens elsewhere: no node
         if event["status"] == "not_detected":
             nodes.add(f"und:{event['invocation_id']}")
             edges.add((f"inv:{event['invocation_id']}", f"und:{event['invocation_id']}"))
@@ -934,3 +936,47 @@ def test_a_missing_npm_install_says_what_to_run(tmp_path: Path, dataset: WebData
         assert response.status_code == 503
         assert "make web-deps" in response.text and "preact" in response.text
         assert running.client.get("/healthz").status_code == 200
+
+
+def test_invocation_page_shows_skipped_modules_as_skipped_not_as_events(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
+    # A demo order update: the order modules are checked, the others listen elsewhere.
+    [row] = rows(
+        dataset.url,
+        sa.select(event_executions.c.invocation_id.label("id"))
+        .join(invocations, invocations.c.id == event_executions.c.invocation_id)
+        .where(
+            invocations.c.source_operation == "UPDATE",
+            event_executions.c.event_name == "orders.created",
+            event_executions.c.status == "skipped",
+        )
+        .order_by(invocations.c.created_at.desc())
+        .limit(1),
+    )
+    statuses = {
+        e["event_name"]: e["status"]
+        for e in rows(
+            dataset.url,
+            sa.select(event_executions.c.event_name, event_executions.c.status).where(
+                event_executions.c.invocation_id == row["id"]
+            ),
+        )
+    }
+    skipped = sorted(name for name, status in statuses.items() if status == "skipped")
+    assert "orders.created" in skipped and "payments.failed" in skipped
+    page = open_page(tab, server, f"/invocations/{row['id']}")
+    quiet = ("skipped", "not_detected")
+    shown = [name for name, status in statuses.items() if status not in quiet]
+    # The waterfall has no row for them (their detectors did not run)…
+    expect(page.locator('[data-wf-row="event"]')).to_have_count(len(shown))
+    # …and the events tab lists them in a card of their own, not as events.
+    page = open_page(tab, server, f"/invocations/{row['id']}?tab=jobs")
+    card = page.locator("[data-skipped]")
+    expect(card).to_be_visible()
+    assert sorted(name.strip() for name in card.inner_text().split(",")) == skipped
+    expect(page.locator(".event-card", has_text=f"{len(skipped)} events skipped")).to_be_visible()
+    expect(page.locator(".event-card")).to_have_count(
+        len(shown) + 1 + ("not_detected" in statuses.values())
+    )
+    expect(page.locator('[data-status="skipped"]')).to_have_count(0)

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from service.endpoints.webhook import WebhookReceiver
 from service.settings import Settings
-from service.storage.maintenance import invocations, job_executions
+from service.storage.maintenance import event_executions, invocations, job_executions
 from tests.support.pgserver import free_port
 from tests.support.runtime import EXAMPLES_EVENTS, count, database_for, rows
 from tests.support.server import RunningServer, serving
@@ -322,6 +322,54 @@ def test_a_function_directory_serves_its_function_and_unknown_functions_are_404(
         traversal = running.client.post("/hooks/..", json={})
         assert traversal.status_code in (404, 405)
         assert running.client.get("/hooks/billing").status_code == 405
+
+
+DECLARING_MODULES = {
+    "orders.noted": (
+        "from detector import job, run\n"
+        "tables = 'orders'\n"
+        "operations = ['UPDATE']\n"
+        "def detector(event_name, event):\n    return True\n"
+        "async def note(event_name, event, options):\n"
+        "    noted = {'raw': b'\\x00\\x01'}\n"
+        "    noted['self'] = noted\n"
+        "    return noted\n"
+        "async def handler(event_name, event):\n"
+        "    return await run(event_name, event, [job(note)])\n"
+    ),
+    "users.changed": (
+        "tables = ['public.users']\n"
+        "def detector(event_name, event):\n    raise AssertionError('never runs')\n"
+        "def handler(event_name, event):\n    return None\n"
+    ),
+}
+
+
+def test_modules_declaring_other_tables_are_skipped_and_odd_results_answer_200(
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "events"
+    events.mkdir()
+    for name, source in DECLARING_MODULES.items():
+        (events / f"{name}.py").write_text(source)
+    url = f"sqlite:///{tmp_path / 'declared.db'}"
+    with serving(Settings(database_url=url, events_dir=events, rollup_interval=0)) as running:
+        answer = running.client.post("/hooks/orders", json=example("orders.shipped.update.json"))
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        statuses = {event["name"]: event["status"] for event in body["events"]}
+        assert statuses == {"orders.noted": "completed", "users.changed": "skipped"}
+        assert body["status"] == "completed"
+        [noted] = body["events"][0]["jobs"]
+        assert noted["result"] == {"raw": "[bytes: 2 bytes]", "self": "[circular reference]"}
+        flush(running)
+        stored = rows(url, sa.select(event_executions.c.event_name, event_executions.c.status))
+        assert sorted((row["event_name"], row["status"]) for row in stored) == [
+            ("orders.noted", "completed"),
+            ("users.changed", "skipped"),
+        ]
+        [job] = rows(url, sa.select(job_executions.c.result))
+        assert job["result"] == noted["result"]
 
 
 def test_the_webhook_is_off_without_an_events_directory(tmp_path: Path) -> None:

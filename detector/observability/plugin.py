@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..plugins import CapturedLog, EventInfo, InvocationInfo, JobInfo, Plugin
-from ..results import JobAttempt, JobResult, ListenResult
+from ..results import JobAttempt, JobResult, ListenResult, detection_status, handler_status
 from ..status import EventStatus, InvocationStatus, JobStatus, Operation
 from .buffer import BoundedBuffer
 from .capture import Sanitizer, SnapshotEncoder, truncate_text
@@ -105,6 +105,7 @@ _JOB_END = 5
 _LOG = 6
 _INVOCATION_ERROR = 7
 _INVOCATION_END = 8
+_EVENT_SKIPPED = 9
 _ENTRY_BYTES = 200
 
 
@@ -192,6 +193,7 @@ class ObservabilityPlugin(Plugin):
             _LOG: self._convert_log,
             _INVOCATION_ERROR: self._convert_invocation_error,
             _INVOCATION_END: self._convert_invocation_end,
+            _EVENT_SKIPPED: self._convert_event_skipped,
         }
         self.hook_errors = 0
         self.conversion_errors = 0
@@ -338,6 +340,10 @@ class ObservabilityPlugin(Plugin):
             )
         except Exception as exc:
             self._failed_hook("on_invocation_start", exc)
+
+    def on_event_skipped(self, event: EventInfo) -> None:  # type: ignore[override]
+        if self._enabled:
+            self._post((_EVENT_SKIPPED, event))
 
     def on_detection_start(self, event: EventInfo) -> None:  # type: ignore[override]
         if self._enabled:
@@ -596,6 +602,15 @@ class ObservabilityPlugin(Plugin):
         row["status"] = EventStatus.DETECTING.value
         self._add("event_executions", event.event_execution_id, row, new=True)
 
+    def _convert_event_skipped(self, event: EventInfo) -> None:
+        row = self._event_identity(event)
+        row.update(
+            event_module_path=event.module_path,
+            detected=False,
+            status=EventStatus.SKIPPED.value,
+        )
+        self._add("event_executions", event.event_execution_id, row, new=True)
+
     def _convert_detection_end(
         self,
         event: EventInfo,
@@ -604,12 +619,7 @@ class ObservabilityPlugin(Plugin):
         message: str | None,
         error: BaseException | None,
     ) -> None:
-        if error is not None:
-            status = EventStatus.DETECTION_FAILED
-        elif detected:
-            status = EventStatus.HANDLING
-        else:
-            status = EventStatus.NOT_DETECTED
+        status = detection_status(detected, error)
         row = self._event_identity(event)
         row.update(
             event_module_path=event.module_path,
@@ -640,7 +650,7 @@ class ObservabilityPlugin(Plugin):
             jobs_count=jobs_count,
             jobs_succeeded=succeeded,
             jobs_failed=jobs_count - succeeded,
-            status=(EventStatus.HANDLER_FAILED if error else EventStatus.COMPLETED).value,
+            status=handler_status(error).value,
         )
         if error is not None:
             row["handler_error"] = message

@@ -28,6 +28,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -56,16 +57,32 @@ class SQLFunctions:
 
 
 def connect(
-    path: str, *, functions: SQLFunctions | None = None, check_same_thread: bool = False
+    path: str,
+    *,
+    functions: SQLFunctions | None = None,
+    check_same_thread: bool = False,
+    read_only: bool = False,
 ) -> sqlite3.Connection:
     """A standard library connection to `path` with the policy applied, in autocommit
-    mode (`isolation_level=None`: transactions are begun explicitly). Raises
+    mode (`isolation_level=None`: transactions are begun explicitly). `read_only` opens
+    an existing file for reading only (it is never created, nor switched to WAL). Raises
     `sqlite3.Error` when the file cannot be opened."""
+    target = f"{Path(path).resolve().as_uri()}?mode=ro" if read_only else path
     conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=check_same_thread
+        target,
+        timeout=BUSY_TIMEOUT,
+        isolation_level=None,
+        check_same_thread=check_same_thread,
+        uri=read_only,
     )
     try:
-        apply(conn, functions)
+        if read_only:
+            for pragma in PRAGMAS:
+                conn.execute(pragma)
+            if functions is not None:
+                register(conn, functions)
+        else:
+            apply(conn, functions)
     except BaseException:
         conn.close()
         raise

@@ -13,7 +13,7 @@ from __future__ import annotations
 POSTGRES_SCHEMA = "event_detector_observability"
 """The PostgreSQL schema of the tables (SQLite has none)."""
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The newest migration (`migrations/versions`): a database at it needs no upgrade."""
 
 COLUMNS: dict[str, dict[str, str]] = {

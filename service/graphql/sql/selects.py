@@ -514,6 +514,19 @@ def _blocks(plan: AggregatePlan) -> list[AggregateFieldsOut]:
     return [output for output in plan.outputs if isinstance(output, AggregateFieldsOut)]
 
 
+def _measures_anything(blocks: list[AggregateFieldsOut]) -> bool:
+    """Whether the blocks ask for a measure, not only `__typename` (Apollo adds it)."""
+    return any(
+        isinstance(member, CountOut)
+        or (
+            isinstance(member, OperationOut)
+            and any(not isinstance(item, ConstOut) for item in member.outputs)
+        )
+        for block in blocks
+        for member in block.outputs
+    )
+
+
 def measurable_together(args: SelectArgs) -> bool:
     """Whether aggregate blocks under `args` can share a statement with siblings."""
     return args.limit is None and not args.offset and not args.distinct_on
@@ -586,7 +599,8 @@ async def aggregate(
         return {}
     blocks = _blocks(plan)
     values: dict[Any, dict[str, Any]] = dict(measured or {})
-    if blocks and measured is None:
+    # Blocks of `__typename` alone need no statement: their shape is the same over any rows.
+    if measured is None and _measures_anything(blocks):
         columns = _aggregate_columns(plan)
 
         def columns_for(alias: FromClause) -> list[tuple[str, ColumnElement[Any]]]:

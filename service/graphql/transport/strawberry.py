@@ -17,7 +17,11 @@ with a message that names the hook when a release moves it:
 - `RoleSchemas`: the object Strawberry's view takes as its schema, dispatching each
   request to the schema of the caller's role;
 - `EngineValidationRules`: an extension that sets the operation's validation rules and
-  parser token limit (`execution_context.validation_rules`, `parse_options`).
+  parser token limit (`execution_context.validation_rules`, `parse_options`);
+- `UndeclaredVariables`: an extension that refuses variables the operation does not
+  declare, as Hasura does, once the document is validated (it reads
+  `execution_context.pre_execution_errors`, `graphql_document`, `operation_name` and
+  `variables`, and sets `pre_execution_errors`).
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 
 from service.graphql.catalog.metadata import ADMIN_ROLE
+from service.graphql.errors import validation_failed
 from service.graphql.execution.auth import ADMIN_SESSION
 from service.graphql.execution.context import RequestContext
+from service.graphql.execution.limits import undeclared_variables
 from service.graphql.execution.resolvers import Completed, SharedResult
 from service.graphql.execution.transaction import MutationTransaction
 
@@ -223,13 +229,35 @@ class EngineValidationRules(SchemaExtension):
         yield
 
 
+class UndeclaredVariables(SchemaExtension):
+    """Refuse variables the operation does not declare (`unexpected variables in
+    variableValues: y`, validation-failed at `$`), as Hasura does.
+
+    Listed after `ValidationCache`, whose `on_validate` has set the document's validation
+    errors by then: a document that is invalid keeps its own error.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if not context.pre_execution_errors and context.graphql_document is not None:
+            names = undeclared_variables(
+                context.graphql_document, context.operation_name, context.variables
+            )
+            if names:
+                message = f"unexpected variables in variableValues: {', '.join(names)}"
+                context.pre_execution_errors = [validation_failed(message).to_graphql()]
+        yield
+
+
 def engine_extensions(
     rules: tuple[type[ASTValidationRule], ...], *, max_tokens: int, cache_size: int
 ) -> list[Any]:
-    """Extension factories for a schema: limits, then the parser and validation caches."""
+    """Extension factories for a schema: limits, then the parser and validation caches,
+    then the check of variables (which needs the validation's outcome)."""
     return [
         lambda: EngineValidationRules(rules, max_tokens),
         lambda: ParserCache(maxsize=cache_size),
         lambda: ValidationCache(maxsize=cache_size),
+        UndeclaredVariables,
         MutationTransaction,
     ]

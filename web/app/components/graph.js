@@ -22,7 +22,7 @@ export function buildFlow(invocations) {
     add(`inv:${inv.id}`, 'invocation', inv);
     const undetected = inv.event_executions.filter((e) => e.status === 'not_detected');
     for (const event of inv.event_executions) {
-      if (event.status === 'not_detected') continue;
+      if (event.status === 'not_detected' || event.status === 'skipped') continue;
       add(`ev:${event.id}`, 'event', event);
       edges.push({ from: `inv:${inv.id}`, to: `ev:${event.id}`, kind: event.detected ? 'detected' : 'failed' });
     }

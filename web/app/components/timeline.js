@@ -52,7 +52,7 @@ export function waterfallRows(invocation, events, jobs, now) {
     if (!jobsOf.has(job.event_execution_id)) jobsOf.set(job.event_execution_id, []);
     jobsOf.get(job.event_execution_id).push(job);
   }
-  const shown = events.filter((e) => e.status !== 'not_detected');
+  const shown = events.filter((e) => e.status !== 'not_detected' && e.status !== 'skipped');
   const hidden = events.filter((e) => e.status === 'not_detected');
   const eventRow = (event) => {
     const start = ms(event.created_at) - t0;

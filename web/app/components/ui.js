@@ -17,6 +17,7 @@ export const STATUS_LABELS = {
   not_detected: 'not detected',
   detection_failed: 'detection failed',
   handler_failed: 'handler failed',
+  skipped: 'skipped',
 };
 
 // Status is never told by colour alone: each one also has a shape.

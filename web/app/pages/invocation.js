@@ -260,8 +260,9 @@ function EventsAndJobs({ inv }) {
   }
   const events = [...inv.event_executions].sort((a, b) => Number(b.detected) - Number(a.detected) || (a.status === 'not_detected') - (b.status === 'not_detected'));
   const undetected = events.filter((e) => e.status === 'not_detected');
+  const skipped = events.filter((e) => e.status === 'skipped');
   return html`<div class="events-list" data-events>
-    ${events.filter((e) => e.status !== 'not_detected').map(
+    ${events.filter((e) => e.status !== 'not_detected' && e.status !== 'skipped').map(
       (event) => html`<${Card} title=${html`<span class="mono">${event.event_name}</span> <${EventStatusBadge} event=${event} />`} class="event-card"
           actions=${html`<span class="muted small">detector ${fmtDuration(event.detection_duration_ms)}${event.detected ? ` · handler ${fmtDuration(event.handler_duration_ms)}` : ''} · ${event.jobs_count} job${event.jobs_count === 1 ? '' : 's'}</span>`}>
         <div data-event=${event.id}>
@@ -284,6 +285,12 @@ function EventsAndJobs({ inv }) {
             <thead><tr><th>Event</th><th class="num">Detector</th><th>Module</th></tr></thead>
             <tbody>${undetected.map((e) => html`<tr><td class="mono">${e.event_name}</td><td class="num">${fmtDuration(e.detection_duration_ms)}</td><td class="muted mono truncate">${e.event_module_path || ''}</td></tr>`)}</tbody>
           </table>
+        </${Card}>`
+      : null}
+    ${skipped.length
+      ? html`<${Card} title=${`${skipped.length} event${skipped.length === 1 ? '' : 's'} skipped`} class="event-card">
+          <p class="muted small">Their modules listen to other tables or operations: their detectors did not run.</p>
+          <div class="mono small" data-skipped>${skipped.map((e) => e.event_name).join(', ')}</div>
         </${Card}>`
       : null}
     ${!inv.event_executions.length ? html`<${Empty} title="No event module was checked" />` : null}
