@@ -122,6 +122,9 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_tokens=settings.max_tokens,
         max_rows=settings.max_rows,
         max_batch_operations=settings.max_batch_operations,
+        max_response_nodes=settings.max_response_nodes,
+        max_request_bytes=settings.max_request_bytes,
+        max_json_depth=settings.max_json_depth,
         parser_cache_size=settings.parser_cache_size,
         websocket_keepalive=settings.websocket_keepalive,
         websocket_connection_init_timeout=settings.websocket_connection_init_timeout,
@@ -141,7 +144,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     service.
     """
     settings = settings or Settings()
-    database = Database(settings.database_url, pool_size=settings.db_pool_size)
+    database = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        statement_timeout=settings.statement_timeout,
+    )
     engine = GraphQLEngine(engine_config(settings), database)
     runtime = ServiceRuntime.from_settings(settings)
     live = LiveQueries(

@@ -105,6 +105,7 @@ def test_store_down_for_twenty_seconds_with_the_service_and_a_host_running_loses
     settings = Settings(
         database_url=through(proxy, service_db),
         events_dir=EXAMPLES_EVENTS,
+        webhook_functions=["outage", "shutdown"],
         webhook_secret=SECRET,
         rollup_interval=0.5,
         observability_environ={

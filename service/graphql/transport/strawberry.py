@@ -17,7 +17,9 @@ with a message that names the hook when a release moves it:
 - `RoleSchemas`: the object Strawberry's view takes as its schema, dispatching each
   request to the schema of the caller's role;
 - `EngineValidationRules`: an extension that sets the operation's validation rules and
-  parser token limit (`execution_context.validation_rules`, `parse_options`).
+  parser token limit (`execution_context.validation_rules`, `parse_options`);
+- `ResponseBudgetScope`: an extension that opens each operation's response budget
+  (`sql.budget`) when no HTTP request opened one for a whole batch.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from service.graphql.execution.auth import ADMIN_SESSION
 from service.graphql.execution.context import RequestContext
 from service.graphql.execution.resolvers import Completed, SharedResult
 from service.graphql.execution.transaction import MutationTransaction
+from service.graphql.sql.budget import budget_scope
 
 if TYPE_CHECKING:
     from service.graphql.execution.engine import GraphQLEngine
@@ -223,12 +226,29 @@ class EngineValidationRules(SchemaExtension):
         yield
 
 
+class ResponseBudgetScope(SchemaExtension):
+    """Open the operation's response budget, unless its HTTP request opened one."""
+
+    def __init__(self, limit: int | None) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def on_operation(self) -> Iterator[None]:
+        with budget_scope(self.limit):
+            yield
+
+
 def engine_extensions(
-    rules: tuple[type[ASTValidationRule], ...], *, max_tokens: int, cache_size: int
+    rules: tuple[type[ASTValidationRule], ...],
+    *,
+    max_tokens: int,
+    cache_size: int,
+    max_response_nodes: int | None = None,
 ) -> list[Any]:
     """Extension factories for a schema: limits, then the parser and validation caches."""
     return [
         lambda: EngineValidationRules(rules, max_tokens),
+        lambda: ResponseBudgetScope(max_response_nodes),
         lambda: ParserCache(maxsize=cache_size),
         lambda: ValidationCache(maxsize=cache_size),
         MutationTransaction,
