@@ -174,6 +174,7 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.cli.serving import uvicorn_config
 
     settings = _settings(database_url=db, host=host, port=port, events_dir=events_dir)
     out = _out()
@@ -187,9 +188,8 @@ def serve(
         _populate_demo(out, url, demo_seed)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base = f"http://{shown_host}:{settings.port}/"
-    config = uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.port, log_level=log_level
-    )
+    # Timeouts and the connection limit come from the settings (service.cli.serving).
+    config = uvicorn_config(create_app(settings), settings, log_level=log_level)
     server = uvicorn.Server(config)
 
     async def run() -> None:

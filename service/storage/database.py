@@ -108,6 +108,8 @@ class Database:
             )
         self._statements = itertools.count()
         self._statements_seen = 0
+        milliseconds = max(1, round(statement_timeout * 1000))
+        self._limit_statement = f"SET LOCAL statement_timeout = {milliseconds}"
         for engine in {self.engine, self.read_engine}:
             event.listen(engine.sync_engine, "before_cursor_execute", self._count_statement)
             if self.dialect == "sqlite":
@@ -127,16 +129,18 @@ class Database:
 
     @property
     def statements_executed(self) -> int:
-        """SQL statements sent since this `Database` was created (all connections)."""
+        """SQL statements sent since this `Database` was created (all connections),
+        not counting the statement time limit's `SET LOCAL`."""
         return self._statements_seen
 
-    def _count_statement(self, *args: Any) -> None:
+    def _count_statement(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        if statement == self._limit_statement:
+            return  # the time limit's own SET LOCAL is not the request's work
         self._statements_seen = next(self._statements) + 1
 
     def _limit_transaction(self, conn: Connection) -> None:
         # PostgreSQL: the limit lasts for this transaction only (see the module's docstring).
-        milliseconds = max(1, round(self.statement_timeout * 1000))
-        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+        conn.exec_driver_sql(self._limit_statement)
 
     def _start_clock(self, conn: Connection, *args: Any) -> None:
         # SQLite: the progress handler of this connection stops the statement after this.
