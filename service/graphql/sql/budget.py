@@ -79,4 +79,7 @@ def budget_scope(limit: int | None, *, inherit: bool = True) -> Iterator[Respons
     try:
         yield budget
     finally:
-        current_budget.reset(token)
+        # Closed from another context (a subscription torn down by its connection's
+        # task), the reset fails: that context never saw this budget anyway.
+        with contextlib.suppress(ValueError):
+            current_budget.reset(token)
