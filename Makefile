@@ -7,13 +7,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DB ?= sqlite:///event-detector.db
 EVENTS_DIR ?= examples/events
-# The functions the webhook serves from the flat examples directory (the demo's triggers).
-WEBHOOK_FUNCTIONS ?= orders_events,users_events,payments_events
 
 .PHONY: run test bench bench-quick lint format install install-test system-deps web-deps clean
 
 run: install web-deps
-	EVENT_DETECTOR_WEBHOOK_FUNCTIONS="$(WEBHOOK_FUNCTIONS)" $(BIN)/event-detector serve --demo --db "$(DB)" --events-dir "$(EVENTS_DIR)" --host $(HOST) --port $(PORT)
+	$(BIN)/event-detector serve --demo --db "$(DB)" --events-dir "$(EVENTS_DIR)" --host $(HOST) --port $(PORT)
 
 test: install-test system-deps web-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -49,9 +49,10 @@ class ServiceRuntime:
     rollup: PeriodicRollup | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ServiceRuntime:
+    def from_settings(cls, settings: Settings, database: Database | None = None) -> ServiceRuntime:
         """Build the parts `settings` asks for (the webhook's plugins only with an events
-        directory; the rollup only with a positive interval)."""
+        directory; the rollup only with a positive interval). `database` lets the webhook
+        accept functions that have invocations recorded already."""
         observability: ObservabilityPlugin | None = None
         plugins: list[Plugin] = []
         if settings.events_dir is not None:
@@ -73,7 +74,7 @@ class ServiceRuntime:
             plugin_stats=observability.stats if observability is not None else None,
             instance_stale_after=settings.instance_stale_after,
         )
-        webhook = WebhookReceiver(settings, plugins, metrics)
+        webhook = WebhookReceiver(settings, plugins, metrics, database)
         periodic = None
         if settings.rollup_interval > 0:
             periodic = PeriodicRollup(
@@ -150,7 +151,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         statement_timeout=settings.statement_timeout,
     )
     engine = GraphQLEngine(engine_config(settings), database)
-    runtime = ServiceRuntime.from_settings(settings)
+    runtime = ServiceRuntime.from_settings(settings, database)
     live = LiveQueries(
         engine,
         LiveSettings.from_settings(settings),

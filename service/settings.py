@@ -188,13 +188,15 @@ class Settings(BaseSettings):
         default=None,
         description="events directory the webhook runs: each sub-directory holding event "
         "modules serves the function of its name; the modules at its top serve the "
-        "functions named in EVENT_DETECTOR_WEBHOOK_FUNCTIONS; unset turns the webhook off",
+        "functions named in EVENT_DETECTOR_WEBHOOK_FUNCTIONS or recorded already; unset "
+        "turns the webhook off",
     )
     webhook_functions: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated names of the functions the webhook serves besides "
-        "those with a sub-directory of the events directory; they run the event modules "
-        "at the top of the events directory (the shared, flat layout)",
+        "those with a sub-directory of the events directory and those with invocations "
+        "recorded already; they run the event modules at the top of the events directory "
+        "(the shared, flat layout)",
     )
     webhook_secret: str | None = Field(
         default=None,

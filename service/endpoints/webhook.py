@@ -6,9 +6,10 @@ Point a Hasura event trigger at `https://<service>/hooks/<function>` and add the
 1. is checked against the shared secret (constant-time comparison) → 401 if wrong;
 2. must name a known function: one with a sub-directory of `EVENT_DETECTOR_EVENTS_DIR`
    holding event modules (which it runs), or one named in
-   `EVENT_DETECTOR_WEBHOOK_FUNCTIONS` (which runs the modules at the top of the events
-   directory, the shared flat layout) → 404 listing the known functions otherwise, so a
-   typo in a trigger's URL fails loudly instead of recording a new "function";
+   `EVENT_DETECTOR_WEBHOOK_FUNCTIONS` or with invocations recorded already (which run the
+   modules at the top of the events directory, the shared flat layout) → 404 listing the
+   known functions otherwise, so a typo in a trigger's URL fails loudly instead of
+   recording a new "function";
 3. is parsed as JSON → 400 naming `body` when it is not, or when it nests deeper than
    `max_json_depth` (still recorded as `rejected`);
 4. runs `listen_to(payload, events_dir=…, source_function=<function>)` with the service's
@@ -40,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
@@ -58,9 +60,12 @@ from detector.plugins import InvocationInfo
 from service.endpoints.metrics import ServiceMetrics
 from service.graphql.transport.bodies import JSONTooDeep, nesting_exceeds
 from service.settings import FUNCTION_NAME, Settings
+from service.storage.database import Database
+from service.storage.maintenance import invocations
 
 log = logging.getLogger("service.endpoints.webhook")
 
+MAX_REMEMBERED_FUNCTIONS = 10_000
 REFUSED_LABEL = "_refused"
 """The `function` label of deliveries refused before a known function was found (no
 function name can start with `_`)."""
@@ -79,10 +84,13 @@ class WebhookReceiver:
         settings: Settings,
         plugins: Sequence[Plugin],
         metrics: ServiceMetrics | None = None,
+        database: Database | None = None,
     ) -> None:
         self.settings = settings
         self.plugins = list(plugins)
         self.metrics = metrics
+        self.database = database
+        self._recorded: set[str] = set()
         self._response_sanitizer = Sanitizer(max_value_bytes=256 * 1024)
         if settings.events_dir is not None and settings.webhook_secret is None:
             log.warning(
@@ -95,7 +103,7 @@ class WebhookReceiver:
         """The functions deliveries may name: configured, and sub-directories holding
         event modules (read now, so a directory added while serving is picked up)."""
         base = self.settings.events_dir
-        names = set(self.settings.webhook_functions)
+        names = set(self.settings.webhook_functions) | self._recorded
         if base is not None and base.is_dir():
             names.update(
                 path.name
@@ -120,6 +128,29 @@ class WebhookReceiver:
         if (recorded or function in self.settings.webhook_functions) and _holds_modules(base):
             return base
         return None
+
+    async def is_recorded(self, function: str) -> bool:
+        """Whether `function` has invocations recorded in the service's database.
+
+        One indexed lookup per name not yet seen (names found are remembered: a recorded
+        function stays recorded); False without a database, or when it cannot be read.
+        """
+        if function in self._recorded:
+            return True
+        if self.database is None or not FUNCTION_NAME.match(function):
+            return False
+        statement = (
+            sa.select(invocations.c.id).where(invocations.c.source_function == function).limit(1)
+        )
+        try:
+            async with self.database.read() as conn:
+                found = (await conn.execute(statement)).first() is not None
+        except Exception as exc:  # the store may be down: the function is just not known
+            log.warning("webhook: cannot read recorded functions (%s)", type(exc).__name__)
+            return False
+        if found and len(self._recorded) < MAX_REMEMBERED_FUNCTIONS:
+            self._recorded.add(function)
+        return found
 
     def no_events_dir_message(self, function: str) -> str:
         """Why `function` has no events directory (for answers that refuse it)."""
@@ -201,6 +232,8 @@ class WebhookReceiver:
                 outcome="unauthorized",
             ), REFUSED_LABEL
         events_dir = self.events_dir_for(function)
+        if events_dir is None and await self.is_recorded(function):
+            events_dir = self.events_dir_for(function, recorded=True)
         if events_dir is None:
             return _error(
                 404,
