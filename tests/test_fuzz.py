@@ -219,7 +219,10 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
     url = f"sqlite:///{tmp_path_factory.mktemp('hooks') / 'hooks.db'}"
     run(prepare_database(url))
     settings = Settings(
-        database_url=url, events_dir=EXAMPLES_EVENTS, webhook_functions=["orders"], rollup_interval=0
+        database_url=url,
+        events_dir=EXAMPLES_EVENTS,
+        webhook_functions=["orders"],
+        rollup_interval=0,
     )
     with serving(settings) as s:
         yield s

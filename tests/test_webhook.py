@@ -261,7 +261,10 @@ def test_metrics_count_deliveries_by_outcome_and_show_the_plugin_health(
     )
     # Refused before the function counts: under the one fixed label, never the path's.
     assert 'function="metered",outcome="unauthorized"' not in text
-    assert 'event_detector_webhook_deliveries_total{function="_refused",outcome="unauthorized"}' in text
+    assert (
+        'event_detector_webhook_deliveries_total{function="_refused",outcome="unauthorized"}'
+        in text
+    )
     assert 'route="/hooks/{function}",status="401"' in text
     stats = running.app.state.runtime.observability.stats()
     instance = stats["instance_id"]
