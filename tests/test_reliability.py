@@ -316,6 +316,7 @@ def test_sigterm_to_the_service_flushes_every_answered_delivery(
         env = {
             **os.environ,
             "EVENT_DETECTOR_WEBHOOK_SECRET": SECRET,
+            "EVENT_DETECTOR_WEBHOOK_FUNCTIONS": "shutdown",
             "EVENT_DETECTOR_ROLLUP_INTERVAL": "0",
             # Nothing is written before shutdown: SIGTERM alone must flush the buffer.
             "OBSERVABILITY_FLUSH_INTERVAL": "3600",
