@@ -11,7 +11,7 @@ on SQLite and on PostgreSQL, and times over loopback HTTP, as an anonymous `view
   the response budget;
 - the largest allowed response: aliases of `job_logs { … invocation { … } }` adding up to
   just under the default budget (`EVENT_DETECTOR_MAX_RESPONSE_NODES`), with its size and
-  the growth of the process's peak memory (server and client share the process).
+  the peak of the memory allocated while it is answered.
 
 No SPEC §6 target: the figures bound what one request can cost.
 """
@@ -19,10 +19,10 @@ No SPEC §6 target: the figures bound what one request can cost.
 from __future__ import annotations
 
 import re
-import resource
 import statistics
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import httpx
@@ -72,6 +72,20 @@ def _time(client: httpx.Client, query: str, runs: int) -> tuple[list[float], htt
     return samples, answer
 
 
+def _peak_mb(client: httpx.Client, query: str) -> float:
+    """Peak Python memory allocated while one request is answered (server and client
+    share the process; traced, so this request runs slower than the timed ones)."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        client.post("/v1/graphql", json={"query": query})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return (peak - base) / 2**20
+
+
 def _outcome(answer: httpx.Response) -> str:
     body = answer.json()
     if "errors" in body:
@@ -80,10 +94,14 @@ def _outcome(answer: httpx.Response) -> str:
 
 
 def _backtracking_ms(message: str, bound: int) -> float:
+    """Best of 3: Python's `re` searching `message` for `^(.|.){0,bound}X`."""
     pattern = re.compile(f"^(.|.){{0,{bound}}}X")
-    started = time.perf_counter()
-    pattern.search(message)
-    return (time.perf_counter() - started) * 1000
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        pattern.search(message)
+        best = min(best, (time.perf_counter() - started) * 1000)
+    return best
 
 
 def _measure(url: str, runs: int) -> tuple[list[str], int]:
@@ -112,11 +130,11 @@ def _measure(url: str, runs: int) -> tuple[list[str], int]:
         for name, query, count in cases:
             samples, answer = _time(client, query, count)
             rows.append(_row(backend, name, _outcome(answer), samples, answer))
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        samples, answer = _time(client, _largest(log_lines), max(3, runs // 5))
-        grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        largest = _largest(log_lines)
+        samples, answer = _time(client, largest, max(3, runs // 5))
         name = f"largest allowed response (just under {BUDGET:,} rows)"
-        rows.append(_row(backend, name, _outcome(answer), samples, answer, f"+{grown:.0f} MB"))
+        peak = f"{_peak_mb(client, largest):.0f} MB"
+        rows.append(_row(backend, name, _outcome(answer), samples, answer, peak))
     return rows, log_lines
 
 
@@ -152,8 +170,9 @@ def run(quick: bool) -> Section:
         [
             f"The demo's data ({log_lines:,} log lines), default limits, requests one at a time "
             f"as the anonymous `viewer` over loopback HTTP; median and max of {runs} requests "
-            "(amplification and largest response: fewer). Memory: growth of the process's "
-            "peak RSS during the largest response (server and client share the process).",
+            "(amplification and largest response: fewer). Peak memory: Python allocations at "
+            "their peak while the largest response is built, encoded, sent and decoded "
+            "(server and client share the process, so both sides count).",
             "",
             "| backend | request | outcome | p50 ms | max ms | response bytes | peak memory |",
             "|---|---|---|---|---|---|---|",
