@@ -49,10 +49,11 @@ class ServiceRuntime:
     rollup: PeriodicRollup | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ServiceRuntime:
+    def from_settings(cls, settings: Settings, database: Database | None = None) -> ServiceRuntime:
         """Build the parts `settings` asks for (the webhook's plugins only with an events
-        directory; the rollup only with a positive interval). Raises ValueError naming a
-        setting the service cannot run with."""
+        directory; the rollup only with a positive interval). `database` lets the webhook
+        accept functions that have invocations recorded already. Raises ValueError naming
+        a setting the service cannot run with."""
         observability: ObservabilityPlugin | None = None
         plugins: list[Plugin] = []
         if settings.events_dir is not None:
@@ -79,7 +80,7 @@ class ServiceRuntime:
             plugin_stats=observability.stats if observability is not None else None,
             instance_stale_after=settings.instance_stale_after,
         )
-        webhook = WebhookReceiver(settings, plugins, metrics)
+        webhook = WebhookReceiver(settings, plugins, metrics, database)
         periodic = None
         if settings.rollup_interval > 0:
             periodic = PeriodicRollup(
@@ -128,6 +129,9 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_tokens=settings.max_tokens,
         max_rows=settings.max_rows,
         max_batch_operations=settings.max_batch_operations,
+        max_response_nodes=settings.max_response_nodes,
+        max_request_bytes=settings.max_request_bytes,
+        max_json_depth=settings.max_json_depth,
         parser_cache_size=settings.parser_cache_size,
         websocket_keepalive=settings.websocket_keepalive,
         websocket_connection_init_timeout=settings.websocket_connection_init_timeout,
@@ -149,9 +153,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     record elsewhere than the service's database.
     """
     settings = settings or Settings()
-    database = Database(settings.database_url, pool_size=settings.db_pool_size)
+    database = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        statement_timeout=settings.statement_timeout,
+    )
     engine = GraphQLEngine(engine_config(settings), database)
-    runtime = ServiceRuntime.from_settings(settings)
+    runtime = ServiceRuntime.from_settings(settings, database)
     live = LiveQueries(
         engine,
         LiveSettings.from_settings(settings),

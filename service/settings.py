@@ -11,14 +11,17 @@ plugin. `docs/configuration.md` lists them all, and the tests check that it does
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEBHOOK_SECRET_HEADER = "x-event-detector-secret"
+FUNCTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+"""What a webhook function may be called (`/hooks/<function>`, a sub-directory's name)."""
 
 
 class Settings(BaseSettings):
@@ -73,10 +76,54 @@ class Settings(BaseSettings):
     max_batch_operations: int = Field(
         default=20, ge=1, description="operations per batched HTTP request"
     )
+    max_response_nodes: int = Field(
+        default=100_000,
+        ge=1,
+        description="row objects one response may hold, nested relationships expanded "
+        "(a batch's operations share one budget; each live-query run has its own); "
+        "more is a validation error naming this setting",
+    )
+    statement_timeout: float = Field(
+        default=10.0,
+        ge=0,
+        description="seconds one SQL statement of a request may run before the database "
+        "cancels it (PostgreSQL: SET LOCAL statement_timeout per transaction; SQLite: a "
+        "progress handler); 0 = no limit",
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="largest GraphQL request body (HTTP, answered 413) or WebSocket message",
+    )
+    max_json_depth: int = Field(
+        default=64,
+        ge=8,
+        description="deepest nesting of arrays and objects in a GraphQL request body or a "
+        "webhook delivery; deeper is refused (parse-failed, or 400) naming this limit",
+    )
     parser_cache_size: int = Field(
         default=256, ge=1, description="parsed/validated documents cached"
     )
     db_pool_size: int = Field(default=10, ge=1, description="database connections kept per process")
+
+    # -- the HTTP server (uvicorn) ------------------------------------------------------
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="concurrent connections and requests `serve` accepts; more are "
+        "answered 503 at once (uvicorn's limit_concurrency)",
+    )
+    http_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds a connection may take to send a request's headers, first or "
+        "next on a kept-alive connection; then it is closed",
+    )
+    http_keepalive_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds an idle kept-alive connection stays open",
+    )
 
     # -- WebSocket transport and live subscriptions -------------------------------------
     websocket_keepalive: float = Field(
@@ -139,9 +186,17 @@ class Settings(BaseSettings):
     # -- webhook receiver (POST /hooks/<function>) ------------------------------------
     events_dir: Path | None = Field(
         default=None,
-        description="events directory the webhook runs: a subdirectory named after the "
-        "function if there is one, else the directory itself for every function; unset "
+        description="events directory the webhook runs: each sub-directory holding event "
+        "modules serves the function of its name; the modules at its top serve the "
+        "functions named in EVENT_DETECTOR_WEBHOOK_FUNCTIONS or recorded already; unset "
         "turns the webhook off",
+    )
+    webhook_functions: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated names of the functions the webhook serves besides "
+        "those with a sub-directory of the events directory and those with invocations "
+        "recorded already; they run the event modules at the top of the events directory "
+        "(the shared, flat layout)",
     )
     webhook_secret: str | None = Field(
         default=None,
@@ -221,6 +276,21 @@ class Settings(BaseSettings):
         if not name or any(c.isspace() or c in ':()<>@,;\\"/[]?={}' for c in name):
             raise ValueError(f"{value!r} is not a valid HTTP header name")
         return name
+
+    @field_validator("webhook_functions", mode="before")
+    @classmethod
+    def _function_names(cls, value: Any) -> Any:
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list | tuple):
+            return value
+        cleaned = [str(name).strip() for name in names if str(name).strip()]
+        for name in cleaned:
+            if not FUNCTION_NAME.match(name) or ".." in name:
+                raise ValueError(
+                    f"{name!r} is not a function name: letters, digits, '_', '.', '-', "
+                    "starting with a letter or digit"
+                )
+        return cleaned
 
     @field_validator("events_dir")
     @classmethod

@@ -413,6 +413,7 @@ def hooks(
         settings = Settings(
             database_url=url,
             events_dir=EXAMPLES_EVENTS,
+            webhook_functions=["orders"],
             webhook_secret=WEBHOOK_SECRET,
             rollup_interval=0,
         )

@@ -72,6 +72,11 @@ OVERRIDES: list[tuple[type, type, dict[str, tuple[str, ...]]]] = [
     ),
     (seam.UndeclaredVariables, SchemaExtension, {"on_validate": ("self",)}),
     (
+        seam.ResponseBudgetScope,
+        SchemaExtension,
+        {"__init__": ("self",), "on_operation": ("self",)},
+    ),
+    (
         http.GraphQLView,
         strawberry.asgi.GraphQL,
         {
@@ -92,6 +97,8 @@ OVERRIDES: list[tuple[type, type, dict[str, tuple[str, ...]]]] = [
             "on_ws_connect": ("self", "context"),
             "process_result": ("self", "request", "result"),
             "encode_json": ("self", "data"),
+            "decode_json": ("self", "data"),
+            "parse_json": ("self", "data"),
             "run": ("self", "request"),
         },
     ),
@@ -186,6 +193,7 @@ OWN_METHODS = {
     },
     http.GraphQLView: {
         "_authenticate",
+        "_too_large",
         "graphql_transport_ws_handler_class",
         "graphql_ws_handler_class",
     },

@@ -50,6 +50,7 @@ def server(
         settings = Settings(
             database_url=url,
             events_dir=EXAMPLES_EVENTS,
+            webhook_functions=["orders", "shop-orders", "payments", "rolled", "burst", "metered"],
             webhook_secret=SECRET,
             rollup_interval=0.3,
         )
@@ -258,8 +259,10 @@ def test_metrics_count_deliveries_by_outcome_and_show_the_plugin_health(
     assert (
         'event_detector_webhook_deliveries_total{function="metered",outcome="rejected"} 1.0' in text
     )
+    # Refused before the function counts: under the one fixed label, never the path's.
+    assert 'function="metered",outcome="unauthorized"' not in text
     assert (
-        'event_detector_webhook_deliveries_total{function="metered",outcome="unauthorized"} 1.0'
+        'event_detector_webhook_deliveries_total{function="_refused",outcome="unauthorized"}'
         in text
     )
     assert 'route="/hooks/{function}",status="401"' in text
@@ -353,7 +356,9 @@ def test_modules_declaring_other_tables_are_skipped_and_odd_results_answer_200(
     for name, source in DECLARING_MODULES.items():
         (events / f"{name}.py").write_text(source)
     url = f"sqlite:///{tmp_path / 'declared.db'}"
-    with serving(Settings(database_url=url, events_dir=events, rollup_interval=0)) as running:
+    with serving(
+        Settings(database_url=url, events_dir=events, webhook_functions="orders", rollup_interval=0)
+    ) as running:
         answer = running.client.post("/hooks/orders", json=example("orders.shipped.update.json"))
         assert answer.status_code == 200, answer.text
         body = answer.json()
@@ -385,7 +390,11 @@ def test_our_own_fault_is_500_with_a_short_message_and_no_traceback(tmp_path: Pa
     class NotAPlugin:
         name = "broken"
 
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'f.db'}", events_dir=EXAMPLES_EVENTS)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'f.db'}",
+        events_dir=EXAMPLES_EVENTS,
+        webhook_functions=["orders"],
+    )
     receiver = WebhookReceiver(settings, [NotAPlugin()])  # type: ignore[list-item]
     app = Starlette(routes=[Route("/hooks/{function}", receiver.handle, methods=["POST"])])
     port = free_port()

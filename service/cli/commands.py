@@ -202,6 +202,7 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.cli.serving import uvicorn_config
 
     settings = _settings(database_url=db, host=host, port=port, events_dir=events_dir)
     out = _out()
@@ -222,13 +223,8 @@ def serve(
     if ":" in shown_host:  # an IPv6 address is bracketed in a URL
         shown_host = f"[{shown_host}]"
     base = escape(f"http://{shown_host}:{settings.port}/")
-    config = uvicorn.Config(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        access_log=access_log,
-    )
+    # Timeouts and the connection limit come from the settings (service.cli.serving).
+    config = uvicorn_config(application, settings, log_level=log_level, access_log=access_log)
     server = uvicorn.Server(config)
 
     async def run() -> None:

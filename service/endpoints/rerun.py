@@ -320,7 +320,7 @@ class InvocationRerunner:
                 reason="truncated",
             )
         function = row["source_function"]
-        if self.webhook.events_dir_for(function) is None:
+        if self.webhook.events_dir_for(function, recorded=True) is None:
             raise ReplayError(self.webhook.no_events_dir_message(function), "no_events_dir")
         redacted = stored.redacted_values + count_redacted(context)
         if redacted and not allow_redacted:
@@ -341,7 +341,7 @@ class InvocationRerunner:
         )
 
     async def _run(self, plan: _Planned) -> dict[str, Any]:
-        events_dir = self.webhook.events_dir_for(plan.source_function)
+        events_dir = self.webhook.events_dir_for(plan.source_function, recorded=True)
         if events_dir is None:  # the directory went away since the check
             message = self.webhook.no_events_dir_message(plan.source_function)
             return _refusal(plan.invocation_id, message, "no_events_dir")

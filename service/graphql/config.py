@@ -61,7 +61,14 @@ class EngineConfig:
     max_aliases: int = 200
     max_tokens: int = 20_000
     max_rows: int = 50_000
+    max_response_nodes: int | None = 100_000
+    """Row objects one HTTP request (a batch counts once) or one other operation may
+    produce, nested relationships expanded (`sql.budget`); None: unbounded."""
     max_batch_operations: int = 20
+    max_request_bytes: int = 1024 * 1024
+    """Largest GraphQL request body over HTTP (larger: 413) or WebSocket message."""
+    max_json_depth: int = 64
+    """Deepest nesting of arrays and objects in a request body (deeper: parse-failed)."""
     parser_cache_size: int = 256
 
     websocket_keepalive: float = 5.0

@@ -34,6 +34,8 @@ INVALID_HEADERS = "invalid-headers"
 CONSTRAINT_VIOLATION = "constraint-violation"
 DATA_EXCEPTION = "data-exception"
 UNEXPECTED = "unexpected"
+TIMEOUT = "timeout"
+"""A statement ran past the database's time limit (Hasura itself answers `unexpected`)."""
 
 
 class EngineError(Exception):

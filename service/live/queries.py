@@ -37,6 +37,7 @@ from service.graphql.catalog.permissions import SessionVariable
 from service.graphql.errors import UNEXPECTED, EngineError, format_errors
 from service.graphql.execution.context import RequestContext
 from service.graphql.execution.resolvers import Completed, fetch_stream_batch
+from service.graphql.sql.budget import budget_scope
 from service.live.changes import (
     ChangeSource,
     PostgresChangeListener,
@@ -426,8 +427,10 @@ class LiveQueries:
 
     async def _run(self, cohort: Cohort) -> None:
         try:
+            # Each run has a response budget of its own (no HTTP request opened one).
             async with self._slots:
-                event = await self._execute(cohort)
+                with budget_scope(self.engine.config.max_response_nodes, inherit=False):
+                    event = await self._execute(cohort)
         finally:
             cohort.running = False
         self.executions += 1

@@ -11,6 +11,21 @@
   Reads use a second pool (`read_engine`) whose connections are in autocommit from the
   start, which saves the thread hops of switching and resetting them on every read.
 
+Every statement runs under a time limit (`statement_timeout` seconds; 0 turns it off),
+so no request can hold a connection, or SQLite's worker thread, for longer:
+
+- PostgreSQL: `SET LOCAL statement_timeout` at the start of every transaction, and reads
+  run in a read-only transaction to carry it. `SET LOCAL` lasts for that transaction only,
+  so it holds through PgBouncer in transaction mode (where a session-level `SET` or a
+  startup parameter would land on, or be refused for, some other server connection).
+  A statement cut short fails with SQLSTATE 57014.
+- SQLite: a progress handler, called every `SQLITE_PROGRESS_STEPS` virtual-machine steps,
+  interrupts a statement that has run past its deadline (`sqlite3.OperationalError:
+  interrupted`). One call of a registered function is one step: those functions must
+  be cheap per row themselves (the pattern operators run on RE2 for that reason).
+
+`service.graphql.sql.dberrors` answers both as Hasura-style errors.
+
 It also counts the SQL statements it sends (`statements_executed`), for tests that
 bound the statements per request and for the service's metrics.
 """
@@ -20,13 +35,16 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_
 
 from detector.observability import sqlite_policy
 from detector.observability.migrate import async_engine_url
@@ -35,6 +53,9 @@ from detector.observability.sqlite_policy import SQLFunctions
 from service.graphql.sql import sqlite_functions
 
 logger = logging.getLogger(__name__)
+
+SQLITE_PROGRESS_STEPS = 10_000
+"""Virtual-machine steps between two deadline checks (well under a millisecond of work)."""
 
 
 def async_database_url(url: str) -> str:
@@ -55,8 +76,17 @@ class Database:
     for writes in one transaction. Call `dispose()` on shutdown.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        statement_timeout: float = 0,
+    ) -> None:
         self.url = url
+        self.statement_timeout = statement_timeout
+        """Seconds one statement may run before the database cancels it; 0: no limit."""
         async_url = async_database_url(url)
         self.dialect = "sqlite" if async_url.startswith("sqlite") else "postgresql"
         options: dict[str, Any] = {"echo": echo}
@@ -80,10 +110,20 @@ class Database:
             )
         self._statements = itertools.count()
         self._statements_seen = 0
+        milliseconds = max(1, round(statement_timeout * 1000))
+        self._limit_statement = f"SET LOCAL statement_timeout = {milliseconds}"
         for engine in {self.engine, self.read_engine}:
             event.listen(engine.sync_engine, "before_cursor_execute", self._count_statement)
             if self.dialect == "sqlite":
                 event.listen(engine.sync_engine, "connect", _prepare_sqlite_connection)
+        if statement_timeout > 0:
+            if self.dialect == "postgresql":
+                event.listen(self.engine.sync_engine, "begin", self._limit_transaction)
+            else:
+                for engine in {self.engine, self.read_engine}:
+                    event.listen(engine.sync_engine, "connect", _watch_sqlite_statements)
+                    event.listen(engine.sync_engine, "before_cursor_execute", self._start_clock)
+                    event.listen(engine.sync_engine, "after_cursor_execute", _stop_clock)
 
     @property
     def is_sqlite(self) -> bool:
@@ -91,20 +131,42 @@ class Database:
 
     @property
     def statements_executed(self) -> int:
-        """SQL statements sent since this `Database` was created (all connections)."""
+        """SQL statements sent since this `Database` was created (all connections),
+        not counting the statement time limit's `SET LOCAL`."""
         return self._statements_seen
 
-    def _count_statement(self, *args: Any) -> None:
+    def _count_statement(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        if statement == self._limit_statement:
+            return  # the time limit's own SET LOCAL is not the request's work
         self._statements_seen = next(self._statements) + 1
+
+    def _limit_transaction(self, conn: Connection) -> None:
+        # PostgreSQL: the limit lasts for this transaction only (see the module's docstring).
+        conn.exec_driver_sql(self._limit_statement)
+
+    def _start_clock(self, conn: Connection, *args: Any) -> None:
+        # SQLite: the progress handler of this connection stops the statement after this.
+        deadline = conn.info.get(_DEADLINE)
+        if deadline is not None:
+            deadline.at = time.monotonic() + self.statement_timeout
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection in autocommit mode, for read-only statements."""
+        """A pooled connection for read-only statements.
+
+        Autocommit (no BEGIN/COMMIT round trips), except on PostgreSQL with a statement
+        time limit, where a read-only transaction carries the `SET LOCAL`.
+        """
         if self.read_engine is not self.engine:
             async with self.read_engine.connect() as conn:
                 yield conn
             return
         async with self.engine.connect() as conn:
+            if self.statement_timeout > 0:
+                conn = await conn.execution_options(postgresql_readonly=True)
+                async with conn.begin():
+                    yield conn
+                return
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
@@ -131,6 +193,40 @@ ENGINE_SQLITE_FUNCTIONS = SQLFunctions(
     collations=sqlite_functions.COLLATIONS,
 )
 """What the GraphQL engine needs on every SQLite connection (PostgreSQL's semantics)."""
+
+
+_DEADLINE = "statement_deadline"
+
+
+def _stop_clock(conn: Connection, *args: Any) -> None:
+    # Between statements (COMMIT included) nothing is interrupted.
+    deadline = conn.info.get(_DEADLINE)
+    if deadline is not None:
+        deadline.at = math.inf
+
+
+class _StatementDeadline:
+    """When the statement running on one SQLite connection must stop (monotonic time)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = math.inf
+
+    def passed(self) -> bool:
+        """The progress handler: true interrupts the running statement."""
+        return time.monotonic() > self.at
+
+
+def _watch_sqlite_statements(
+    dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry
+) -> None:
+    """Install the progress handler that enforces statement deadlines on a connection."""
+    deadline = _StatementDeadline()
+    record.info[_DEADLINE] = deadline
+    driver = dbapi_connection.driver_connection  # type: ignore[attr-defined]
+    raw = driver._conn
+    await_(driver._execute(raw.set_progress_handler, deadline.passed, SQLITE_PROGRESS_STEPS))
 
 
 def _prepare_sqlite_connection(

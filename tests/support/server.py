@@ -23,6 +23,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from service.app import create_app
+from service.cli.serving import uvicorn_config
 from service.settings import Settings
 from tests.support.pgserver import free_port
 
@@ -73,7 +74,10 @@ def serving(settings: Settings, *, startup_timeout: float = 30.0) -> Iterator[Ru
     """Serve `create_app(settings)` with uvicorn until the block ends."""
     app = create_app(settings)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # The service's own server configuration (timeouts, limits), as `serve` runs it.
+    config = uvicorn_config(
+        app, settings, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()

@@ -51,6 +51,7 @@ from service.graphql.plan import (
     RowPlan,
 )
 from service.graphql.schema.builder import build_schema
+from service.graphql.sql.budget import current_budget
 from service.graphql.sql.compiling import CompileContext
 from service.graphql.sql.dialect import dialect_named
 from service.graphql.sql.filters import referenced_tables
@@ -85,6 +86,7 @@ class GraphQLEngine:
             self.validation_rules,
             max_tokens=config.max_tokens,
             cache_size=config.parser_cache_size,
+            max_response_nodes=config.max_response_nodes,
         )
         self._schemas: dict[str, EngineSchema] = {}
         self._permissions: dict[str, RolePermissions] = {}
@@ -126,6 +128,7 @@ class GraphQLEngine:
             session_variables=session.variables,
             stringify_numeric=self.config.stringify_numeric_types,
             max_rows=self.config.max_rows,
+            budget=current_budget.get(),
         )
 
     # --- execution -------------------------------------------------------------------------------

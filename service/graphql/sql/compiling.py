@@ -13,6 +13,7 @@ from sqlalchemy.sql.selectable import FromClause
 from service.graphql.catalog.metadata import Catalog, TableInfo
 from service.graphql.catalog.permissions import RolePermissions, SessionVariable, TableAccess
 from service.graphql.errors import ACCESS_DENIED, EngineError
+from service.graphql.sql.budget import ResponseBudget
 from service.graphql.sql.dialect import SQLDialect
 
 
@@ -26,6 +27,8 @@ class CompileContext:
     session_variables: Mapping[str, str] = field(default_factory=dict)
     stringify_numeric: bool = False
     max_rows: int | None = None
+    budget: ResponseBudget | None = None
+    """The request's response budget (`sql.budget`); None: unbounded."""
     _aliases_used: dict[str, int] = field(default_factory=dict)
 
     def alias(self, table: TableInfo) -> FromClause:

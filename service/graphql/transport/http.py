@@ -5,11 +5,16 @@ What it adds to Strawberry's view:
   handshake, overridden by `connection_init.payload.headers` as Hasura clients send
   them), resolved to a session whose role selects the schema;
 - Hasura's response shape (`{"data"}` or `{"errors"}` with `extensions.code/path`),
-  also for malformed requests (`parse-failed`), answered with HTTP 200 as Hasura does.
+  also for malformed requests (`parse-failed`), answered with HTTP 200 as Hasura does;
+- bounded requests: a body over `max_request_bytes` is refused with 413 before it is
+  read whole, JSON nested deeper than `max_json_depth` is `parse-failed` naming the
+  limit (`bodies.py`), and each request runs under one response budget
+  (`sql.budget`), which the operations of a batch share.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
@@ -19,7 +24,7 @@ import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -29,12 +34,35 @@ from strawberry.types import ExecutionResult
 from service.graphql.errors import PARSE_FAILED, error_response
 from service.graphql.execution.auth import AuthError
 from service.graphql.execution.context import RequestContext
+from service.graphql.sql.budget import budget_scope
+from service.graphql.transport.bodies import JSONTooDeep, load_json
 from service.graphql.transport.websocket import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
 
 if TYPE_CHECKING:
     from service.graphql.execution.engine import GraphQLEngine
 
 logger = logging.getLogger(__name__)
+
+
+class _BodyTooLarge(Exception):
+    """The request body grew past the limit while it was read."""
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """`receive` that raises `_BodyTooLarge` once the body has passed `limit` bytes
+    (for bodies sent without a Content-Length, or with a false one)."""
+    received = 0
+
+    async def bounded() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _BodyTooLarge
+        return message
+
+    return bounded
 
 
 class GraphQLView(GraphQL):
@@ -66,9 +94,18 @@ class GraphQLView(GraphQL):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        request = Request(scope=scope, receive=receive)
+        limit = self.engine.config.max_request_bytes
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await self._too_large(limit)(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=_bounded(receive, limit))
         try:
-            response = await self.run(request)
+            # One response budget for the whole request: a batch's operations share it.
+            with budget_scope(self.engine.config.max_response_nodes):
+                response = await self.run(request)
+        except _BodyTooLarge:
+            response = self._too_large(limit)
         except HTTPException as error:
             if error.status_code in (400, 415):
                 # Malformed bodies get Hasura's error shape, not plain text.
@@ -76,6 +113,28 @@ class GraphQLView(GraphQL):
             else:
                 response = Response(error.reason, status_code=error.status_code)
         await response(scope, receive, send)
+
+    @staticmethod
+    def _too_large(limit: int) -> Response:
+        message = (
+            f"the request body is larger than {limit} bytes (the server's max_request_bytes "
+            "setting)"
+        )
+        return JSONResponse(error_response(message, PARSE_FAILED), status_code=413)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # Strawberry words every JSON error alike; a body nested too deep says so.
+        try:
+            return self.decode_json(data)
+        except JSONTooDeep as error:
+            raise HTTPException(400, str(error)) from None
+        except json.JSONDecodeError:
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
+
+    def decode_json(self, data: str | bytes) -> object:
+        # HTTP bodies and WebSocket messages alike (a message too deep closes the socket
+        # as any unparsable message does).
+        return load_json(data, self.engine.config.max_json_depth)
 
     async def pick_websocket_subprotocol(self, request: WebSocket) -> str | None:
         # Hasura: graphql-transport-ws when asked for, else the legacy protocol (also for

@@ -21,7 +21,9 @@ with a message that names the hook when a release moves it:
 - `UndeclaredVariables`: an extension that refuses variables the operation does not
   declare, as Hasura does, once the document is validated (it reads
   `execution_context.pre_execution_errors`, `graphql_document`, `operation_name` and
-  `variables`, and sets `pre_execution_errors`).
+  `variables`, and sets `pre_execution_errors`);
+- `ResponseBudgetScope`: an extension that opens each operation's response budget
+  (`sql.budget`) when no HTTP request opened one for a whole batch.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from service.graphql.execution.context import RequestContext
 from service.graphql.execution.limits import undeclared_variables
 from service.graphql.execution.resolvers import Completed, SharedResult
 from service.graphql.execution.transaction import MutationTransaction
+from service.graphql.sql.budget import budget_scope
 
 if TYPE_CHECKING:
     from service.graphql.execution.engine import GraphQLEngine
@@ -249,13 +252,30 @@ class UndeclaredVariables(SchemaExtension):
         yield
 
 
+class ResponseBudgetScope(SchemaExtension):
+    """Open the operation's response budget, unless its HTTP request opened one."""
+
+    def __init__(self, limit: int | None) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def on_operation(self) -> Iterator[None]:
+        with budget_scope(self.limit):
+            yield
+
+
 def engine_extensions(
-    rules: tuple[type[ASTValidationRule], ...], *, max_tokens: int, cache_size: int
+    rules: tuple[type[ASTValidationRule], ...],
+    *,
+    max_tokens: int,
+    cache_size: int,
+    max_response_nodes: int | None = None,
 ) -> list[Any]:
     """Extension factories for a schema: limits, then the parser and validation caches,
     then the check of variables (which needs the validation's outcome)."""
     return [
         lambda: EngineValidationRules(rules, max_tokens),
+        lambda: ResponseBudgetScope(max_response_nodes),
         lambda: ParserCache(maxsize=cache_size),
         lambda: ValidationCache(maxsize=cache_size),
         UndeclaredVariables,
