@@ -3,7 +3,10 @@
 Point a Hasura event trigger at `https://<service>/hooks/<function>` and add the header
 `x-event-detector-secret: <EVENT_DETECTOR_WEBHOOK_SECRET>` to it. Each delivery:
 
-1. is checked against the shared secret (constant-time comparison) → 401 if wrong;
+1. is checked against the shared secret (constant-time comparison) → 401 if wrong; a
+   browser request from a web page of another origin (`service.graphql.transport.origin`)
+   → 403 when there is no secret to check, and a body that is not JSON → 415: a page on
+   another site cannot make its visitors' browsers deliver events;
 2. finds its events directory under `EVENT_DETECTOR_EVENTS_DIR`: the subdirectory named
    `<function>` if there is one, else the directory itself (one directory for every
    function) → 404 when neither holds event modules;
@@ -49,6 +52,7 @@ from detector.dispatch import PluginDispatcher
 from detector.observability.capture import Sanitizer
 from detector.plugins import InvocationInfo
 from service.endpoints.metrics import ServiceMetrics
+from service.graphql.transport.origin import is_cross_site, json_content_type_error
 from service.settings import Settings
 
 log = logging.getLogger("service.endpoints.webhook")
@@ -160,6 +164,18 @@ class WebhookReceiver:
                 f"missing or wrong `{self.settings.webhook_secret_header}` header",
                 outcome="unauthorized",
             )
+        if self.settings.webhook_secret is None and is_cross_site(request.headers):
+            return _error(
+                403,
+                "cross_site",
+                "deliveries come from Hasura, not from web pages: a browser request from "
+                "another origin is refused (set EVENT_DETECTOR_WEBHOOK_SECRET to accept "
+                "deliveries that carry it)",
+                outcome="unauthorized",
+            )
+        not_json = json_content_type_error(request.headers.get("content-type"))
+        if not_json is not None:
+            return _error(415, "unsupported_media_type", not_json, outcome="rejected")
         events_dir = self.events_dir_for(function)
         if events_dir is None:
             return _error(
