@@ -11,14 +11,22 @@ plugin. `docs/configuration.md` lists them all, and the tests check that it does
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from service import assets
+
+# The checkout this code runs from (tests and tools); the service finds its own files
+# through `service.assets`, which also knows a built wheel's copies.
+REPO_ROOT = assets.checkout_root()
 DEFAULT_WEBHOOK_SECRET_HEADER = "x-event-detector-secret"
+# An entry of the CORS domain list: scheme://host[:port], `*.` only as the first label.
+_CORS_DOMAIN = re.compile(r"https?://(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:[0-9]{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -55,8 +63,30 @@ class Settings(BaseSettings):
             "EVENT_DETECTOR_STRINGIFY_NUMERIC_TYPES", "HASURA_GRAPHQL_STRINGIFY_NUMERIC_TYPES"
         ),
     )
-    hasura_metadata_dir: Path = REPO_ROOT / "hasura" / "metadata"
-    web_dir: Path = REPO_ROOT / "web"
+    hasura_metadata_dir: Path = Field(
+        default_factory=lambda: assets.default_path("hasura/metadata"),
+        description="Hasura metadata served (default: the copy installed with the package, "
+        "or the checkout's hasura/metadata)",
+    )
+    web_dir: Path = Field(
+        default_factory=lambda: assets.default_path("web"),
+        description="the web client's files (default: the copy installed with the package, "
+        "or the checkout's web/)",
+    )
+
+    # -- browsers on other origins ---------------------------------------------------
+    cors_domain: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("*",),
+        validation_alias=AliasChoices("EVENT_DETECTOR_CORS_DOMAIN", "HASURA_GRAPHQL_CORS_DOMAIN"),
+        description="origins whose pages may call the API, as Hasura's: a comma list of "
+        "`scheme://host[:port]`, `*.` as the first label matches any subdomain, `*` alone "
+        "allows every origin",
+    )
+    disable_cors: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("EVENT_DETECTOR_DISABLE_CORS", "HASURA_GRAPHQL_DISABLE_CORS"),
+        description="send no CORS headers at all (browsers then allow only same-origin pages)",
+    )
 
     # GraphQL abuse limits (answered with Hasura-style validation errors).
     max_query_depth: int = Field(
@@ -221,6 +251,28 @@ class Settings(BaseSettings):
         if not name or any(c.isspace() or c in ':()<>@,;\\"/[]?={}' for c in name):
             raise ValueError(f"{value!r} is not a valid HTTP header name")
         return name
+
+    @field_validator("cors_domain", mode="before")
+    @classmethod
+    def _cors_domains(cls, value: Any) -> tuple[str, ...]:
+        entries = value.split(",") if isinstance(value, str) else value
+        if not isinstance(entries, Sequence):
+            raise ValueError("a comma-separated list of origins, or *")
+        domains = []
+        for entry in entries:
+            domain = str(entry).strip().rstrip("/").lower()
+            if not domain:
+                continue
+            if domain != "*" and not _CORS_DOMAIN.fullmatch(domain):
+                raise ValueError(
+                    f"{str(entry).strip()!r} is not an origin: write scheme://host[:port], "
+                    "with *. as the first label for any subdomain (https://*.example.com), "
+                    "or * alone for every origin"
+                )
+            domains.append(domain)
+        if not domains:
+            raise ValueError("no origin given: use * to allow every origin")
+        return tuple(domains)
 
     @field_validator("events_dir")
     @classmethod

@@ -92,6 +92,8 @@ OVERRIDES: list[tuple[type, type, dict[str, tuple[str, ...]]]] = [
             "process_result": ("self", "request", "result"),
             "encode_json": ("self", "data"),
             "run": ("self", "request"),
+            "render_graphql_ide": ("self", "request"),
+            "is_websocket_origin_allowed": ("self", "request", "origin"),
         },
     ),
     (

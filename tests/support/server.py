@@ -72,8 +72,20 @@ class RunningServer:
 def serving(settings: Settings, *, startup_timeout: float = 30.0) -> Iterator[RunningServer]:
     """Serve `create_app(settings)` with uvicorn until the block ends."""
     app = create_app(settings)
+    with serving_asgi(app, app, startup_timeout=startup_timeout) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def serving_asgi(
+    asgi_app: Any, service_app: Starlette, *, startup_timeout: float = 30.0
+) -> Iterator[RunningServer]:
+    """Serve any ASGI app (`asgi_app`: the service, or a host application mounting
+    `service_app`) with uvicorn until the block ends; the server has stopped on exit."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        asgi_app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
@@ -85,7 +97,7 @@ def serving(settings: Settings, *, startup_timeout: float = 30.0) -> Iterator[Ru
     base_url = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base_url, timeout=30.0)
     try:
-        yield RunningServer(base_url=base_url, app=app, client=client)
+        yield RunningServer(base_url=base_url, app=service_app, client=client)
     finally:
         client.close()
         server.should_exit = True

@@ -5,13 +5,19 @@ What it adds to Strawberry's view:
   handshake, overridden by `connection_init.payload.headers` as Hasura clients send
   them), resolved to a session whose role selects the schema;
 - Hasura's response shape (`{"data"}` or `{"errors"}` with `extensions.code/path`),
-  also for malformed requests (`parse-failed`), answered with HTTP 200 as Hasura does.
+  also for malformed requests (`parse-failed`), answered with HTTP 200 as Hasura does;
+- browser requests from pages of other origins are never admin without credentials
+  (`origin.is_cross_site`), and POST bodies that are not JSON are refused (415) before
+  anything runs, so such pages cannot send operations as simple (unpreflighted) requests;
+- GraphiQL from the page the app gives (`ide_page`), instead of Strawberry's CDN page;
+- WebSocket handshakes from pages of other origins accepted when `websocket_origins`
+  allows their origin (Strawberry refuses them all by default).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +32,10 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from service.graphql.errors import PARSE_FAILED, error_response
+from service.graphql.errors import INVALID_HEADERS, PARSE_FAILED, error_response
 from service.graphql.execution.auth import AuthError
 from service.graphql.execution.context import RequestContext
+from service.graphql.transport.origin import is_cross_site, json_content_type_error
 from service.graphql.transport.websocket import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
 
 if TYPE_CHECKING:
@@ -43,12 +50,22 @@ class GraphQLView(GraphQL):
     WebSocket: both protocols with Hasura's behaviour (`websocket.py`); the legacy
     `graphql-ws` also when the client names no subprotocol (or none we speak); keep-alive,
     init timeout and the per-connection operation limit from the engine's config.
+    `ide_page` answers a browser's GET (GraphiQL); without it, Strawberry's own page.
+    `websocket_origins` says whether a page of another origin may open a WebSocket (the
+    app's CORS domains); without it, only the same origin may.
     """
 
     graphql_transport_ws_handler_class = GraphQLTransportWSHandler
     graphql_ws_handler_class = LegacyGraphQLWSHandler
 
-    def __init__(self, engine: GraphQLEngine, **options: Any) -> None:
+    def __init__(
+        self,
+        engine: GraphQLEngine,
+        *,
+        ide_page: Callable[[Request], Awaitable[Response]] | None = None,
+        websocket_origins: Callable[[str], bool] | None = None,
+        **options: Any,
+    ) -> None:
         config = engine.config
         options.setdefault("graphql_ide", "graphiql")
         options.setdefault("allow_queries_via_get", True)
@@ -61,12 +78,20 @@ class GraphQLView(GraphQL):
         options.setdefault("max_subscriptions_per_connection", config.websocket_max_operations)
         super().__init__(engine.schemas, **options)  # type: ignore[arg-type]
         self.engine = engine
+        self.ide_page = ide_page
+        self.websocket_origins = websocket_origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         request = Request(scope=scope, receive=receive)
+        refused = _non_json_body(request)
+        if refused is not None:
+            await JSONResponse(error_response(refused, INVALID_HEADERS), status_code=415)(
+                scope, receive, send
+            )
+            return
         try:
             response = await self.run(request)
         except HTTPException as error:
@@ -102,9 +127,24 @@ class GraphQLView(GraphQL):
         self._authenticate(context, request.headers)
         return context
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        if self.ide_page is not None:
+            return await self.ide_page(request)
+        return await super().render_graphql_ide(request)
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        # Called by Strawberry for cross-origin handshakes only.
+        if self.websocket_origins is not None:
+            return self.websocket_origins(origin)
+        return super().is_websocket_origin_allowed(request, origin)
+
     def _authenticate(self, context: RequestContext, headers: Mapping[str, str]) -> None:
+        # Where the request comes from is the browser's word in the request's (or the
+        # WebSocket handshake's) own headers, never in headers a client sent in a message.
+        request = context.request
+        cross_site = request is not None and is_cross_site(request.headers)
         try:
-            context.session = self.engine.authenticate(headers)
+            context.session = self.engine.authenticate(headers, cross_site=cross_site)
             context.auth_error = None
         except AuthError as error:
             context.auth_error = error
@@ -134,3 +174,10 @@ class GraphQLView(GraphQL):
         # Large results (thousands of nodes) encode ~10x faster with orjson. Text, not
         # bytes: WebSocket frames must stay text frames for the GraphQL protocols.
         return orjson.dumps(data).decode()
+
+
+def _non_json_body(request: Request) -> str | None:
+    """Why a POST's body is refused before Strawberry parses it, or None."""
+    if request.method != "POST":
+        return None
+    return json_content_type_error(request.headers.get("content-type"))
