@@ -11,13 +11,15 @@ pages and the web client build every URL from where they were served. Background
 (the live queries' change source, the rollup) starts with the app's lifespan when the
 server or the host runs it; otherwise once, on the first request, and it is stopped when
 the event loop ends (or by `app.state.lifecycle.aclose()`). Nothing process-wide is changed:
-no garbage-collector, logging or signal set-up, no global registries.
+no logging or signal set-up, no global registries, and no garbage-collector tuning unless
+`settings.gc_freeze` asks for it (`event-detector serve` does: it owns its process).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -255,6 +257,7 @@ class GraphQLAPI:
     live: LiveQueries
     view: GraphQLView
     graphiql: GraphiQL
+    gc_freeze: bool = False
 
     @classmethod
     def from_settings(
@@ -266,7 +269,7 @@ class GraphQLAPI:
         graphiql = GraphiQL(assets.default_path(assets.GRAPHIQL_DIR))
         origins = OriginPolicy.from_settings(settings)
         view = GraphQLView(engine, ide_page=graphiql.page, websocket_origins=origins.allows)
-        return cls(database, engine, live, view, graphiql)
+        return cls(database, engine, live, view, graphiql, settings.gc_freeze)
 
     def routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = [Route("/healthz", healthz), *self.graphiql.routes()]
@@ -279,6 +282,10 @@ class GraphQLAPI:
     async def running(self) -> AsyncIterator[None]:
         """Schemas built, live queries listening for changes; the pool closed at the end."""
         self.engine.warm_up()
+        if self.gc_freeze:
+            # Only when asked for (settings.gc_freeze): it changes the whole process.
+            gc.collect()
+            gc.freeze()
         try:
             await self.live.start()
             try:
@@ -287,6 +294,8 @@ class GraphQLAPI:
                 await self.live.stop()
         finally:
             await self.database.dispose()
+            if self.gc_freeze:
+                gc.unfreeze()
 
 
 def _assemble(

@@ -107,6 +107,13 @@ class Settings(BaseSettings):
         default=256, ge=1, description="parsed/validated documents cached"
     )
     db_pool_size: int = Field(default=10, ge=1, description="database connections kept per process")
+    gc_freeze: bool = Field(
+        default=False,
+        description="after start, keep the objects built so far (schemas, metadata, libraries) "
+        "out of the garbage collector's full scans (gc.freeze), which otherwise pause a "
+        "request for ~100 ms every few hundred requests; it changes the whole process, so "
+        "only for a process that serves this app alone (`serve` turns it on)",
+    )
 
     # -- WebSocket transport and live subscriptions -------------------------------------
     websocket_keepalive: float = Field(

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import logging
+import mimetypes
 import re
+import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -229,6 +233,39 @@ def test_the_web_client_and_graphiql_run_under_the_prefix_in_chromium(
         outside = [url for url in outside if not url.startswith("data:")]
         assert not outside, f"requests outside the prefix: {outside}"
         assert not failed, f"failed requests: {failed}"
+
+
+def test_behind_a_proxy_that_strips_the_prefix_the_pages_keep_it(database_url: str) -> None:
+    """uvicorn's --root-path: the proxy forwards `/invocations` for `/gw/invocations`."""
+    service = create_app(service_settings(database_url))
+    with serving_asgi(service, service, root_path="/gw") as server:
+        page = server.client.get("/invocations")  # as the proxy forwards it
+        assert page.status_code == 200 and '<base href="/gw/">' in page.text
+        assert server.client.get("/app/main.js").status_code == 200
+        assert "invocations" in server.post("{ invocations(limit: 1) { id } }")["data"]
+
+
+def process_state() -> dict[str, Any]:
+    if not mimetypes.inited:
+        mimetypes.init()  # the standard library reads the system's table on first use
+    root = logging.getLogger()
+    return {
+        "gc frozen": gc.get_freeze_count(),
+        "gc thresholds": gc.get_threshold(),
+        "mime types": dict(mimetypes.types_map),
+        "root logger": (root.level, list(root.handlers)),
+        "signals": {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)},
+    }
+
+
+def test_a_mounted_service_changes_nothing_process_wide(database_url: str) -> None:
+    before = process_state()
+    service = create_app(Settings(database_url=database_url, rollup_interval=0))
+    with serving_asgi(fastapi_host(service, run_lifespan=False), service) as server:
+        assert "invocations" in graphql(server, "{ invocations(limit: 1) { id } }")
+        assert service.state.lifecycle.running
+        assert server.client.get(f"{PREFIX}/app/main.js").status_code == 200
+        assert process_state() == before
 
 
 def test_settings_are_an_object_and_the_assets_a_path(tmp_path: Path) -> None:

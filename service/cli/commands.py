@@ -169,13 +169,22 @@ def serve(
         bool, typer.Option(help="Create or upgrade the schema before serving.")
     ] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    gc_freeze: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the objects built at start out of the garbage collector's full scans "
+            "(EVENT_DETECTOR_GC_FREEZE); this process serves nothing else."
+        ),
+    ] = True,
 ) -> None:
     """Serve the GraphQL API, the web client, /metrics and the webhook."""
     import uvicorn
 
     from service.app import create_app
 
-    settings = _settings(database_url=db, host=host, port=port, events_dir=events_dir)
+    settings = _settings(
+        database_url=db, host=host, port=port, events_dir=events_dir, gc_freeze=gc_freeze
+    )
     out = _out()
     url = settings.database_url
     if migrate:
