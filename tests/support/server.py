@@ -78,13 +78,19 @@ def serving(settings: Settings, *, startup_timeout: float = 30.0) -> Iterator[Ru
 
 @contextlib.contextmanager
 def serving_asgi(
-    asgi_app: Any, service_app: Starlette, *, startup_timeout: float = 30.0
+    asgi_app: Any, service_app: Starlette, *, startup_timeout: float = 30.0, root_path: str = ""
 ) -> Iterator[RunningServer]:
     """Serve any ASGI app (`asgi_app`: the service, or a host application mounting
-    `service_app`) with uvicorn until the block ends; the server has stopped on exit."""
+    `service_app`) with uvicorn until the block ends; the server has stopped on exit.
+    `root_path` is uvicorn's `--root-path` (a proxy in front strips that prefix)."""
     port = free_port()
     config = uvicorn.Config(
-        asgi_app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        asgi_app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        root_path=root_path,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
