@@ -208,12 +208,14 @@ class Lifecycle:
             self._task = asyncio.create_task(
                 self._hold(started, self._stop), name="event-detector-background-work"
             )
-            await started
+            # Shielded: a request that goes away while the work starts does not stop it.
+            await asyncio.shield(started)
 
     async def _hold(self, started: asyncio.Future[None], stop: asyncio.Event) -> None:
         try:
             async with self._resources():
-                started.set_result(None)
+                if not started.done():
+                    started.set_result(None)
                 await stop.wait()
         except asyncio.CancelledError:
             if not started.done():
@@ -243,7 +245,7 @@ class StartOnFirstRequest:
         self.lifecycle = lifecycle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan" and not self.lifecycle.running:
+        if scope["type"] != "lifespan":
             await self.lifecycle.ensure_started()
         await self.app(scope, receive, send)
 
@@ -303,7 +305,9 @@ def _assemble(
     routes: list[BaseRoute],
     middleware: list[Middleware],
     work: Callable[[], AbstractAsyncContextManager[None]],
-) -> tuple[Starlette, Lifecycle]:
+) -> Starlette:
+    """The Starlette app of `routes`, running `work` through a `Lifecycle`, behind the
+    first-request start, the CORS policy and `middleware`."""
     lifecycle = Lifecycle(work)
     layers = [
         Middleware(StartOnFirstRequest, lifecycle=lifecycle),
@@ -313,7 +317,7 @@ def _assemble(
     app = Starlette(routes=routes, middleware=layers, lifespan=lifecycle.lifespan)
     app.state.settings = settings
     app.state.lifecycle = lifecycle
-    return app, lifecycle
+    return app
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -352,7 +356,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with api.running(), runtime.lifespan():
             yield
 
-    app, _ = _assemble(settings, routes, runtime.middleware(), work)
+    app = _assemble(settings, routes, runtime.middleware(), work)
     app.state.database = api.database
     app.state.engine = api.engine
     app.state.runtime = runtime
@@ -388,7 +392,7 @@ def create_graphql_app(settings: Settings | None = None) -> Starlette:
                 if rollup is not None:
                     await rollup.stop()
 
-    app, _ = _assemble(settings, api.routes(), [], work)
+    app = _assemble(settings, api.routes(), [], work)
     app.state.database = api.database
     app.state.engine = api.engine
     app.state.live = api.live
