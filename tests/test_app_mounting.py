@@ -35,7 +35,6 @@ from starlette.routing import Mount, Route
 from service.app import create_app, create_graphql_app
 from service.settings import Settings
 from service.storage.maintenance import invocations
-from tests.support.db import prepare_database, run
 from tests.support.live import LEGACY, TRANSPORT_WS, RawSocket
 from tests.support.runtime import EXAMPLES_EVENTS, rows
 from tests.support.server import RunningServer, serving_asgi
@@ -82,13 +81,6 @@ HOSTS: dict[str, Callable[[Starlette, bool], Any]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('mounted') / 'observability.db'}"
-    run(prepare_database(url))
-    return url
-
-
 def service_settings(url: str) -> Settings:
     return Settings(
         database_url=url,
@@ -133,9 +125,9 @@ async def subscribe_and_see_a_change(server: RunningServer, protocol: str, funct
 @pytest.mark.parametrize("run_lifespan", [True, False], ids=["host-lifespan", "no-lifespan"])
 @pytest.mark.parametrize("host_kind", sorted(HOSTS))
 def test_everything_works_under_a_prefix(
-    database_url: str, host_kind: str, run_lifespan: bool
+    module_sqlite_url: str, host_kind: str, run_lifespan: bool
 ) -> None:
-    service = create_app(service_settings(database_url))
+    service = create_app(service_settings(module_sqlite_url))
     lifecycle = service.state.lifecycle
     function = f"{host_kind}-{'lifespan' if run_lifespan else 'lazy'}"
     with serving_asgi(HOSTS[host_kind](service, run_lifespan), service) as server:
@@ -172,15 +164,15 @@ def test_everything_works_under_a_prefix(
         delivery = client.post(f"{PREFIX}/hooks/{function}", json=PAYLOAD)
         assert delivery.status_code == 200, delivery.text
         assert client.get(f"{PREFIX}/metrics").status_code == 200
-        assert recorded(database_url, function) == 0, "held in the plugin's buffer until stop"
+        assert recorded(module_sqlite_url, function) == 0, "held in the plugin's buffer until stop"
 
     # The server stopped: so did the work, flushing what the webhook recorded.
     assert not lifecycle.running
-    assert recorded(database_url, function) == 1
+    assert recorded(module_sqlite_url, function) == 1
 
 
-def test_the_graphql_only_app_serves_the_api_and_nothing_else(database_url: str) -> None:
-    service = create_graphql_app(service_settings(database_url))
+def test_the_graphql_only_app_serves_the_api_and_nothing_else(module_sqlite_url: str) -> None:
+    service = create_graphql_app(service_settings(module_sqlite_url))
     with serving_asgi(starlette_host(service, run_lifespan=False), service) as server:
         assert "invocations" in graphql(server, "{ invocations(limit: 1) { id } }")
         asyncio.run(subscribe_and_see_a_change(server, TRANSPORT_WS, "graphql-only"))
@@ -194,11 +186,11 @@ def test_the_graphql_only_app_serves_the_api_and_nothing_else(database_url: str)
 
 @pytest.mark.browser
 def test_the_web_client_and_graphiql_run_under_the_prefix_in_chromium(
-    database_url: str, tab: Any
+    module_sqlite_url: str, tab: Any
 ) -> None:
     from playwright.sync_api import expect
 
-    service = create_app(service_settings(database_url))
+    service = create_app(service_settings(module_sqlite_url))
     with serving_asgi(fastapi_host(service, run_lifespan=False), service) as server:
         graphql(server, INSERT, {"fn": "chromium"})
         requested: list[str] = []
@@ -235,9 +227,9 @@ def test_the_web_client_and_graphiql_run_under_the_prefix_in_chromium(
         assert not failed, f"failed requests: {failed}"
 
 
-def test_behind_a_proxy_that_strips_the_prefix_the_pages_keep_it(database_url: str) -> None:
+def test_behind_a_proxy_that_strips_the_prefix_the_pages_keep_it(module_sqlite_url: str) -> None:
     """uvicorn's --root-path: the proxy forwards `/invocations` for `/gw/invocations`."""
-    service = create_app(service_settings(database_url))
+    service = create_app(service_settings(module_sqlite_url))
     with serving_asgi(service, service, root_path="/gw") as server:
         page = server.client.get("/invocations")  # as the proxy forwards it
         assert page.status_code == 200 and '<base href="/gw/">' in page.text
@@ -258,9 +250,9 @@ def process_state() -> dict[str, Any]:
     }
 
 
-def test_a_mounted_service_changes_nothing_process_wide(database_url: str) -> None:
+def test_a_mounted_service_changes_nothing_process_wide(module_sqlite_url: str) -> None:
     before = process_state()
-    service = create_app(Settings(database_url=database_url, rollup_interval=0))
+    service = create_app(Settings(database_url=module_sqlite_url, rollup_interval=0))
     with serving_asgi(fastapi_host(service, run_lifespan=False), service) as server:
         assert "invocations" in graphql(server, "{ invocations(limit: 1) { id } }")
         assert service.state.lifecycle.running

@@ -13,34 +13,23 @@ import pytest
 import websockets
 
 from service.settings import Settings
-from tests.support.db import prepare_database, run
 from tests.support.live import TRANSPORT_WS
-from tests.support.server import RunningServer, serving
+from tests.support.server import RunningServer, serving, serving_module
 
 HASURA_HEADERS = "x-hasura-admin-secret, x-hasura-role, authorization, content-type"
 QUERY = {"query": "{ invocations(limit: 1) { id } }"}
 
 
 @pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('cors') / 'observability.db'}"
-    run(prepare_database(url))
-    return url
-
-
-def server_with(database_url: str, **settings: Any) -> Iterator[RunningServer]:
-    with serving(Settings(database_url=database_url, rollup_interval=0, **settings)) as server:
-        yield server
+def default_server(module_sqlite_url: str) -> Iterator[RunningServer]:
+    yield from serving_module(module_sqlite_url)
 
 
 @pytest.fixture(scope="module")
-def default_server(database_url: str) -> Iterator[RunningServer]:
-    yield from server_with(database_url)
-
-
-@pytest.fixture(scope="module")
-def listed_server(database_url: str) -> Iterator[RunningServer]:
-    yield from server_with(database_url, cors_domain="https://*.example.com, http://localhost:3000")
+def listed_server(module_sqlite_url: str) -> Iterator[RunningServer]:
+    yield from serving_module(
+        module_sqlite_url, cors_domain="https://*.example.com, http://localhost:3000"
+    )
 
 
 def preflight(server: RunningServer, origin: str, path: str = "/v1/graphql") -> Any:
@@ -112,10 +101,12 @@ def test_the_domain_list_takes_wildcards_and_ports(
     assert websocket_status(listed_server, origin) == (101 if allowed else 403)
 
 
-def test_hasura_variables_disable_cors(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hasura_variables_disable_cors(
+    module_sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HASURA_GRAPHQL_DISABLE_CORS", "true")
     monkeypatch.setenv("HASURA_GRAPHQL_CORS_DOMAIN", "http://localhost:3000")
-    settings = Settings(database_url=database_url, rollup_interval=0)
+    settings = Settings(database_url=module_sqlite_url, rollup_interval=0)
     assert settings.disable_cors and settings.cors_domain == ("http://localhost:3000",)
     with serving(settings) as server:
         answer = preflight(server, "http://localhost:3000")

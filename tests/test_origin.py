@@ -16,11 +16,9 @@ import pytest
 import websockets
 
 from service.graphql.transport.origin import is_cross_site, json_content_type_error
-from service.settings import Settings
-from tests.support.db import prepare_database, run
 from tests.support.live import LEGACY, TRANSPORT_WS, RawSocket
 from tests.support.runtime import EXAMPLES_EVENTS
-from tests.support.server import RunningServer, serving
+from tests.support.server import RunningServer, serving_module
 
 SECRET = "adm1n"
 FOREIGN = {"origin": "http://evil.test"}
@@ -30,35 +28,21 @@ READ = "{ invocations(limit: 1) { id } }"
 
 
 @pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('origin') / 'observability.db'}"
-    run(prepare_database(url))
-    return url
-
-
-def _serve(database_url: str, **settings: Any) -> Iterator[RunningServer]:
-    with serving(
-        Settings(
-            database_url=database_url, rollup_interval=0, events_dir=EXAMPLES_EVENTS, **settings
-        )
-    ) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def open_server(database_url: str) -> Iterator[RunningServer]:
+def open_server(module_sqlite_url: str) -> Iterator[RunningServer]:
     """No admin secret, no unauthorized role: what `make run` serves."""
-    yield from _serve(database_url)
+    yield from serving_module(module_sqlite_url, events_dir=EXAMPLES_EVENTS)
 
 
 @pytest.fixture(scope="module")
-def viewer_server(database_url: str) -> Iterator[RunningServer]:
-    yield from _serve(database_url, unauthorized_role="viewer")
+def viewer_server(module_sqlite_url: str) -> Iterator[RunningServer]:
+    yield from serving_module(
+        module_sqlite_url, events_dir=EXAMPLES_EVENTS, unauthorized_role="viewer"
+    )
 
 
 @pytest.fixture(scope="module")
-def secret_server(database_url: str) -> Iterator[RunningServer]:
-    yield from _serve(database_url, admin_secret=SECRET)
+def secret_server(module_sqlite_url: str) -> Iterator[RunningServer]:
+    yield from serving_module(module_sqlite_url, events_dir=EXAMPLES_EVENTS, admin_secret=SECRET)
 
 
 def errors(server: RunningServer, query: str, headers: dict[str, str]) -> list[dict[str, Any]]:

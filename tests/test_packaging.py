@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench._service_process import wait_for_health
 from tests.support.pgserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,26 +116,22 @@ def demo_server(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     assert Path(located.stdout.strip()).is_relative_to(installed), "not the installed copy"
     port = free_port()
     command = [installed / "bin" / "event-detector", "serve", "--demo", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--db", "sqlite:///demo.db"],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    log = workdir / "serve.log"  # a file, not a pipe nobody reads while it serves
+    with log.open("wb") as output:  # the child keeps its own handle
+        process = subprocess.Popen(
+            [*command, "--db", "sqlite:///demo.db"],
+            cwd=workdir,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise AssertionError(f"serve --demo did not start:\n{output[-3000:]}")
-            time.sleep(0.2)
+        try:
+            wait_for_health(process, base, timeout=180)  # the demo data comes first
+        except RuntimeError:
+            output = log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"serve --demo did not start:\n{output}") from None
         yield base
     finally:
         process.send_signal(signal.SIGINT)

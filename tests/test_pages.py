@@ -13,17 +13,12 @@ from typing import Any
 import pytest
 
 from service.endpoints.pages import security_headers, with_base
-from service.settings import Settings
-from tests.support.db import prepare_database, run
-from tests.support.server import RunningServer, serving
+from tests.support.server import RunningServer, serving_module
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('pages') / 'observability.db'}"
-    run(prepare_database(url))
-    with serving(Settings(database_url=url, rollup_interval=0)) as running:
-        yield running
+def server(module_sqlite_url: str) -> Iterator[RunningServer]:
+    yield from serving_module(module_sqlite_url)
 
 
 def sha256(text: str) -> str:

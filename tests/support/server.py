@@ -76,6 +76,13 @@ def serving(settings: Settings, *, startup_timeout: float = 30.0) -> Iterator[Ru
         yield running
 
 
+def serving_module(database_url: str, **settings: Any) -> Iterator[RunningServer]:
+    """For module fixtures (`yield from serving_module(url, admin_secret=…)`): the service
+    on `database_url` with `settings`, without the background rollup."""
+    with serving(Settings(database_url=database_url, rollup_interval=0, **settings)) as server:
+        yield server
+
+
 @contextlib.contextmanager
 def serving_asgi(
     asgi_app: Any, service_app: Starlette, *, startup_timeout: float = 30.0, root_path: str = ""
