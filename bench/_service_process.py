@@ -56,7 +56,13 @@ def start_service(database_url: str, env: dict[str, str]) -> tuple[subprocess.Po
             "warning",
             "--no-access-log",
         ],
-        env={**os.environ, "EVENT_DETECTOR_DATABASE_URL": database_url, **env},
+        # As `event-detector serve` runs it (its own process: gc.freeze after start).
+        env={
+            **os.environ,
+            "EVENT_DETECTOR_DATABASE_URL": database_url,
+            "EVENT_DETECTOR_GC_FREEZE": "true",
+            **env,
+        },
         cwd=ROOT,
     )
     base = f"http://127.0.0.1:{port}"

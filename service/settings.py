@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from service import assets
+
+# The checkout this code runs from (tests and tools); the service finds its own files
+# through `service.assets`, which also knows a built wheel's copies.
+REPO_ROOT = assets.checkout_root()
 DEFAULT_WEBHOOK_SECRET_HEADER = "x-event-detector-secret"
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 """What a webhook function may be called (`/hooks/<function>`, a sub-directory's name)."""
+# An entry of the CORS domain list: scheme://host[:port], `*.` only as the first label.
+_CORS_DOMAIN = re.compile(r"https?://(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:[0-9]{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -58,8 +65,30 @@ class Settings(BaseSettings):
             "EVENT_DETECTOR_STRINGIFY_NUMERIC_TYPES", "HASURA_GRAPHQL_STRINGIFY_NUMERIC_TYPES"
         ),
     )
-    hasura_metadata_dir: Path = REPO_ROOT / "hasura" / "metadata"
-    web_dir: Path = REPO_ROOT / "web"
+    hasura_metadata_dir: Path = Field(
+        default_factory=lambda: assets.default_path("hasura/metadata"),
+        description="Hasura metadata served (default: the copy installed with the package, "
+        "or the checkout's hasura/metadata)",
+    )
+    web_dir: Path = Field(
+        default_factory=lambda: assets.default_path("web"),
+        description="the web client's files (default: the copy installed with the package, "
+        "or the checkout's web/)",
+    )
+
+    # -- browsers on other origins ---------------------------------------------------
+    cors_domain: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("*",),
+        validation_alias=AliasChoices("EVENT_DETECTOR_CORS_DOMAIN", "HASURA_GRAPHQL_CORS_DOMAIN"),
+        description="origins whose pages may call the API, as Hasura's: a comma list of "
+        "`scheme://host[:port]`, `*.` as the first label matches any subdomain, `*` alone "
+        "allows every origin",
+    )
+    disable_cors: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("EVENT_DETECTOR_DISABLE_CORS", "HASURA_GRAPHQL_DISABLE_CORS"),
+        description="send no CORS headers at all (browsers then allow only same-origin pages)",
+    )
 
     # GraphQL abuse limits (answered with Hasura-style validation errors).
     max_query_depth: int = Field(
@@ -105,6 +134,13 @@ class Settings(BaseSettings):
         default=256, ge=1, description="parsed/validated documents cached"
     )
     db_pool_size: int = Field(default=10, ge=1, description="database connections kept per process")
+    gc_freeze: bool = Field(
+        default=False,
+        description="after start, keep the objects built so far (schemas, metadata, libraries) "
+        "out of the garbage collector's full scans (gc.freeze), which otherwise pause a "
+        "request for ~100 ms every few hundred requests; it changes the whole process, so "
+        "only for a process that serves this app alone (`serve` turns it on)",
+    )
 
     # -- the HTTP server (uvicorn) ------------------------------------------------------
     max_connections: int = Field(
@@ -291,6 +327,28 @@ class Settings(BaseSettings):
                     "starting with a letter or digit"
                 )
         return cleaned
+
+    @field_validator("cors_domain", mode="before")
+    @classmethod
+    def _cors_domains(cls, value: Any) -> tuple[str, ...]:
+        entries = value.split(",") if isinstance(value, str) else value
+        if not isinstance(entries, Sequence):
+            raise ValueError("a comma-separated list of origins, or *")
+        domains = []
+        for entry in entries:
+            domain = str(entry).strip().rstrip("/").lower()
+            if not domain:
+                continue
+            if domain != "*" and not _CORS_DOMAIN.fullmatch(domain):
+                raise ValueError(
+                    f"{str(entry).strip()!r} is not an origin: write scheme://host[:port], "
+                    "with *. as the first label for any subdomain (https://*.example.com), "
+                    "or * alone for every origin"
+                )
+            domains.append(domain)
+        if not domains:
+            raise ValueError("no origin given: use * to allow every origin")
+        return tuple(domains)
 
     @field_validator("events_dir")
     @classmethod

@@ -46,6 +46,14 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'observability.db'}"
 
 
+@pytest.fixture(scope="module")
+def module_sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite database shared by one test module."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'observability.db'}"
+    db.run(db.prepare_database(url))
+    return url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

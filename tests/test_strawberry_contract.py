@@ -100,6 +100,8 @@ OVERRIDES: list[tuple[type, type, dict[str, tuple[str, ...]]]] = [
             "decode_json": ("self", "data"),
             "parse_json": ("self", "data"),
             "run": ("self", "request"),
+            "render_graphql_ide": ("self", "request"),
+            "is_websocket_origin_allowed": ("self", "request", "origin"),
         },
     ),
     (

@@ -899,7 +899,9 @@ def test_keyboard_navigation(tab: Any, server: RunningServer, dataset: WebDatase
 def test_every_module_and_library_is_served_with_a_javascript_type(server: RunningServer) -> None:
     index = server.client.get("/")
     assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
-    imports = re.findall(r'"(/vendor/[^"]+\.m?js)"', index.text)
+    # The page's URLs are relative: it works wherever the app is mounted.
+    assert '<base href="/">' in index.text
+    imports = re.findall(r'"\.(/vendor/[^"]+\.m?js)"', index.text)
     assert len(imports) == 7
     for path in [*imports, "/app/main.js", "/app/lib/graphql.js"]:
         response = server.client.get(path)
@@ -930,6 +932,7 @@ def test_a_missing_npm_install_says_what_to_run(tmp_path: Path, dataset: WebData
     copy = tmp_path / "web"
     copy.mkdir()
     (copy / "index.html").write_text((web / "index.html").read_text())
+    (copy / "package.json").write_text((web / "package.json").read_text())
     (copy / "app").mkdir()
     with serving(Settings(database_url=dataset.url, rollup_interval=0, web_dir=copy)) as running:
         response = running.client.get("/")

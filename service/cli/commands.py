@@ -197,6 +197,13 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every HTTP request (off by default).")
     ] = False,
+    gc_freeze: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the objects built at start out of the garbage collector's full scans "
+            "(EVENT_DETECTOR_GC_FREEZE); this process serves nothing else."
+        ),
+    ] = True,
 ) -> None:
     """Serve the GraphQL API, the web client, /metrics and the webhook."""
     import uvicorn
@@ -204,7 +211,9 @@ def serve(
     from service.app import create_app
     from service.cli.serving import uvicorn_config
 
-    settings = _settings(database_url=db, host=host, port=port, events_dir=events_dir)
+    settings = _settings(
+        database_url=db, host=host, port=port, events_dir=events_dir, gc_freeze=gc_freeze
+    )
     out = _out()
     try:
         # Built before migrating: a setting the service refuses is one line, not a traceback.

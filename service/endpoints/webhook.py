@@ -3,7 +3,10 @@
 Point a Hasura event trigger at `https://<service>/hooks/<function>` and add the header
 `x-event-detector-secret: <EVENT_DETECTOR_WEBHOOK_SECRET>` to it. Each delivery:
 
-1. is checked against the shared secret (constant-time comparison) → 401 if wrong;
+1. is checked against the shared secret (constant-time comparison) → 401 if wrong; a
+   browser request from a web page of another origin (`service.graphql.transport.origin`)
+   → 403 when there is no secret to check, and a body that is not JSON → 415: a page on
+   another site cannot make its visitors' browsers deliver events;
 2. must name a known function: one with a sub-directory of `EVENT_DETECTOR_EVENTS_DIR`
    holding event modules (which it runs), or one named in
    `EVENT_DETECTOR_WEBHOOK_FUNCTIONS` or with invocations recorded already (which run the
@@ -59,6 +62,7 @@ from detector.observability.capture import Sanitizer
 from detector.plugins import InvocationInfo
 from service.endpoints.metrics import ServiceMetrics
 from service.graphql.transport.bodies import JSONTooDeep, nesting_exceeds
+from service.graphql.transport.origin import is_cross_site, json_content_type_error
 from service.settings import FUNCTION_NAME, Settings
 from service.storage.database import Database
 from service.storage.maintenance import invocations
@@ -230,6 +234,20 @@ class WebhookReceiver:
                 "unauthorized",
                 f"missing or wrong `{self.settings.webhook_secret_header}` header",
                 outcome="unauthorized",
+            ), REFUSED_LABEL
+        if self.settings.webhook_secret is None and is_cross_site(request.headers):
+            return _error(
+                403,
+                "cross_site",
+                "deliveries come from Hasura, not from web pages: a browser request from "
+                "another origin is refused (set EVENT_DETECTOR_WEBHOOK_SECRET to accept "
+                "deliveries that carry it)",
+                outcome="unauthorized",
+            ), REFUSED_LABEL
+        not_json = json_content_type_error(request.headers.get("content-type"))
+        if not_json is not None:
+            return _error(
+                415, "unsupported_media_type", not_json, outcome="rejected"
             ), REFUSED_LABEL
         events_dir = self.events_dir_for(function)
         if events_dir is None and await self.is_recorded(function):

@@ -48,7 +48,7 @@ from detector._sync import run_coroutine_sync
 from detector.observability import ObservabilityPlugin
 from detector.observability.migrate import upgrade_async
 from detector.observability.rollup import rollup
-from service.settings import REPO_ROOT
+from service import assets
 from service.storage.maintenance import (
     dialect_of,
     event_executions,
@@ -59,7 +59,8 @@ from service.storage.maintenance import (
     open_engine,
 )
 
-EXAMPLE_EVENTS_DIR = REPO_ROOT / "examples" / "events"
+# The example event modules: the checkout's, or the copy installed with the package.
+EXAMPLE_EVENTS_DIR = assets.default_path("examples/events")
 DEMO_MARKER = "event_detector_demo"
 DEFAULT_SEED = 7
 DEFAULT_INVOCATIONS = 320

@@ -133,9 +133,10 @@ class GraphQLEngine:
 
     # --- execution -------------------------------------------------------------------------------
 
-    def authenticate(self, headers: Mapping[str, str]) -> Session:
-        """The session for request headers; raises `AuthError`."""
-        return self.authenticator.authenticate(headers)
+    def authenticate(self, headers: Mapping[str, str], *, cross_site: bool = False) -> Session:
+        """The session for request headers (`cross_site`: a browser request from a page of
+        another origin, see `Authenticator.authenticate`); raises `AuthError`."""
+        return self.authenticator.authenticate(headers, cross_site=cross_site)
 
     def context(self, session: Session | None = None, **kwargs: Any) -> RequestContext:
         return RequestContext(engine=self, session=session or ADMIN_SESSION, **kwargs)

@@ -9,14 +9,20 @@ What it adds to Strawberry's view:
 - bounded requests: a body over `max_request_bytes` is refused with 413 before it is
   read whole, JSON nested deeper than `max_json_depth` is `parse-failed` naming the
   limit (`bodies.py`), and each request runs under one response budget
-  (`sql.budget`), which the operations of a batch share.
+  (`sql.budget`), which the operations of a batch share;
+- browser requests from pages of other origins are never admin without credentials
+  (`origin.is_cross_site`), and POST bodies that are not JSON are refused (415) before
+  anything runs, so such pages cannot send operations as simple (unpreflighted) requests;
+- GraphiQL from the page the app gives (`ide_page`), instead of Strawberry's CDN page;
+- WebSocket handshakes from pages of other origins accepted when `websocket_origins`
+  allows their origin (Strawberry refuses them all by default).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +37,12 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from service.graphql.errors import PARSE_FAILED, error_response
+from service.graphql.errors import INVALID_HEADERS, PARSE_FAILED, error_response
 from service.graphql.execution.auth import AuthError
 from service.graphql.execution.context import RequestContext
 from service.graphql.sql.budget import budget_scope
 from service.graphql.transport.bodies import JSONTooDeep, load_json
+from service.graphql.transport.origin import is_cross_site, json_content_type_error
 from service.graphql.transport.websocket import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
 
 if TYPE_CHECKING:
@@ -71,12 +78,22 @@ class GraphQLView(GraphQL):
     WebSocket: both protocols with Hasura's behaviour (`websocket.py`); the legacy
     `graphql-ws` also when the client names no subprotocol (or none we speak); keep-alive,
     init timeout and the per-connection operation limit from the engine's config.
+    `ide_page` answers a browser's GET (GraphiQL); without it, Strawberry's own page.
+    `websocket_origins` says whether a page of another origin may open a WebSocket (the
+    app's CORS domains); without it, only the same origin may.
     """
 
     graphql_transport_ws_handler_class = GraphQLTransportWSHandler
     graphql_ws_handler_class = LegacyGraphQLWSHandler
 
-    def __init__(self, engine: GraphQLEngine, **options: Any) -> None:
+    def __init__(
+        self,
+        engine: GraphQLEngine,
+        *,
+        ide_page: Callable[[Request], Awaitable[Response]] | None = None,
+        websocket_origins: Callable[[str], bool] | None = None,
+        **options: Any,
+    ) -> None:
         config = engine.config
         options.setdefault("graphql_ide", "graphiql")
         options.setdefault("allow_queries_via_get", True)
@@ -89,6 +106,8 @@ class GraphQLView(GraphQL):
         options.setdefault("max_subscriptions_per_connection", config.websocket_max_operations)
         super().__init__(engine.schemas, **options)  # type: ignore[arg-type]
         self.engine = engine
+        self.ide_page = ide_page
+        self.websocket_origins = websocket_origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,6 +119,12 @@ class GraphQLView(GraphQL):
             await self._too_large(limit)(scope, receive, send)
             return
         request = Request(scope=scope, receive=_bounded(receive, limit))
+        refused = _non_json_body(request)
+        if refused is not None:
+            await JSONResponse(error_response(refused, INVALID_HEADERS), status_code=415)(
+                scope, receive, send
+            )
+            return
         try:
             # One response budget for the whole request: a batch's operations share it.
             with budget_scope(self.engine.config.max_response_nodes):
@@ -161,9 +186,24 @@ class GraphQLView(GraphQL):
         self._authenticate(context, request.headers)
         return context
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        if self.ide_page is not None:
+            return await self.ide_page(request)
+        return await super().render_graphql_ide(request)
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        # Called by Strawberry for cross-origin handshakes only.
+        if self.websocket_origins is not None:
+            return self.websocket_origins(origin)
+        return super().is_websocket_origin_allowed(request, origin)
+
     def _authenticate(self, context: RequestContext, headers: Mapping[str, str]) -> None:
+        # Where the request comes from is the browser's word in the request's (or the
+        # WebSocket handshake's) own headers, never in headers a client sent in a message.
+        request = context.request
+        cross_site = request is not None and is_cross_site(request.headers)
         try:
-            context.session = self.engine.authenticate(headers)
+            context.session = self.engine.authenticate(headers, cross_site=cross_site)
             context.auth_error = None
         except AuthError as error:
             context.auth_error = error
@@ -193,3 +233,10 @@ class GraphQLView(GraphQL):
         # Large results (thousands of nodes) encode ~10x faster with orjson. Text, not
         # bytes: WebSocket frames must stay text frames for the GraphQL protocols.
         return orjson.dumps(data).decode()
+
+
+def _non_json_body(request: Request) -> str | None:
+    """Why a POST's body is refused before Strawberry parses it, or None."""
+    if request.method != "POST":
+        return None
+    return json_content_type_error(request.headers.get("content-type"))

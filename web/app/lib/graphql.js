@@ -9,7 +9,9 @@
 import { createClient } from 'graphql-ws';
 import { createStore } from './store.js';
 
-export const GRAPHQL_PATH = '/v1/graphql';
+// Relative to the page's base: the API is where the page was served, under any prefix.
+export const GRAPHQL_PATH = new URL('v1/graphql', document.baseURI).pathname;
+const HEALTH_PATH = new URL('healthz', document.baseURI).pathname;
 const AUTH_KEY = 'event-detector.auth';
 const AUTH_CODES = new Set(['access-denied', 'invalid-headers', 'invalid-jwt']);
 
@@ -96,7 +98,7 @@ function httpDown(message) {
   if (!probe) {
     probe = setInterval(async () => {
       try {
-        if ((await fetch('/healthz', { cache: 'no-store' })).ok) httpOk();
+        if ((await fetch(HEALTH_PATH, { cache: 'no-store' })).ok) httpOk();
       } catch {
         // still unreachable
       }
@@ -183,7 +185,7 @@ addEventListener('offline', () => {
 });
 addEventListener('online', async () => {
   try {
-    if ((await fetch('/healthz', { cache: 'no-store' })).ok) httpOk();
+    if ((await fetch(HEALTH_PATH, { cache: 'no-store' })).ok) httpOk();
   } catch {
     // not yet: the probe keeps asking
   }
