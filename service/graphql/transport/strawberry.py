@@ -37,7 +37,9 @@ from strawberry.types import ExecutionResult
 
 from service.graphql.catalog.metadata import ADMIN_ROLE
 from service.graphql.execution.auth import ADMIN_SESSION
+from service.graphql.execution.batching import RowBatching
 from service.graphql.execution.context import RequestContext
+from service.graphql.execution.namespace import is_namespace
 from service.graphql.execution.resolvers import Completed, SharedResult
 from service.graphql.execution.transaction import MutationTransaction
 
@@ -64,7 +66,12 @@ class EngineExecutor(StrawberryGraphQLCoreExecutionContext):
         path: Any,
         position_context: Any,
     ) -> Any:
-        if type(source) is SharedResult and source.error is None:
+        if (
+            type(source) is SharedResult
+            and source.error is None
+            # A namespace field passes the event down to the root field inside it.
+            and not is_namespace(parent_type.fields[field_details_list[0].node.name.value])
+        ):
             # A subscription event the live-query engine resolved once for a whole cohort:
             # the value is final. Skipping the field's argument coercion matters, as it
             # would otherwise run for every subscriber at every change.
@@ -232,4 +239,5 @@ def engine_extensions(
         lambda: ParserCache(maxsize=cache_size),
         lambda: ValidationCache(maxsize=cache_size),
         MutationTransaction,
+        RowBatching,
     ]
