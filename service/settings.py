@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEBHOOK_SECRET_HEADER = "x-event-detector-secret"
+GRAPHQL_NAME_OR_EMPTY = r"^([_A-Za-z][_0-9A-Za-z]*)?$"
+"""A GraphQL name, or nothing (a customization setting's way to remove the metadata's)."""
 
 
 class Settings(BaseSettings):
@@ -56,6 +58,46 @@ class Settings(BaseSettings):
         ),
     )
     hasura_metadata_dir: Path = REPO_ROOT / "hasura" / "metadata"
+
+    # -- GraphQL names (Hasura's source customization) and Apollo Federation ---------
+    # Each overrides `customization` in hasura/metadata/databases/databases.yaml for this
+    # deployment: unset keeps the metadata's value, an empty string removes it.
+    graphql_namespace: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.root_fields.namespace: every root field under this field",
+    )
+    graphql_root_field_prefix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.root_fields.prefix",
+    )
+    graphql_root_field_suffix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.root_fields.suffix",
+    )
+    graphql_type_name_prefix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.type_names.prefix",
+    )
+    graphql_type_name_suffix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.type_names.suffix",
+    )
+    graphql_naming_convention: Literal["hasura-default", "graphql-default", ""] | None = Field(
+        default=None, description="customization.naming_convention"
+    )
+    apollo_federation: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "EVENT_DETECTOR_APOLLO_FEDERATION", "HASURA_GRAPHQL_ENABLE_APOLLO_FEDERATION"
+        ),
+        description="serve an Apollo Federation 2 subgraph: `_service`, `_entities`, and "
+        "tables with apollo_federation_config as entities",
+    )
     web_dir: Path = REPO_ROOT / "web"
 
     # GraphQL abuse limits (answered with Hasura-style validation errors).
