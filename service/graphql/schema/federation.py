@@ -5,11 +5,12 @@ Hasura v2 speaks Federation v1 (`@key` on tables with `apollo_federation_config:
 longer compose. The engine serves the same tables as Federation 2 entities instead:
 
 - `_service { sdl }` is the role's schema printed with `extend schema @link(url:
-  "https://specs.apollo.dev/federation/v2.3", import: ["@key", "@shareable"])`,
-  `@key(fields: "<primary key>")` on every entity type and `@shareable` on the other
-  object types (value types: a second instance of the service, or another Hasura-shaped
-  subgraph defining the same type, then composes too). The federation fields and types
-  themselves are left out of it, as the spec asks.
+  "https://specs.apollo.dev/federation/v2.3", import: ["@key", "@shareable"])` and
+  `@key(fields: "<primary key>")` on every entity type. Every object type but the roots
+  is `@shareable`: Federation 2 refuses a type's field defined by two subgraphs unless
+  it is, and two instances of the service (two regions under two namespaces, say) define
+  the same types. The federation fields and types themselves are left out, as the spec
+  asks.
 - `_entities(representations: [_Any!]!): [_Entity]!` resolves references to entities
   under the caller's role and permissions (`execution/entities.py`).
 
@@ -132,8 +133,8 @@ class FederationTypes:
 
 def subgraph_sdl(schema: GraphQLSchema, keys: dict[str, str]) -> str:
     """`schema` as a Federation 2 subgraph: `@link`, `@key` on the entity types named in
-    `keys` (type → key fields), `@shareable` on the other object types, without the
-    federation fields and types."""
+    `keys` (type → key fields), `@shareable` on every object type but the roots, without
+    the federation fields and types."""
     roots = {
         root.name
         for root in (schema.query_type, schema.mutation_type, schema.subscription_type)
@@ -160,9 +161,9 @@ def _federated(
     directives = tuple(definition.directives or ())
     if name in roots:
         fields = tuple(f for f in fields or () if f.name.value not in FEDERATION_FIELDS)
-    elif name in keys:
-        directives += (_directive("key", fields=keys[name]),)
     else:
+        if name in keys:
+            directives += (_directive("key", fields=keys[name]),)
         directives += (_directive("shareable"),)
     return ObjectTypeDefinitionNode(
         description=definition.description,
