@@ -170,6 +170,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     for path in GRAPHQL_PATHS:
         routes.append(Route(path, view))
         routes.append(WebSocketRoute(path, view))
+    routes.append(Route(f"{GRAPHQL_PATHS[0]}/names", view.names, methods=["GET"]))
     try:
         routes.extend(web_routes(settings.web_dir))
     except FileNotFoundError as exc:

@@ -37,6 +37,16 @@ HASURA_DEFAULT = "hasura-default"
 GRAPHQL_DEFAULT = "graphql-default"
 NAMING_CONVENTIONS = (HASURA_DEFAULT, GRAPHQL_DEFAULT)
 
+CUSTOMIZATION_KEYS = (
+    "namespace",
+    "root_field_prefix",
+    "root_field_suffix",
+    "type_name_prefix",
+    "type_name_suffix",
+    "naming_convention",
+)
+"""The keys of `SourceCustomization` (and of its overrides)."""
+
 _GRAPHQL_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]*$")
 
 

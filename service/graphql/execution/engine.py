@@ -34,6 +34,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionResult
 
 from service.graphql.catalog.metadata import ADMIN_ROLE, Catalog
+from service.graphql.catalog.naming import CUSTOMIZATION_KEYS
 from service.graphql.catalog.permissions import RolePermissions
 from service.graphql.config import EngineConfig, EngineDatabase
 from service.graphql.errors import format_errors, validation_failed
@@ -53,6 +54,7 @@ from service.graphql.plan import (
     RowPlan,
 )
 from service.graphql.schema.builder import build_schema
+from service.graphql.schema.names import name_map
 from service.graphql.sql.compiling import CompileContext
 from service.graphql.sql.dialect import dialect_named
 from service.graphql.sql.filters import referenced_tables
@@ -90,6 +92,7 @@ class GraphQLEngine:
         )
         self._schemas: dict[str, EngineSchema] = {}
         self._permissions: dict[str, RolePermissions] = {}
+        self._name_maps: dict[str, dict[str, Any]] = {}
         self.schemas = RoleSchemas(self)
         self.subscription_events = _single_event
         """Events that (re-)run a subscription root field: `(info, args) -> AsyncIterator`."""
@@ -112,6 +115,18 @@ class GraphQLEngine:
                 graphql_schema, extensions=self.extensions, config=self.strawberry_config
             )
         return self._schemas[role]
+
+    def name_map(self, role: str) -> dict[str, Any]:
+        """The names `role`'s schema serves, by Hasura's default names (JSON; see
+        `service.graphql.schema.names`): how a client written in the default names, like
+        the web console, adapts its operations to any customization."""
+        if role not in self._name_maps:
+            default = self.catalog.customized(**dict.fromkeys(CUSTOMIZATION_KEYS, ""))
+            default_schema = build_schema(default, RolePermissions(default, role))
+            self._name_maps[role] = name_map(
+                default_schema, self.schema(role)._schema, self.catalog.naming.namespace
+            )
+        return self._name_maps[role]
 
     def warm_up(self) -> None:
         """Build the schema of admin and of every role in the metadata now."""

@@ -259,7 +259,7 @@ class MutationTypes:
                 },
                 description=f'insert data into the table: "{table.type_name}"',
                 resolve=insert(table, many=True),
-                extensions={"table": table.name, "root": "mutation"},
+                extensions={"table": table.name, "root": "insert"},
             )
             fields[names.insert_one] = GraphQLField(
                 object_type,
@@ -272,7 +272,7 @@ class MutationTypes:
                 },
                 description=f'insert a single row into the table: "{table.type_name}"',
                 resolve=insert(table, many=False),
-                extensions={"table": table.name, "root": "mutation"},
+                extensions={"table": table.name, "root": "insert_one"},
             )
             update_args = self.update_arguments(table)
             fields[names.update] = GraphQLField(
@@ -286,7 +286,7 @@ class MutationTypes:
                 },
                 description=f'update data of the table: "{table.type_name}"',
                 resolve=update(table),
-                extensions={"table": table.name, "root": "mutation"},
+                extensions={"table": table.name, "root": "update"},
             )
             updates_type = self._input(
                 table_names.updates,
@@ -313,7 +313,7 @@ class MutationTypes:
                 },
                 description=f'update multiples rows of table: "{table.type_name}"',
                 resolve=update_many(table),
-                extensions={"table": table.name, "root": "mutation"},
+                extensions={"table": table.name, "root": "update_many"},
             )
             fields[names.delete] = GraphQLField(
                 response,
@@ -325,7 +325,7 @@ class MutationTypes:
                 },
                 description=f'delete data from the table: "{table.type_name}"',
                 resolve=delete(table),
-                extensions={"table": table.name, "root": "mutation"},
+                extensions={"table": table.name, "root": "delete"},
             )
             if table.primary_key:
                 pk_input = self._input(
@@ -341,13 +341,13 @@ class MutationTypes:
                     args={**update_args, "pk_columns": GraphQLArgument(GraphQLNonNull(pk_input))},
                     description=f'update single row of the table: "{table.type_name}"',
                     resolve=update_by_pk(table),
-                    extensions={"table": table.name, "root": "mutation"},
+                    extensions={"table": table.name, "root": "update_by_pk"},
                 )
                 fields[names.delete_by_pk] = GraphQLField(
                     object_type,
                     args=self.builder._pk_arguments(table),
                     description=f'delete single row from the table: "{table.type_name}"',
                     resolve=delete_by_pk(table),
-                    extensions={"table": table.name, "root": "mutation"},
+                    extensions={"table": table.name, "root": "delete_by_pk"},
                 )
         return dict(sorted(fields.items()))

@@ -5,7 +5,8 @@ What it adds to Strawberry's view:
   handshake, overridden by `connection_init.payload.headers` as Hasura clients send
   them), resolved to a session whose role selects the schema;
 - Hasura's response shape (`{"data"}` or `{"errors"}` with `extensions.code/path`),
-  also for malformed requests (`parse-failed`), answered with HTTP 200 as Hasura does.
+  also for malformed requests (`parse-failed`), answered with HTTP 200 as Hasura does;
+- `names`, the endpoint that tells a client the names the schema serves (customization).
 """
 
 from __future__ import annotations
@@ -126,6 +127,19 @@ class GraphQLView(GraphQL):
                 {"message": context.auth_error.message, "code": context.auth_error.code}
             )
         return await super().on_ws_connect(context)
+
+    async def names(self, request: Request) -> Response:
+        """`GET <graphql path>/names`: the names the caller's schema serves, by Hasura's
+        default names (`GraphQLEngine.name_map`), for clients written in the default names
+        to adapt their operations to the server's customization. Authenticated as a
+        GraphQL request is; an authentication error is answered in Hasura's shape."""
+        try:
+            session = self.engine.authenticate(request.headers)
+        except AuthError as error:
+            return JSONResponse(error_response(error.message, error.code))
+        return Response(
+            orjson.dumps(self.engine.name_map(session.role)), media_type="application/json"
+        )
 
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:  # type: ignore[override]
         return self.engine.format(result)
