@@ -89,7 +89,9 @@ def _root(schema: GraphQLSchema, operation: str, namespace: str | None) -> Any:
     return get_named_type(field.type) if field is not None and is_namespace(field) else root
 
 
-def name_map(default: GraphQLSchema, served: GraphQLSchema, namespace: str | None) -> dict[str, Any]:
+def name_map(
+    default: GraphQLSchema, served: GraphQLSchema, namespace: str | None
+) -> dict[str, Any]:
     """The served names of `default`'s types, fields, arguments and values (see above)."""
     types: dict[str, dict[str, Any]] = {}
     pending: deque[tuple[GraphQLNamedType, GraphQLNamedType, dict[str, Any]]] = deque()
