@@ -147,5 +147,19 @@ export function createAdapter(map) {
     return answer[namespace] ?? null;
   }
 
-  return { operation, data, namespace };
+  /** The default names of the fields of `typeName` (a default name) the caller may read;
+   * `queryRoot` and `mutationRoot` name the root types (mutationRoot null: no mutations).
+   * This is what introspection would tell, in the names the client's operations use. */
+  function readable(typeName) {
+    return Object.keys(types[typeName]?.fields || {});
+  }
+
+  return {
+    operation,
+    data,
+    namespace,
+    readable,
+    queryRoot: roots.query,
+    mutationRoot: roots.mutation ?? null,
+  };
 }
