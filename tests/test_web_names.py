@@ -9,8 +9,6 @@ the default names.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -30,7 +28,7 @@ from tests.support.console_operations import (
 )
 from tests.support.dataset import BASE_TIME, build_dataset, insert_dataset
 from tests.support.db import prepare_database, run
-from tests.support.gateway import node
+from tests.support.gateway import run_node
 from tests.support.server import RunningServer, serving
 
 SECRET = "names-secret"
@@ -93,18 +91,9 @@ def names(server: RunningServer, headers: dict[str, str]) -> dict[str, Any]:
 
 
 def adapted(name_map: dict[str, Any], operations: list[tuple[str, dict[str, Any]]]) -> list[Any]:
-    completed = subprocess.run(
-        [node(), str(REPO_ROOT / "tests" / "js" / "adapt_operations.mjs")],
-        input=json.dumps(
-            {"map": name_map, "operations": [{"query": q, "variables": v} for q, v in operations]}
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout)
+    """The operations as the web client's adapter rewrites them from `name_map`."""
+    payload = {"map": name_map, "operations": [{"query": q, "variables": v} for q, v in operations]}
+    return list(run_node(REPO_ROOT / "tests" / "js" / "adapt_operations.mjs", payload))
 
 
 def test_adapted_console_operations_answer_as_with_the_default_names(

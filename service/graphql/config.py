@@ -19,6 +19,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.graphql.catalog.metadata import Catalog
+from service.graphql.catalog.naming import CUSTOMIZATION_KEYS
 
 
 class EngineDatabase(Protocol):
@@ -88,11 +89,4 @@ class EngineConfig:
 
         Raises `CustomizationError` naming a value Hasura would refuse.
         """
-        return self.catalog.customized(
-            namespace=self.namespace,
-            root_field_prefix=self.root_field_prefix,
-            root_field_suffix=self.root_field_suffix,
-            type_name_prefix=self.type_name_prefix,
-            type_name_suffix=self.type_name_suffix,
-            naming_convention=self.naming_convention,
-        )
+        return self.catalog.customized(**{key: getattr(self, key) for key in CUSTOMIZATION_KEYS})

@@ -89,12 +89,12 @@ def node_server(
             process.wait(timeout=10)
 
 
-def invalid_schemas(introspections: Mapping[str, Any]) -> dict[str, str]:
-    """The introspection results graphql-js refuses to build (label → its message)."""
+def run_node(script: Path, payload: Any) -> Any:
+    """Run a Node program that reads JSON on stdin and prints JSON; returns what it printed."""
     completed = subprocess.run(
-        [node(), str(GATEWAY_DIR / "validate_introspection.mjs")],
-        cwd=GATEWAY_DIR,
-        input=json.dumps(introspections),
+        [node(), str(script)],
+        cwd=script.parent,
+        input=json.dumps(payload),
         capture_output=True,
         text=True,
         timeout=120,
@@ -102,18 +102,13 @@ def invalid_schemas(introspections: Mapping[str, Any]) -> dict[str, str]:
     )
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout)
+
+
+def invalid_schemas(introspections: Mapping[str, Any]) -> dict[str, str]:
+    """The introspection results graphql-js refuses to build (label → its message)."""
+    return dict(run_node(GATEWAY_DIR / "validate_introspection.mjs", dict(introspections)))
 
 
 def composition_errors(subgraphs: Mapping[str, str]) -> list[str]:
     """Apollo Federation 2 composition of subgraph SDLs (name → SDL): its error messages."""
-    completed = subprocess.run(
-        [node(), str(GATEWAY_DIR / "compose.mjs")],
-        cwd=GATEWAY_DIR,
-        input=json.dumps(dict(subgraphs)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout)
+    return list(run_node(GATEWAY_DIR / "compose.mjs", dict(subgraphs)))

@@ -104,6 +104,21 @@ def name_map(
             pending.append((named, served_named, entry))
         return str(named.name)
 
+    def by_default_name(defaults: Any, served_items: Any) -> dict[str, Any]:
+        """Arguments or input fields, paired by their default name (`out_name`)."""
+        served_by_default = {
+            item.out_name or served_name: (served_name, item)
+            for served_name, item in served_items.items()
+        }
+        paired = {}
+        for default_name, item in defaults.items():
+            found = served_by_default.get(default_name)
+            if found is not None:
+                paired[default_name] = _named(
+                    default_name, found[0], {"type": pair(item.type, found[1].type)}
+                )
+        return paired
+
     roots: dict[str, str] = {}
     for operation in OPERATIONS:
         default_root = default.get_root_type(OperationType(operation))
@@ -125,41 +140,17 @@ def name_map(
                 if found is None:
                     continue
                 served_name, served_field = found
-                served_args = {
-                    argument.out_name or arg_name: (arg_name, argument)
-                    for arg_name, argument in served_field.args.items()
-                }
-                args = {}
-                for arg_name, argument in field.args.items():
-                    served_arg = served_args.get(arg_name)
-                    if served_arg is not None:
-                        args[arg_name] = _named(
-                            arg_name,
-                            served_arg[0],
-                            {"type": pair(argument.type, served_arg[1].type)},
-                        )
                 fields[name] = _named(
                     name, served_name, {"type": pair(field.type, served_field.type)}
                 )
+                args = by_default_name(field.args, served_field.args)
                 if args:
                     fields[name]["args"] = args
             if fields:
                 entry["fields"] = fields
         elif isinstance(default_type, GraphQLInputObjectType):
             assert isinstance(served_type, GraphQLInputObjectType)
-            served_inputs = {
-                input_field.out_name or input_name: (input_name, input_field)
-                for input_name, input_field in served_type.fields.items()
-            }
-            inputs = {}
-            for input_name, input_field in default_type.fields.items():
-                found_input = served_inputs.get(input_name)
-                if found_input is not None:
-                    inputs[input_name] = _named(
-                        input_name,
-                        found_input[0],
-                        {"type": pair(input_field.type, found_input[1].type)},
-                    )
+            inputs = by_default_name(default_type.fields, served_type.fields)
             if inputs:
                 entry["inputFields"] = inputs
         elif isinstance(default_type, GraphQLEnumType):
