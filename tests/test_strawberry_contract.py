@@ -185,6 +185,7 @@ OWN_METHODS = {
     },
     http.GraphQLView: {
         "_authenticate",
+        "names",
         "graphql_transport_ws_handler_class",
         "graphql_ws_handler_class",
     },
