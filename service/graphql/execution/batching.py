@@ -72,11 +72,17 @@ class RowBatching(SchemaExtension):
 def selection_signature(table: TableInfo, nodes: Sequence[FieldNode], extra: Any = None) -> Any:
     """What a load fetches: the table and the selection (fragments and variables are
     the execution's, so equal text means an equal plan)."""
-    return (
-        table.name,
-        extra,
-        tuple(print_ast(node.selection_set) for node in nodes if node.selection_set),
-    )
+    return (table.name, extra, tuple(_text(node.selection_set) for node in nodes))
+
+
+def _text(selection_set: Any) -> str:
+    # The selection's text in the request: slicing it costs far less than printing it.
+    if selection_set is None:
+        return ""
+    loc = selection_set.loc
+    if loc is not None:
+        return str(loc.source.body[loc.start : loc.end])
+    return print_ast(selection_set)
 
 
 def key_text(value: Any) -> str:
@@ -117,6 +123,15 @@ async def _fetch(
     wanted = list(dict.fromkeys(keys))
 
     def matches(alias: Any) -> Any:
+        if len(wanted) == 1:
+            # One key (the common case): plain equality, the cheapest statement to build.
+            return sa.and_(
+                *(
+                    alias.c[column.name]
+                    == sa.bindparam(None, value, type_=alias.c[column.name].type)
+                    for column, value in zip(columns, wanted[0], strict=True)
+                )
+            )
         if len(columns) == 1:
             return ctx.dialect.in_values(
                 alias.c[columns[0].name], columns[0], [k[0] for k in wanted]
