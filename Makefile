@@ -8,12 +8,12 @@ PORT ?= 8000
 DB ?= sqlite:///event-detector.db
 EVENTS_DIR ?= examples/events
 
-.PHONY: run test bench bench-quick lint format install install-test system-deps web-deps wheel clean
+.PHONY: run test bench bench-quick lint format install install-test system-deps web-deps gateway-deps wheel clean
 
 run: install web-deps
 	$(BIN)/event-detector serve --demo --db "$(DB)" --events-dir "$(EVENTS_DIR)" --host $(HOST) --port $(PORT)
 
-test: install-test system-deps web-deps
+test: install-test system-deps web-deps gateway-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-test system-deps
@@ -65,5 +65,12 @@ wheel: install web-deps
 	rm -rf build
 	$(BIN)/pip wheel --no-deps --wheel-dir dist .
 
+# Test-only npm packages: a real Apollo gateway, a second subgraph, graphql-js (tests/gateway/).
+tests/gateway/node_modules/.installed: tests/gateway/package.json tests/gateway/package-lock.json
+	cd tests/gateway && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+gateway-deps: tests/gateway/node_modules/.installed
+
 clean:
-	rm -rf $(VENV) web/node_modules web/graphiql/node_modules .pytest_cache build dist
+	rm -rf $(VENV) web/node_modules web/graphiql/node_modules tests/gateway/node_modules .pytest_cache build dist

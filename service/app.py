@@ -145,6 +145,13 @@ def engine_config(settings: Settings) -> EngineConfig:
         unauthorized_role=settings.unauthorized_role,
         jwt_secret=settings.jwt_secret,
         stringify_numeric_types=settings.stringify_numeric_types,
+        namespace=settings.graphql_namespace,
+        root_field_prefix=settings.graphql_root_field_prefix,
+        root_field_suffix=settings.graphql_root_field_suffix,
+        type_name_prefix=settings.graphql_type_name_prefix,
+        type_name_suffix=settings.graphql_type_name_suffix,
+        naming_convention=settings.graphql_naming_convention,
+        apollo_federation=settings.apollo_federation,
         max_query_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
@@ -292,6 +299,8 @@ class GraphQLAPI:
         for path in GRAPHQL_PATHS:
             routes.append(Route(path, self.view))
             routes.append(WebSocketRoute(path, self.view))
+        # The names this role's schema serves (customization), for clients that adapt.
+        routes.append(Route(f"{GRAPHQL_PATHS[0]}/names", self.view.names, methods=["GET"]))
         return routes
 
     @contextlib.asynccontextmanager

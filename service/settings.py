@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -29,6 +29,8 @@ FUNCTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 """What a webhook function may be called (`/hooks/<function>`, a sub-directory's name)."""
 # An entry of the CORS domain list: scheme://host[:port], `*.` only as the first label.
 _CORS_DOMAIN = re.compile(r"https?://(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:[0-9]{1,5})?")
+GRAPHQL_NAME_OR_EMPTY = r"^([_A-Za-z][_0-9A-Za-z]*)?$"
+"""A GraphQL name, or nothing (a customization setting's way to remove the metadata's)."""
 
 
 class Settings(BaseSettings):
@@ -88,6 +90,46 @@ class Settings(BaseSettings):
         default=False,
         validation_alias=AliasChoices("EVENT_DETECTOR_DISABLE_CORS", "HASURA_GRAPHQL_DISABLE_CORS"),
         description="send no CORS headers at all (browsers then allow only same-origin pages)",
+    )
+
+    # -- GraphQL names (Hasura's source customization) and Apollo Federation ---------
+    # Each overrides `customization` in hasura/metadata/databases/databases.yaml for this
+    # deployment: unset keeps the metadata's value, an empty string removes it.
+    graphql_namespace: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.root_fields.namespace: every root field under this field",
+    )
+    graphql_root_field_prefix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.root_fields.prefix",
+    )
+    graphql_root_field_suffix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.root_fields.suffix",
+    )
+    graphql_type_name_prefix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.type_names.prefix",
+    )
+    graphql_type_name_suffix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.type_names.suffix",
+    )
+    graphql_naming_convention: Literal["hasura-default", "graphql-default", ""] | None = Field(
+        default=None, description="customization.naming_convention"
+    )
+    apollo_federation: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "EVENT_DETECTOR_APOLLO_FEDERATION", "HASURA_GRAPHQL_ENABLE_APOLLO_FEDERATION"
+        ),
+        description="serve an Apollo Federation 2 subgraph: `_service`, `_entities`, and "
+        "tables with apollo_federation_config as entities",
     )
 
     # GraphQL abuse limits (answered with Hasura-style validation errors).

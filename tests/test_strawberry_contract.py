@@ -196,6 +196,7 @@ OWN_METHODS = {
     http.GraphQLView: {
         "_authenticate",
         "_too_large",
+        "names",
         "graphql_transport_ws_handler_class",
         "graphql_ws_handler_class",
     },

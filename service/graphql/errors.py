@@ -171,8 +171,8 @@ def _find(selection_set: Any, start: int, prefix: str) -> str | None:
         return None
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
-            key = selection.alias.value if selection.alias else selection.name.value
-            here = f"{prefix}.selectionSet.{key}"
+            # Hasura's paths name fields, not their aliases.
+            here = f"{prefix}.selectionSet.{selection.name.value}"
             if _at(selection, start) or _at(selection.name, start):
                 return here
             for argument in selection.arguments or ():

@@ -446,20 +446,20 @@ class LiveQueries:
 
     async def _execute(self, cohort: Cohort) -> LiveEvent:
         info = cohort.info
-        key = info.path.key
+        path = info.path.as_list()
         field_def = info.parent_type.fields[info.field_name]
         try:
             if cohort.stream:
                 table = self.engine.catalog.tables[field_def.extensions["table"]]
                 batch = await fetch_stream_batch(table, cohort.root, info, cohort.args)
-                event = LiveEvent.of_value(Completed(batch.rows), str(key))
+                event = LiveEvent.of_value(Completed(batch.rows), path)
                 event.rows = len(batch.rows)
                 event.next_cursor = batch.cursor
                 return event
             value = field_def.resolve(cohort.root, info, **cohort.args)
             if info.is_awaitable(value):
                 value = await value
-            return LiveEvent.of_value(value, str(key))
+            return LiveEvent.of_value(value, path)
         except asyncio.CancelledError:
             raise
         except Exception as error:

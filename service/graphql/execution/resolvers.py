@@ -19,11 +19,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from graphql import GraphQLResolveInfo, get_named_type
 
 from service.graphql.catalog.metadata import TableInfo
 from service.graphql.errors import validation_failed
+from service.graphql.execution.batching import load_rows, selection_signature
 from service.graphql.plan import ColumnOut, Planner, SelectArgs
 from service.graphql.sql.selects import Fetcher, aggregate, select_rows
 
@@ -50,7 +50,20 @@ def runtime(info: GraphQLResolveInfo) -> tuple[GraphQLEngine, CompileContext, Pl
     engine = context.engine
     ctx = engine.compile_context(context.session)
     planner = Planner(info.schema, info.fragments, info.variable_values, ctx)
-    return engine, ctx, planner, f"$.selectionSet.{info.path.key}"
+    return engine, ctx, planner, root_path(engine, info)
+
+
+def root_path(engine: GraphQLEngine, info: GraphQLResolveInfo) -> str:
+    """Hasura's request path of a root field: field names (not aliases), through the
+    namespace field when the root fields are namespaced."""
+    path = f"$.selectionSet.{info.field_name}"
+    if info.path.prev is not None:
+        return f"$.selectionSet.{engine.catalog.naming.namespace}" + path[1:]
+    return path
+
+
+def _field_def(info: GraphQLResolveInfo) -> Any:
+    return info.parent_type.fields[info.field_name]
 
 
 def _object_type(info: GraphQLResolveInfo) -> Any:
@@ -62,7 +75,7 @@ def select(table: TableInfo) -> Resolver:
 
     async def resolve(root: Any, info: GraphQLResolveInfo, **args: Any) -> Completed:
         engine, ctx, planner, path = runtime(info)
-        select_args = planner.select_args(table, args, info.field_nodes[0], path)
+        select_args = planner.select_args(table, args, info.field_nodes[0], path, _field_def(info))
         plan = planner.row_plan(_object_type(info), table, info.field_nodes, path)
         async with engine.database.read() as conn:
             rows = await select_rows(Fetcher(ctx, conn), plan, select_args)
@@ -72,24 +85,20 @@ def select(table: TableInfo) -> Resolver:
 
 
 def select_by_pk(table: TableInfo) -> Resolver:
-    """Resolver of `t_by_pk(<primary key columns>)`."""
+    """Resolver of `t_by_pk(<primary key columns>)`.
+
+    Aliased `t_by_pk` fields of one execution with the same selection are answered by
+    one statement (`execution.batching`).
+    """
 
     async def resolve(root: Any, info: GraphQLResolveInfo, **args: Any) -> Completed | None:
         engine, ctx, planner, path = runtime(info)
         plan = planner.row_plan(_object_type(info), table, info.field_nodes, path)
-        key = {table.columns_by_field[name].name: value for name, value in args.items()}
-
-        def matches(alias: Any) -> Any:
-            return sa.and_(
-                *(
-                    alias.c[name] == sa.bindparam(None, value, type_=alias.c[name].type)
-                    for name, value in key.items()
-                )
-            )
-
-        async with engine.database.read() as conn:
-            rows = await select_rows(Fetcher(ctx, conn), plan, SelectArgs(path=path), matches)
-        return Completed(rows[0]) if rows else None
+        by_name = {table.columns_by_field[name].name: value for name, value in args.items()}
+        key = tuple(by_name[name] for name in table.primary_key)
+        signature = selection_signature(table, info.field_nodes, "by_pk")
+        [row] = await load_rows(engine, ctx, signature, plan, [key])
+        return Completed(row) if row is not None else None
 
     return resolve
 
@@ -99,7 +108,7 @@ def select_aggregate(table: TableInfo) -> Resolver:
 
     async def resolve(root: Any, info: GraphQLResolveInfo, **args: Any) -> Completed:
         engine, ctx, planner, path = runtime(info)
-        select_args = planner.select_args(table, args, info.field_nodes[0], path)
+        select_args = planner.select_args(table, args, info.field_nodes[0], path, _field_def(info))
         plan = planner.aggregate_plan(_object_type(info), table, info.field_nodes, path)
         async with engine.database.read() as conn:
             result = await aggregate(Fetcher(ctx, conn), plan, select_args)

@@ -15,7 +15,8 @@ What it adds to Strawberry's view:
   anything runs, so such pages cannot send operations as simple (unpreflighted) requests;
 - GraphiQL from the page the app gives (`ide_page`), instead of Strawberry's CDN page;
 - WebSocket handshakes from pages of other origins accepted when `websocket_origins`
-  allows their origin (Strawberry refuses them all by default).
+  allows their origin (Strawberry refuses them all by default);
+- `names`, the endpoint that tells a client the names the schema serves (customization).
 """
 
 from __future__ import annotations
@@ -225,6 +226,19 @@ class GraphQLView(GraphQL):
                 {"message": context.auth_error.message, "code": context.auth_error.code}
             )
         return await super().on_ws_connect(context)
+
+    async def names(self, request: Request) -> Response:
+        """`GET <graphql path>/names`: the names the caller's schema serves, by Hasura's
+        default names (`GraphQLEngine.name_map`), for clients written in the default names
+        to adapt their operations to the server's customization. Authenticated as a
+        GraphQL request is; an authentication error is answered in Hasura's shape."""
+        try:
+            session = self.engine.authenticate(request.headers)
+        except AuthError as error:
+            return JSONResponse(error_response(error.message, error.code))
+        return Response(
+            orjson.dumps(self.engine.name_map(session.role)), media_type="application/json"
+        )
 
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:  # type: ignore[override]
         return self.engine.format(result)

@@ -44,8 +44,10 @@ from strawberry.types import ExecutionResult
 from service.graphql.catalog.metadata import ADMIN_ROLE
 from service.graphql.errors import validation_failed
 from service.graphql.execution.auth import ADMIN_SESSION
+from service.graphql.execution.batching import RowBatching
 from service.graphql.execution.context import RequestContext
 from service.graphql.execution.limits import undeclared_variables
+from service.graphql.execution.namespace import is_namespace
 from service.graphql.execution.resolvers import Completed, SharedResult
 from service.graphql.execution.transaction import MutationTransaction
 from service.graphql.sql.budget import budget_scope
@@ -73,7 +75,12 @@ class EngineExecutor(StrawberryGraphQLCoreExecutionContext):
         path: Any,
         position_context: Any,
     ) -> Any:
-        if type(source) is SharedResult and source.error is None:
+        if (
+            type(source) is SharedResult
+            and source.error is None
+            # A namespace field passes the event down to the root field inside it.
+            and not is_namespace(parent_type.fields[field_details_list[0].node.name.value])
+        ):
             # A subscription event the live-query engine resolved once for a whole cohort:
             # the value is final. Skipping the field's argument coercion matters, as it
             # would otherwise run for every subscriber at every change.
@@ -280,4 +287,5 @@ def engine_extensions(
         lambda: ValidationCache(maxsize=cache_size),
         UndeclaredVariables,
         MutationTransaction,
+        RowBatching,
     ]
