@@ -8,12 +8,12 @@ PORT ?= 8000
 DB ?= sqlite:///event-detector.db
 EVENTS_DIR ?= examples/events
 
-.PHONY: run test bench bench-quick lint format install install-test system-deps web-deps clean
+.PHONY: run test bench bench-quick lint format install install-test system-deps web-deps gateway-deps wheel clean
 
 run: install web-deps
 	$(BIN)/event-detector serve --demo --db "$(DB)" --events-dir "$(EVENTS_DIR)" --host $(HOST) --port $(PORT)
 
-test: install-test system-deps web-deps
+test: install-test system-deps web-deps gateway-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-test system-deps
@@ -52,7 +52,25 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-web-deps: web/node_modules/.installed
+# GraphiQL's browser files, served by the service itself (no CDN).
+web/graphiql/node_modules/.installed: web/graphiql/package.json web/graphiql/package-lock.json
+	cd web/graphiql && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web-deps: web/node_modules/.installed web/graphiql/node_modules/.installed
+
+# A wheel in dist/ carrying the web client, GraphiQL, the Hasura metadata, schema.sql and
+# the demo's modules (see service/assets.py): `pip install 'dist/…whl[service]'`.
+wheel: install web-deps
+	rm -rf build
+	$(BIN)/pip wheel --no-deps --wheel-dir dist .
+
+# Test-only npm packages: a real Apollo gateway, a second subgraph, graphql-js (tests/gateway/).
+tests/gateway/node_modules/.installed: tests/gateway/package.json tests/gateway/package-lock.json
+	cd tests/gateway && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+gateway-deps: tests/gateway/node_modules/.installed
 
 clean:
-	rm -rf $(VENV) web/node_modules .pytest_cache
+	rm -rf $(VENV) web/node_modules web/graphiql/node_modules tests/gateway/node_modules .pytest_cache build dist

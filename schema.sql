@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS event_detector_observability.event_executions (
         REFERENCES event_detector_observability.invocations (id) ON DELETE CASCADE,
     CONSTRAINT event_executions_status_check
         CHECK (status IN ('detecting', 'not_detected', 'handling', 'completed', 'failed',
-                          'detection_failed', 'handler_failed'))
+                          'detection_failed', 'handler_failed', 'timeout', 'skipped'))
 );
 COMMENT ON TABLE event_detector_observability.event_executions IS
     'Each event module checked during an invocation';
@@ -137,6 +137,9 @@ CREATE TABLE IF NOT EXISTS event_detector_observability.job_executions (
     error_type text,
     error_message text,
     error_stack text,
+    -- Each attempt of a retried job (attempt, started_at, ended_at, duration_ms, status,
+    -- error_type, error_message), oldest first; NULL when the job ran once (revision 0004).
+    attempt_history jsonb,
     CONSTRAINT job_executions_pkey PRIMARY KEY (id),
     CONSTRAINT job_executions_event_execution_id_fkey FOREIGN KEY (event_execution_id)
         REFERENCES event_detector_observability.event_executions (id) ON DELETE CASCADE,
@@ -361,13 +364,14 @@ CREATE INDEX IF NOT EXISTS idx_dashboard_stats_source_function
 
 -- The migration revision this file equals, so `event-detector migrate` can upgrade it
 -- (0002 adds SQLite's change counters only; 0003 drops job_executions' foreign key on
--- invocation_id).
+-- invocation_id; 0004 adds job_executions.attempt_history; 0005 lets
+-- event_executions.status be `timeout` and `skipped`).
 CREATE TABLE IF NOT EXISTS event_detector_observability.alembic_version (
     version_num varchar(32) NOT NULL,
     CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 INSERT INTO event_detector_observability.alembic_version (version_num)
-SELECT '0003'
+SELECT '0005'
 WHERE NOT EXISTS (SELECT 1 FROM event_detector_observability.alembic_version);
 
 COMMIT;

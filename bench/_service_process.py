@@ -64,7 +64,13 @@ def start_service(
             "warning",
             "--no-access-log",
         ],
-        env={**os.environ, "EVENT_DETECTOR_DATABASE_URL": database_url, **env},
+        # As `event-detector serve` runs it (its own process: gc.freeze after start).
+        env={
+            **os.environ,
+            "EVENT_DETECTOR_DATABASE_URL": database_url,
+            "EVENT_DETECTOR_GC_FREEZE": "true",
+            **env,
+        },
         cwd=checkout,
     )
     base = f"http://127.0.0.1:{port}"

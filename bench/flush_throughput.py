@@ -86,31 +86,33 @@ def _patches(n: int, invocation_id: str, event_id: str) -> list[Batch]:
     return [Batch(jobs[i : i + half], logs[i : i + half]) for i in range(0, len(jobs), half)]
 
 
+def _parent_patches(invocation_id: str, event_id: str) -> list[Patch]:
+    """An invocation and one event execution of it, new since the last flush."""
+    now = datetime.now(UTC)
+    return [
+        Patch(
+            "invocations",
+            invocation_id,
+            {"id": invocation_id, "created_at": now, "source_function": "bench"},
+            new=True,
+        ),
+        Patch(
+            "event_executions",
+            event_id,
+            {
+                "id": event_id,
+                "invocation_id": invocation_id,
+                "created_at": now,
+                "event_name": "bench",
+            },
+            new=True,
+        ),
+    ]
+
+
 async def _parents(writer: Any) -> tuple[str, str]:
     invocation_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
-    now = datetime.now(UTC)
-    await writer.write(
-        Batch(
-            [
-                Patch(
-                    "invocations",
-                    invocation_id,
-                    {"id": invocation_id, "created_at": now, "source_function": "bench"},
-                ),
-                Patch(
-                    "event_executions",
-                    event_id,
-                    {
-                        "id": event_id,
-                        "invocation_id": invocation_id,
-                        "created_at": now,
-                        "event_name": "bench",
-                    },
-                ),
-            ],
-            [],
-        )
-    )
+    await writer.write(Batch(_parent_patches(invocation_id, event_id), []))
     return invocation_id, event_id
 
 

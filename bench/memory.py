@@ -178,7 +178,11 @@ def _service(url: str, seconds: float) -> tuple[Trace, dict[str, Any]]:
     from tests.support.pgserver import free_port
 
     port = free_port()
-    env = {**os.environ, "EVENT_DETECTOR_ROLLUP_INTERVAL": "10"}
+    env = {
+        **os.environ,
+        "EVENT_DETECTOR_ROLLUP_INTERVAL": "10",
+        "EVENT_DETECTOR_WEBHOOK_FUNCTIONS": "memory",
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--db", url, "--port", str(port),
          "--events-dir", str(EXAMPLES / "events"), "--log-level", "warning"],

@@ -74,6 +74,7 @@ def run(quick: bool) -> Section:
         settings = Settings(
             database_url=through(proxy, service_db),
             events_dir=EXAMPLES_EVENTS,
+            webhook_functions=["soak"],
             webhook_secret=SECRET,
             rollup_interval=10,
             observability_environ=retry,

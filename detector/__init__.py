@@ -40,7 +40,7 @@ from .payload import (
     parse_hasura_event,
 )
 from .plugins import CapturedLog, EventInfo, InvocationInfo, JobInfo, ListenOptions, Plugin
-from .results import EventResult, JobResult, ListenResult
+from .results import EventResult, JobAttempt, JobResult, ListenResult
 from .status import EventStatus, InvocationStatus, JobStatus, LogLevel, Operation
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "InvocationInfo",
     "InvocationStatus",
     "Job",
+    "JobAttempt",
     "JobInfo",
     "JobResult",
     "JobStatus",

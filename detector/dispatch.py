@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 HOOKS = (
     "on_configure",
     "on_invocation_start",
+    "on_event_skipped",
     "on_detection_start",
     "on_detection_end",
     "on_handler_start",

@@ -23,7 +23,8 @@ Semantics:
   for that reason a timed-out sync attempt is not retried;
 - `retries=N` gives up to N + 1 attempts, waiting `backoff * 2**(n-1)` seconds plus up to
   `backoff / 2` of random jitter (capped at 30 s) before retry n; no retry is started
-  that could not finish before the invocation's deadline. `attempts` is recorded.
+  that could not finish before the invocation's deadline. `attempts` is recorded and,
+  when there was more than one, each attempt (`JobResult.attempt_history`).
 - inside `listen_to`, plugins see `on_job_start`/`on_job_end` (and `on_error` on
   failure) and the invocation's deadline cancels outstanding jobs (status `timeout`).
   Standalone (`await run(...)` outside `listen_to`) no plugin is called.
@@ -40,14 +41,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
 from .correlation import format_token
 from .errors import ConfigurationError, JobTimeoutError
 from .logcapture import log_scope
 from .payload import HasuraEvent, parse_hasura_event
 from .plugins import JobInfo
-from .results import JobResult
+from .results import JobAttempt, JobResult
 from .runtime import (
     EventRuntime,
     InvocationRuntime,
@@ -331,6 +330,14 @@ class JobRun:
         if self.job.retries == 0:
             self._begin_attempt(1)
             return await self._attempt()
+        # tenacity loads with the first job that retries, not with the library.
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
         backoff = self.job.backoff
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.job.retries + 1) | self._no_time_to_retry,
@@ -338,11 +345,49 @@ class JobRun:
             retry=retry_if_exception(self._retryable),
             reraise=True,
         )
+        history: list[JobAttempt] = []
         async for attempt in retrying:
             with attempt:
-                self._begin_attempt(attempt.retry_state.attempt_number)
-                return await self._attempt()
+                number = attempt.retry_state.attempt_number
+                self._begin_attempt(number)
+                if number == 2:
+                    # One attempt is the job itself: only a retried job keeps its history.
+                    # Set now, so a job cut by the deadline reports the attempts it made.
+                    self.result.attempt_history = history
+                return await self._recorded_attempt(number, history)
         raise AssertionError("tenacity ended without a result or an error")  # pragma: no cover
+
+    async def _recorded_attempt(self, number: int, history: list[JobAttempt]) -> Any:
+        """One attempt of a job that may retry, appended to `history` however it ends."""
+        started_at = utcnow()
+        began = time.perf_counter()
+        try:
+            value = await self._attempt()
+        except BaseException as error:
+            history.append(
+                JobAttempt(
+                    number,
+                    started_at,
+                    utcnow(),
+                    ms_since(began),
+                    self._attempt_status(error),
+                    error_message(error),
+                    type(error).__name__,
+                )
+            )
+            raise
+        history.append(
+            JobAttempt(number, started_at, utcnow(), ms_since(began), JobStatus.COMPLETED)
+        )
+        return value
+
+    def _attempt_status(self, error: BaseException) -> JobStatus:
+        if isinstance(error, JobTimeoutError):
+            return JobStatus.TIMEOUT
+        if isinstance(error, asyncio.CancelledError):
+            cut = self.invocation is not None and self.invocation.cut
+            return JobStatus.TIMEOUT if cut else JobStatus.CANCELLED
+        return JobStatus.FAILED
 
     def _retryable(self, error: BaseException) -> bool:
         if not isinstance(error, Exception):

@@ -35,7 +35,7 @@ from .modules import (
 )
 from .payload import HasuraEvent, parse_hasura_event
 from .plugins import EventInfo, InvocationInfo, ListenOptions, Plugin
-from .results import EventResult, JobResult, ListenResult
+from .results import EventResult, JobResult, ListenResult, detection_status, handler_status
 from .runtime import (
     EventRuntime,
     InvocationRuntime,
@@ -426,17 +426,31 @@ def _outcome(events: list[EventResult]) -> tuple[InvocationStatus, str | None]:
 async def _run_event(
     runtime: InvocationRuntime, one: EventRuntime, source: ModuleSource, event: HasuraEvent
 ) -> None:
-    """Detect, and if detected handle, one event; every error ends up in its result."""
+    """Detect, and if detected handle, one event; every error ends up in its result.
+
+    A module that declares tables or operations this event is not is skipped: its
+    detector never runs, and plugins see `on_event_skipped` only.
+    """
     current_event.set(one)  # this task's own context: run() inside the handler finds it
     dispatcher, name = runtime.dispatcher, one.info.name
+    one.detect_started = time.perf_counter()
+    # Loading is synchronous (cached after the first import): the declaration it reads
+    # decides between skipping and detecting before any hook runs.
+    try:
+        module: EventModule | None = source.load()
+        load_error: EventModuleError | None = None
+    except EventModuleError as error:
+        module, load_error = None, error
+    if module is not None and not module.listens_to(event):
+        one.phase = Phase.DONE
+        one.result.status = EventStatus.SKIPPED
+        await dispatcher.call("on_event_skipped", one.info)
+        return
     one.phase = Phase.DETECTING
     one.result.status = EventStatus.DETECTING
-    one.detect_started = time.perf_counter()
     await dispatcher.call("on_detection_start", one.info)
-    try:
-        module = source.load()
-    except EventModuleError as error:
-        await _finish_detection(runtime, one, False, error, scope="module")
+    if module is None:
+        await _finish_detection(runtime, one, False, load_error, scope="module")
         return
     try:
         with log_scope(runtime, one.event_execution_id):
@@ -492,14 +506,10 @@ async def _finish_detection(
     result = one.result
     result.detection_duration_ms = ms_since(one.detect_started)
     result.detected = detected and error is None
+    result.status = detection_status(detected, error)
     if error is not None:
-        result.status = EventStatus.DETECTION_FAILED
         result.error = error_message(error)
         result.exception = error
-    elif not detected:
-        result.status = EventStatus.NOT_DETECTED
-    else:
-        result.status = EventStatus.HANDLING
     if result.detected:
         one.phase = Phase.HANDLING
         one.handler_started = time.perf_counter()
@@ -528,12 +538,10 @@ async def _finish_handler(
     result = one.result
     result.handler_duration_ms = ms_since(one.handler_started)
     result.jobs = jobs if jobs is not None else [run.result for run in one.job_runs]
+    result.status = handler_status(error)
     if error is not None:
-        result.status = EventStatus.HANDLER_FAILED
         result.error = error_message(error)
         result.exception = error
-    else:
-        result.status = EventStatus.COMPLETED
     dispatcher = runtime.dispatcher
     if error is not None and scope is not None:
         await dispatcher.call("on_error", error, scope, runtime.info, one.info)

@@ -13,12 +13,16 @@ Three ways to provide them:
 - explicit `EventModule(name, detector, handler)` objects;
 - an `EventRegistry` filled with decorators.
 
-A module that fails to load is reported for its own event only (`detection_failed`).
+A module may declare what it listens to: `tables` (`"orders"` for `public.orders`, or
+`"schema.table"`) and, optionally, `operations` (`"INSERT"`, `"UPDATE"`, `"DELETE"`,
+`"MANUAL"`), as module-level names in a file or as `EventModule` / decorator arguments.
+An event outside them is `skipped` before the detector runs; a module that declares
+nothing sees every event. A module that fails to load is reported for its own event only
+(`detection_failed`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
 import importlib.util
 import os
@@ -26,14 +30,67 @@ import re
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from .errors import ConfigurationError, EventModuleError
+from .payload import HasuraEvent
+from .status import Operation
 
 F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_TABLE_SCHEMA = "public"
+
+
+def _names(value: Any, what: str) -> tuple[str, ...] | None:
+    """`value` (None, one string or an iterable of strings) as a tuple of strings."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    try:
+        items = list(items)
+    except TypeError:
+        raise ConfigurationError(
+            f"`{what}` must be a string or a list of strings, got {type(value).__name__}"
+        ) from None
+    if not items or not all(isinstance(item, str) and item.strip() for item in items):
+        raise ConfigurationError(f"`{what}` must list at least one non-empty string, got {value!r}")
+    return tuple(item.strip() for item in items)
+
+
+def listened_tables(value: Any) -> tuple[str, ...] | None:
+    """Declared tables as `schema.table` (a bare name is in `public`, as in Hasura's
+    metadata); None when nothing is declared. Raises ConfigurationError."""
+    names = _names(value, "tables")
+    if names is None:
+        return None
+    qualified = []
+    for name in names:
+        parts = name.split(".")
+        if len(parts) > 2 or not all(part.strip() for part in parts):
+            raise ConfigurationError(
+                f"`tables`: {name!r} is not a table name: use `table` or `schema.table`"
+            )
+        qualified.append(name if len(parts) == 2 else f"{DEFAULT_TABLE_SCHEMA}.{name}")
+    return tuple(dict.fromkeys(qualified))
+
+
+def listened_operations(value: Any) -> tuple[Operation, ...] | None:
+    """Declared operations (case-insensitive); None when nothing is declared.
+    Raises ConfigurationError naming the valid ones."""
+    names = _names(value, "operations")
+    if names is None:
+        return None
+    valid = [op.value for op in Operation]
+    found = []
+    for name in names:
+        if name.upper() not in valid:
+            raise ConfigurationError(
+                f"`operations`: {name!r} is not a Hasura operation (use {', '.join(valid)})"
+            )
+        found.append(Operation(name.upper()))
+    return tuple(dict.fromkeys(found))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +100,20 @@ class EventModule:
     Both may be sync or async. The handler returns the list of `JobResult`s from
     `await run(event_name, event, [job(...), ...])` (a sync handler may return the `run(...)`
     coroutine itself). `path` is the file it came from, if any.
+
+    `tables` (`"orders"` means `public.orders`; or `"schema.table"`) and `operations`
+    (`"INSERT"`, `"UPDATE"`, `"DELETE"`, `"MANUAL"`) say which events the module listens
+    to; they are stored normalised (`("public.orders",)`, `(Operation.UPDATE,)`), None
+    when not declared (every event). Raises ConfigurationError for invalid values.
     """
 
     name: str
     detector: Callable[..., Any]
     handler: Callable[..., Any]
     path: str | None = None
+    # Sequence: a list or a bare string is accepted; stored as a normalised tuple.
+    tables: Sequence[str] | None = None
+    operations: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -61,6 +126,29 @@ class EventModule:
                     f"EventModule `{self.name}`: {role} must be callable, "
                     f"got {type(getattr(self, role)).__name__}"
                 )
+        try:
+            # Frozen: normalised values are set through object.__setattr__.
+            object.__setattr__(self, "tables", listened_tables(self.tables))
+            object.__setattr__(self, "operations", listened_operations(self.operations))
+        except ConfigurationError as error:
+            raise ConfigurationError(f"EventModule `{self.name}`: {error}") from None
+
+    def listens_to(self, event: HasuraEvent) -> bool:
+        """Whether `event` is one this module declared (always True when it declared nothing)."""
+        if self.operations is not None and event.op not in self.operations:
+            return False
+        if self.tables is None:
+            return True
+        return event.table is not None and str(event.table) in self.tables
+
+    def declaration(self) -> str | None:
+        """What the module listens to, for people (`public.orders (UPDATE)`); None when all."""
+        if self.tables is None and self.operations is None:
+            return None
+        tables = ", ".join(self.tables) if self.tables is not None else "any table"
+        if self.operations is None:
+            return tables
+        return f"{tables} ({', '.join(self.operations)})"
 
 
 class EventRegistry:
@@ -70,7 +158,7 @@ class EventRegistry:
 
         events = EventRegistry()
 
-        @events.detector("orders.shipped")
+        @events.detector("orders.shipped", tables="orders", operations="UPDATE")
         def shipped(event_name, event):
             return column_has_changed("status", event) and event.new["status"] == "shipped"
 
@@ -82,9 +170,17 @@ class EventRegistry:
     def __init__(self) -> None:
         self._detectors: dict[str, Callable[..., Any]] = {}
         self._handlers: dict[str, Callable[..., Any]] = {}
+        self._listens: dict[str, tuple[Any, Any]] = {}
 
-    def detector(self, name: str) -> Callable[[F], F]:
-        """Decorator registering the detector of event `name`."""
+    def detector(
+        self, name: str, *, tables: Any = None, operations: Any = None
+    ) -> Callable[[F], F]:
+        """Decorator registering the detector of event `name`; `tables` and `operations`
+        declare what it listens to (see `EventModule`)."""
+        if tables is not None or operations is not None:
+            listened_tables(tables)  # invalid values fail here, at the decorator
+            listened_operations(operations)
+            self._listens[name] = (tables, operations)
         return self._decorator(name, self._detectors, "detector")
 
     def handler(self, name: str) -> Callable[[F], F]:
@@ -95,6 +191,8 @@ class EventRegistry:
         """Register a whole `EventModule`."""
         self._store(module.name, self._detectors, "detector", module.detector)
         self._store(module.name, self._handlers, "handler", module.handler)
+        if module.tables is not None or module.operations is not None:
+            self._listens[module.name] = (module.tables, module.operations)
         return module
 
     @property
@@ -112,7 +210,8 @@ class EventRegistry:
                 raise ConfigurationError(
                     f"event `{name}` has no {missing}: declare it with @events.{missing}({name!r})"
                 )
-            out.append(EventModule(name, detector, handler))
+            tables, operations = self._listens.get(name, (None, None))
+            out.append(EventModule(name, detector, handler, None, tables, operations))
         return out
 
     def __iter__(self) -> Iterator[EventModule]:
@@ -220,8 +319,16 @@ _cache_lock = threading.RLock()
 _cache: dict[str, tuple[int, int, EventModule | BaseException]] = {}
 
 
+def _digest(text: str) -> str:
+    # hashlib (OpenSSL) loads with the first module loaded from a directory, not with
+    # the library.
+    import hashlib
+
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
 def _package_name(directory: Path) -> str:
-    digest = hashlib.sha1(str(directory).encode()).hexdigest()[:12]
+    digest = _digest(str(directory))[:12]
     return f"_detector_events_{digest}"
 
 
@@ -240,7 +347,7 @@ def _package_for(directory: Path) -> str:
 def _module_name(package: str, event_name: str) -> str:
     # Dots would mean sub-packages: replace them, and add a digest so `a.b` and `a_b` differ.
     slug = re.sub(r"\W", "_", event_name)
-    digest = hashlib.sha1(event_name.encode()).hexdigest()[:8]
+    digest = _digest(event_name)[:8]
     return f"{package}.{slug}_{digest}"
 
 
@@ -270,7 +377,12 @@ def _import(name: str, path: Path) -> EventModule:
             + " and ".join(f"`{role}(event_name, event)`" for role in missing)
             + " as functions",
         )
-    return EventModule(name, module.detector, module.handler, str(path))
+    try:
+        tables = listened_tables(getattr(module, "tables", None))
+        operations = listened_operations(getattr(module, "operations", None))
+    except ConfigurationError as error:
+        raise EventModuleError(name, str(path), str(error)) from None
+    return EventModule(name, module.detector, module.handler, str(path), tables, operations)
 
 
 @dataclass(slots=True)

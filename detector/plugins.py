@@ -143,7 +143,8 @@ class Plugin:
     `flush`, and then the error is raised to the caller.
 
     Hook order for one invocation: `on_configure` → `on_invocation_start` → per event
-    (concurrently across events) `on_detection_start` → `on_detection_end` → if detected
+    (concurrently across events) either `on_event_skipped` (the module declares tables or
+    operations this event is not) or `on_detection_start` → `on_detection_end` → if detected
     `on_handler_start` → per job `on_job_start` → `on_job_end` → `on_handler_end` →
     `on_invocation_end`. `on_log` and `on_error` fire whenever they happen. `flush` runs at
     the end of every invocation (and when a deadline cuts it); `shutdown` when the plugin
@@ -168,6 +169,10 @@ class Plugin:
 
     async def on_invocation_start(self, invocation: InvocationInfo) -> None:
         """The payload was validated (or rejected: `invocation.event is None`)."""
+
+    async def on_event_skipped(self, event: EventInfo) -> None:
+        """The module does not listen to this event's table or operation: its detector
+        does not run, and no other hook is called for it."""
 
     async def on_detection_start(self, event: EventInfo) -> None:
         """An event module is about to be loaded and its detector run."""

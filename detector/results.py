@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from .errors import DeadlineExceededError
+from .jsonsafe import json_safe
 from .status import EventStatus, InvocationStatus, JobStatus
 
 
@@ -17,18 +19,35 @@ def _camel(name: str) -> str:
 def _plain(value: Any, camel: bool) -> Any:
     if isinstance(value, _Serialisable):
         return value.to_dict(camel=camel)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
+    if isinstance(value, list) and value and isinstance(value[0], _Serialisable):
         return [_plain(item, camel) for item in value]
-    if isinstance(value, dict):
-        return {key: _plain(item, camel) for key, item in value.items()}
-    return value
+    # A job's result is whatever the job returned: cycles, bytes, any object.
+    return json_safe(value)
+
+
+def detection_status(detected: bool, error: BaseException | None) -> EventStatus:
+    """An event's status once its detector answered (`error`: it raised, its module did
+    not load, or the deadline cut it)."""
+    if isinstance(error, DeadlineExceededError):
+        return EventStatus.TIMEOUT  # as the invocation and its outstanding jobs
+    if error is not None:
+        return EventStatus.DETECTION_FAILED
+    return EventStatus.HANDLING if detected else EventStatus.NOT_DETECTED
+
+
+def handler_status(error: BaseException | None) -> EventStatus:
+    """An event's status once its handler returned or raised (or the deadline cut it)."""
+    if isinstance(error, DeadlineExceededError):
+        return EventStatus.TIMEOUT
+    return EventStatus.COMPLETED if error is None else EventStatus.HANDLER_FAILED
 
 
 class _Serialisable:
     def to_dict(self, *, camel: bool = False) -> dict[str, Any]:
-        """JSON-ready dict (datetimes as ISO-8601); `camel=True` gives camelCase keys."""
+        """JSON-ready dict, always: `json.dumps` accepts it whatever jobs returned
+        (datetimes as ISO-8601, cycles, bytes and other objects described by
+        `detector.jsonsafe`, as the observability plugin records them); `camel=True`
+        gives camelCase keys to the result's own fields."""
         out: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]
             if not f.metadata.get("serialise", True):
@@ -39,12 +58,31 @@ class _Serialisable:
 
 
 @dataclass(slots=True)
+class JobAttempt(_Serialisable):
+    """One attempt of a job that was tried more than once.
+
+    `status` is how this attempt ended (`completed`, `failed`, `timeout`, `cancelled`);
+    `error` and `error_type` are its exception's message and class name. Milliseconds.
+    """
+
+    attempt: int
+    started_at: datetime
+    ended_at: datetime
+    duration_ms: float
+    status: JobStatus
+    error: str | None = None
+    error_type: str | None = None
+
+
+@dataclass(slots=True)
 class JobResult(_Serialisable):
     """Outcome of one job (all its attempts).
 
     `completed` is True only for status `completed`. `result` is what the job function
-    returned (unchanged: it may not be JSON-serialisable). `error` is the last attempt's
+    returned (unchanged here; `to_dict()` gives its JSON-safe form). `error` is the last attempt's
     error message, `error_type` its exception class name. Durations are milliseconds.
+    `attempt_history` lists every attempt, oldest first, only when there was more than
+    one (None otherwise: a single attempt is the job itself).
     """
 
     name: str
@@ -58,6 +96,7 @@ class JobResult(_Serialisable):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     job_execution_id: str | None = None
+    attempt_history: list[JobAttempt] | None = None
     # The exception itself, for plugins (stack traces); never serialised.
     exception: BaseException | None = field(
         default=None, repr=False, compare=False, metadata={"serialise": False}
@@ -69,7 +108,9 @@ class EventResult(_Serialisable):
     """Outcome of one listened event, detected or not.
 
     `error` is the detection error (status `detection_failed`) or the handler error
-    (status `handler_failed`, `detected` stays True).
+    (status `handler_failed`, `detected` stays True), or says where the deadline cut it
+    (status `timeout`). `skipped`: the module declares tables or operations this event
+    is not, so its detector did not run.
     """
 
     name: str

@@ -21,7 +21,12 @@ class InvocationStatus(StrEnum):
 
 
 class EventStatus(StrEnum):
-    """Lifecycle of one event module checked during an invocation."""
+    """Lifecycle of one event module checked during an invocation.
+
+    `skipped`: the module declares tables or operations this event is not (its detector
+    never ran). `timeout`: the invocation's deadline cut its detector or handler, as its
+    outstanding jobs are `timeout` and the invocation is `timeout`.
+    """
 
     DETECTING = "detecting"
     NOT_DETECTED = "not_detected"
@@ -30,6 +35,8 @@ class EventStatus(StrEnum):
     FAILED = "failed"
     DETECTION_FAILED = "detection_failed"
     HANDLER_FAILED = "handler_failed"
+    TIMEOUT = "timeout"
+    SKIPPED = "skipped"
 
 
 class JobStatus(StrEnum):

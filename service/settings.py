@@ -11,14 +11,26 @@ plugin. `docs/configuration.md` lists them all, and the tests check that it does
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from service import assets
+
+# The checkout this code runs from (tests and tools); the service finds its own files
+# through `service.assets`, which also knows a built wheel's copies.
+REPO_ROOT = assets.checkout_root()
 DEFAULT_WEBHOOK_SECRET_HEADER = "x-event-detector-secret"
+FUNCTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+"""What a webhook function may be called (`/hooks/<function>`, a sub-directory's name)."""
+# An entry of the CORS domain list: scheme://host[:port], `*.` only as the first label.
+_CORS_DOMAIN = re.compile(r"https?://(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:[0-9]{1,5})?")
+GRAPHQL_NAME_OR_EMPTY = r"^([_A-Za-z][_0-9A-Za-z]*)?$"
+"""A GraphQL name, or nothing (a customization setting's way to remove the metadata's)."""
 
 
 class Settings(BaseSettings):
@@ -67,8 +79,70 @@ class Settings(BaseSettings):
             "EVENT_DETECTOR_STRINGIFY_NUMERIC_TYPES", "HASURA_GRAPHQL_STRINGIFY_NUMERIC_TYPES"
         ),
     )
-    hasura_metadata_dir: Path = REPO_ROOT / "hasura" / "metadata"
-    web_dir: Path = REPO_ROOT / "web"
+    hasura_metadata_dir: Path = Field(
+        default_factory=lambda: assets.default_path("hasura/metadata"),
+        description="Hasura metadata served (default: the copy installed with the package, "
+        "or the checkout's hasura/metadata)",
+    )
+    web_dir: Path = Field(
+        default_factory=lambda: assets.default_path("web"),
+        description="the web client's files (default: the copy installed with the package, "
+        "or the checkout's web/)",
+    )
+
+    # -- browsers on other origins ---------------------------------------------------
+    cors_domain: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("*",),
+        validation_alias=AliasChoices("EVENT_DETECTOR_CORS_DOMAIN", "HASURA_GRAPHQL_CORS_DOMAIN"),
+        description="origins whose pages may call the API, as Hasura's: a comma list of "
+        "`scheme://host[:port]`, `*.` as the first label matches any subdomain, `*` alone "
+        "allows every origin",
+    )
+    disable_cors: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("EVENT_DETECTOR_DISABLE_CORS", "HASURA_GRAPHQL_DISABLE_CORS"),
+        description="send no CORS headers at all (browsers then allow only same-origin pages)",
+    )
+
+    # -- GraphQL names (Hasura's source customization) and Apollo Federation ---------
+    # Each overrides `customization` in hasura/metadata/databases/databases.yaml for this
+    # deployment: unset keeps the metadata's value, an empty string removes it.
+    graphql_namespace: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.root_fields.namespace: every root field under this field",
+    )
+    graphql_root_field_prefix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.root_fields.prefix",
+    )
+    graphql_root_field_suffix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.root_fields.suffix",
+    )
+    graphql_type_name_prefix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.type_names.prefix",
+    )
+    graphql_type_name_suffix: str | None = Field(
+        default=None,
+        pattern=GRAPHQL_NAME_OR_EMPTY,
+        description="customization.type_names.suffix",
+    )
+    graphql_naming_convention: Literal["hasura-default", "graphql-default", ""] | None = Field(
+        default=None, description="customization.naming_convention"
+    )
+    apollo_federation: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "EVENT_DETECTOR_APOLLO_FEDERATION", "HASURA_GRAPHQL_ENABLE_APOLLO_FEDERATION"
+        ),
+        description="serve an Apollo Federation 2 subgraph: `_service`, `_entities`, and "
+        "tables with apollo_federation_config as entities",
+    )
 
     # GraphQL abuse limits (answered with Hasura-style validation errors).
     max_query_depth: int = Field(
@@ -85,10 +159,61 @@ class Settings(BaseSettings):
     max_batch_operations: int = Field(
         default=20, ge=1, description="operations per batched HTTP request"
     )
+    max_response_nodes: int = Field(
+        default=100_000,
+        ge=1,
+        description="row objects one response may hold, nested relationships expanded "
+        "(a batch's operations share one budget; each live-query run has its own); "
+        "more is a validation error naming this setting",
+    )
+    statement_timeout: float = Field(
+        default=10.0,
+        ge=0,
+        description="seconds one SQL statement of a request may run before the database "
+        "cancels it (PostgreSQL: SET LOCAL statement_timeout per transaction; SQLite: a "
+        "progress handler); 0 = no limit",
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="largest GraphQL request body (HTTP, answered 413) or WebSocket message",
+    )
+    max_json_depth: int = Field(
+        default=64,
+        ge=8,
+        description="deepest nesting of arrays and objects in a GraphQL request body or a "
+        "webhook delivery; deeper is refused (parse-failed, or 400) naming this limit",
+    )
     parser_cache_size: int = Field(
         default=256, ge=1, description="parsed/validated documents cached"
     )
     db_pool_size: int = Field(default=10, ge=1, description="database connections kept per process")
+    gc_freeze: bool = Field(
+        default=False,
+        description="after start, keep the objects built so far (schemas, metadata, libraries) "
+        "out of the garbage collector's full scans (gc.freeze), which otherwise pause a "
+        "request for ~100 ms every few hundred requests; it changes the whole process, so "
+        "only for a process that serves this app alone (`serve` turns it on)",
+    )
+
+    # -- the HTTP server (uvicorn) ------------------------------------------------------
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="concurrent connections and requests `serve` accepts; more are "
+        "answered 503 at once (uvicorn's limit_concurrency)",
+    )
+    http_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds a connection may take to send a request's headers, first or "
+        "next on a kept-alive connection; then it is closed",
+    )
+    http_keepalive_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds an idle kept-alive connection stays open",
+    )
 
     # -- WebSocket transport and live subscriptions -------------------------------------
     websocket_keepalive: float = Field(
@@ -157,9 +282,17 @@ class Settings(BaseSettings):
     # -- webhook receiver (POST /hooks/<function>) ------------------------------------
     events_dir: Path | None = Field(
         default=None,
-        description="events directory the webhook runs: a subdirectory named after the "
-        "function if there is one, else the directory itself for every function; unset "
+        description="events directory the webhook runs: each sub-directory holding event "
+        "modules serves the function of its name; the modules at its top serve the "
+        "functions named in EVENT_DETECTOR_WEBHOOK_FUNCTIONS or recorded already; unset "
         "turns the webhook off",
+    )
+    webhook_functions: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated names of the functions the webhook serves besides "
+        "those with a sub-directory of the events directory and those with invocations "
+        "recorded already; they run the event modules at the top of the events directory "
+        "(the shared, flat layout)",
     )
     webhook_secret: str | None = Field(
         default=None,
@@ -239,6 +372,43 @@ class Settings(BaseSettings):
         if not name or any(c.isspace() or c in ':()<>@,;\\"/[]?={}' for c in name):
             raise ValueError(f"{value!r} is not a valid HTTP header name")
         return name
+
+    @field_validator("webhook_functions", mode="before")
+    @classmethod
+    def _function_names(cls, value: Any) -> Any:
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list | tuple):
+            return value
+        cleaned = [str(name).strip() for name in names if str(name).strip()]
+        for name in cleaned:
+            if not FUNCTION_NAME.match(name) or ".." in name:
+                raise ValueError(
+                    f"{name!r} is not a function name: letters, digits, '_', '.', '-', "
+                    "starting with a letter or digit"
+                )
+        return cleaned
+
+    @field_validator("cors_domain", mode="before")
+    @classmethod
+    def _cors_domains(cls, value: Any) -> tuple[str, ...]:
+        entries = value.split(",") if isinstance(value, str) else value
+        if not isinstance(entries, Sequence):
+            raise ValueError("a comma-separated list of origins, or *")
+        domains = []
+        for entry in entries:
+            domain = str(entry).strip().rstrip("/").lower()
+            if not domain:
+                continue
+            if domain != "*" and not _CORS_DOMAIN.fullmatch(domain):
+                raise ValueError(
+                    f"{str(entry).strip()!r} is not an origin: write scheme://host[:port], "
+                    "with *. as the first label for any subdomain (https://*.example.com), "
+                    "or * alone for every origin"
+                )
+            domains.append(domain)
+        if not domains:
+            raise ValueError("no origin given: use * to allow every origin")
+        return tuple(domains)
 
     @field_validator("events_dir")
     @classmethod

@@ -46,6 +46,14 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'observability.db'}"
 
 
+@pytest.fixture(scope="module")
+def module_sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite database shared by one test module."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'observability.db'}"
+    db.run(db.prepare_database(url))
+    return url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -98,14 +106,29 @@ def browser() -> Iterator[Any]:
         yield launched
 
 
+@pytest.fixture(scope="session")
+def web_dataset(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The web client's data (SQLite, written by the real library and plugin), built once
+    for every browser module that reads it (see tests/support/webdata.py)."""
+    from tests.support.webdata import build_dataset
+
+    return build_dataset(f"sqlite:///{tmp_path_factory.mktemp('web') / 'web.db'}")
+
+
+@pytest.fixture(scope="session")
+def web_server(web_dataset: Any) -> Iterator[Any]:
+    """The service (API and web client) on `web_dataset`, shared like it."""
+    from service.settings import Settings
+    from tests.support.server import serving
+
+    with serving(Settings(database_url=web_dataset.url, rollup_interval=0)) as running:
+        yield running
+
+
 @pytest.fixture
 def tab(browser: Any) -> Iterator[Any]:
     """A fresh browser tab at 1440 x 900; the test fails on any console or page error."""
-    from tests.support.browser import open_tab
+    from tests.support.browser import checked_tab
 
-    opened = open_tab(browser)
-    try:
+    with checked_tab(browser) as opened:
         yield opened
-        opened.assert_no_errors()
-    finally:
-        opened.close()

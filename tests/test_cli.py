@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,22 +39,52 @@ RECORDED = [
 ]
 
 
-def cli(*args: str, expect: int = 0) -> str:
+def cli(*args: str, expect: int = 0, env: dict[str, str] | None = None) -> str:
     """Run the CLI in-process; assert its exit code; return what it printed."""
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "220"}, catch_exceptions=False)
+    environ = {"COLUMNS": "220", **(env or {})}
+    result = CliRunner().invoke(app, list(args), env=environ, catch_exceptions=False)
     output = result.output
     assert result.exit_code == expect, f"exit {result.exit_code}, expected {expect}:\n{output}"
     return output
 
 
-def record(url: str, names: list[str], events_dir: Path = EXAMPLES_EVENTS) -> list[str]:
-    """Run example payloads through the real plugin into `url`; returns invocation ids."""
+def run_commands(
+    cwd: Path, *commands: list[str], env: dict[str, str] | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run `event-detector` processes in `cwd`, all at once (each is one real command line);
+    their outcomes in order."""
+    environ = {**os.environ, "COLUMNS": "80", **(env or {})}
+    environ.pop("EVENT_DETECTOR_DATABASE_URL", None)
+    started = [
+        (
+            args,
+            subprocess.Popen(
+                [sys.executable, "-m", "service.cli", *args],
+                cwd=cwd,
+                env=environ,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for args in commands
+    ]
+    done = []
+    for args, process in started:
+        out, err = process.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(args, process.returncode, out, err))
+    return done
+
+
+def record(url: str, names: list[Any], events_dir: Path = EXAMPLES_EVENTS) -> list[str]:
+    """Run payloads (example file names, or payloads) through the real plugin into `url`;
+    returns invocation ids."""
     plugin = ObservabilityPlugin(url, environ={}, auto_migrate=False)
 
     async def run_all() -> list[str]:
         found = []
         for name in names:
-            payload = json.loads((PAYLOADS / name).read_text())
+            payload = json.loads((PAYLOADS / name).read_text()) if isinstance(name, str) else name
             result = await listen_to(payload, events_dir=events_dir, plugins=[plugin])
             found.append(result.invocation_id)
         return found
@@ -96,12 +129,73 @@ def test_create_validates_the_name_and_never_overwrites(tmp_path: Path) -> None:
     created.write_text(created.read_text() + "# edited\n")
     assert "already exists" in cli("create", "billing.invoice_paid", "-d", str(events), expect=1)
     assert created.read_text().endswith("# edited\n")
-    assert "starts with `_`" in cli("create", "_helpers", "-d", str(events), expect=1)
-    assert "invalid event name" in cli("create", "orders..shipped", "-d", str(events), expect=1)
-    assert "invalid event name" in cli("create", "../escape", "-d", str(events), expect=1)
+    assert "starts with `_`" in cli("create", "_helpers", "-d", str(events), expect=2)
+    assert "invalid event name" in cli("create", "orders..shipped", "-d", str(events), expect=2)
+    assert "invalid event name" in cli("create", "../escape", "-d", str(events), expect=2)
     assert sorted(p.name for p in events.iterdir()) == ["billing.invoice_paid.py"]
     verified = cli("verify", "--events-dir", str(events))
     assert "billing.invoice_paid" in verified and "notify" in verified
+
+
+def test_init_prints_each_next_command_whole_on_its_own_line_at_80_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [done] = run_commands(tmp_path, ["init"])
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    commands = lines[lines.index("next, run:") + 1 :]
+    assert commands == [
+        "event-detector test orders.shipped -d events -p payloads/orders.shipped.json",
+        "event-detector verify -d events",
+    ]
+    # Copied as printed, each runs.
+    monkeypatch.chdir(tmp_path)
+    assert "1 of 1 event(s) detected" in cli(*commands[0].split()[1:])
+    assert "1 event(s), 2 job(s), 0 error(s)" in cli(*commands[1].split()[1:])
+
+
+def test_bad_input_exits_2_with_the_problem_named_before_any_database_is_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVENT_DETECTOR_DATABASE_URL", raising=False)
+    refused = {
+        ("replay", "not-a-uuid"): "error: 'not-a-uuid' is not an invocation id (a UUID)",
+        ("create", "bad name!"): "error: invalid event name 'bad name!': use letters",
+        ("export", "--status", "bogus"): "error: --status 'bogus' is not an invocation status "
+        "(use running, completed, failed, timeout, rejected)",
+        ("retention", "--success-days", "0", "--failure-days", "0", "--dry-run"): (
+            "error: --success-days must be a positive number of days, got 0"
+        ),
+        ("retention", "--log-days", "-1"): "error: --log-days must be a positive number",
+    }
+    for args, error in refused.items():
+        assert " ".join(cli(*args, expect=2).split()).startswith(error)
+    assert list(tmp_path.iterdir()) == [], "nothing was created"
+
+
+def test_commands_on_recorded_data_never_create_a_database_and_say_how_to_point_to_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = tmp_path / "event-detector.db"
+    # Real processes: a failed SQLite connect used to print two thread tracebacks at exit.
+    outcomes = run_commands(tmp_path, ["export"], ["rollup", "--db", "/nonexistent/dir/x.db"])
+    for done in outcomes:
+        assert done.returncode == 2, done
+        assert "Traceback" not in done.stderr and done.stdout == "", done.stderr
+        missing = "/nonexistent/dir/x.db" if "--db" in done.args else str(default)
+        assert " ".join(done.stderr.split()) == (
+            f"error: no database at {missing}; pass --db or set EVENT_DETECTOR_DATABASE_URL"
+        )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVENT_DETECTOR_DATABASE_URL", raising=False)
+    for args in (["replay", str(uuid.uuid4())], ["rollup"], ["retention", "--dry-run"]):
+        assert f"no database at {default}; pass --db" in " ".join(cli(*args, expect=2).split())
+    assert list(tmp_path.iterdir()) == [], "no database was created"
+    default.touch()  # a file that is no event-detector database
+    empty = " ".join(cli("export", "--db", str(default), expect=2).split())
+    assert "has no event-detector tables; create them with `event-detector migrate`" in empty
+    assert default.stat().st_size == 0
 
 
 def test_list_shows_functions_events_and_jobs_and_verify_fails_on_import_errors(
@@ -155,13 +249,31 @@ def test_test_runs_detectors_only_unless_asked_to_run_jobs(tmp_path: Path) -> No
         "orders.cancelled",
         "def detector(n, e):\n    return False\ndef handler(n, e):\n    return None\n",
     )
+    write_module(
+        events,
+        "users.changed",
+        "tables = 'users'\noperations = ['UPDATE', 'DELETE']\n"
+        "def detector(n, e):\n    return True\ndef handler(n, e):\n    return None\n",
+    )
     payload = tmp_path / "payload.json"
     payload.write_text(json.dumps(hasura_payload()))
 
     dry = cli("test", "--payload", str(payload), "--events-dir", str(events))
-    assert "1 of 2 event(s) detected" in dry
+    assert "1 of 3 event(s) detected, 1 skipped (they listen to other tables" in dry
     assert "would run" in dry and "write_marker" in dry
+    # The handler did not run: its event is "not run", never "completed".
+    shipped = next(line for line in dry.splitlines() if "orders.shipped" in line)
+    assert "not run" in shipped and "completed" not in dry
+    users = next(line for line in dry.splitlines() if "users.changed" in line)
+    assert "skipped" in users and "listens to public.users (UPDATE, DELETE)" in users
     assert not marker.exists(), "no job runs without --run-jobs"
+    dry_json = json.loads(cli("test", "-p", str(payload), "-d", str(events), "--json"))
+    by_name = {event["name"]: event for event in dry_json["events"]}
+    assert by_name["orders.shipped"]["status"] == "not_run"
+    assert by_name["orders.shipped"]["would_run"] == ["write_marker"]
+    assert by_name["users.changed"]["status"] == "skipped"
+    listed = cli("list", "-d", str(events))
+    assert "listens to public.users (UPDATE, DELETE)" in listed
 
     ran = cli("test", "orders.shipped", "-p", str(payload), "-d", str(events), "--run-jobs")
     assert marker.read_text() == "ran"
@@ -313,6 +425,16 @@ def test_replay_shows_what_differs_after_an_event_module_changes(
         "replay", "00000000-0000-4000-8000-000000000000", "--db", db_url, expect=1
     )
 
+    # Recorded values rich would read as markup are printed as they are.
+    payload = json.loads((PAYLOADS / "orders.shipped.update.json").read_text())
+    payload["event"]["data"]["new"]["api_token"] = "tok_[bold]1"
+    [redacted] = record(db_url, [payload], events)
+    shown = " ".join(cli("replay", redacted, "--db", db_url).split())
+    assert (
+        '1 payload value(s) were redacted when recorded: detectors reading them see "[redacted]"'
+        in shown
+    )
+
 
 # -- serve ----------------------------------------------------------------------------
 
@@ -345,7 +467,18 @@ def test_serve_demo_prints_the_dashboard_url_and_serves_data(tmp_path: Path) -> 
         lines = _read_until(process, "Dashboard:", timeout=90)
         url = f"http://127.0.0.1:{port}/"
         assert lines[-1].strip().endswith(url), lines[-1]
-        assert any(line.startswith("demo: ") for line in lines), lines
+        # The summary says where invocations beyond the deliveries come from.
+        summary = next(line for line in lines if line.startswith("demo: "))
+        counted = re.search(
+            r"demo: (\d+) invocations over the 48 h before now: (\d+) Hasura deliveries "
+            r"\((\d+) row changes and (\d+) redeliveries\), plus (\d+) cascades \(row changes "
+            r"the jobs wrote\)",
+            summary,
+        )
+        assert counted, summary
+        total, deliveries, roots, again, cascades = map(int, counted.groups())
+        assert deliveries == roots + again and total == deliveries + cascades
+        assert again > 0 and cascades > 0
         assert httpx.get(url + "healthz").json() == {"status": "ok"}
         metrics = httpx.get(url + "metrics").text
         assert "event_detector_http_requests_total" in metrics
@@ -362,7 +495,8 @@ def test_serve_demo_prints_the_dashboard_url_and_serves_data(tmp_path: Path) -> 
             },
         ).json()
         assert "errors" not in answer, answer
-        assert answer["data"]["invocations_aggregate"]["aggregate"]["count"] > 200
+        # The delivery just made is there once the plugin has flushed it.
+        assert answer["data"]["invocations_aggregate"]["aggregate"]["count"] in (total, total + 1)
         assert answer["data"]["dashboard_stats"][0]["total_invocations"] > 0
         db_url = f"sqlite:///{database}"
         assert count(db_url, invocations) > 200
@@ -371,13 +505,34 @@ def test_serve_demo_prints_the_dashboard_url_and_serves_data(tmp_path: Path) -> 
     finally:
         process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=30)
+            rest, _ = process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             raise
     assert process.returncode == 0
+    assert "HTTP/1.1" not in rest, "no access log unless --access-log"
     # The delivery made while serving was flushed at shutdown.
     assert count(db_url, invocations, invocations.c.source_function == "orders_events") >= 1
+
+
+def test_serve_refuses_settings_it_cannot_run_with_in_one_line(tmp_path: Path) -> None:
+    database = tmp_path / "never.db"
+    hs256 = '{"type": "HS256", "key": "0123456789abcdef0123456789abcdef"}'
+    jwk = '{"jwk_url": "https://example.com/jwks"}'
+    refused = [
+        ({"EVENT_DETECTOR_JWT_SECRET": hs256}, "a JWT secret needs an admin secret too"),
+        (
+            {"EVENT_DETECTOR_JWT_SECRET": jwk, "EVENT_DETECTOR_ADMIN_SECRET": "s3cret"},
+            "jwk_url is not supported",
+        ),
+        ({"OBSERVABILITY_GRAPHQL_URL": "http://127.0.0.1:9/v1/graphql"}, "unset it"),
+    ]
+    for env, problem in refused:
+        args = ["serve", "--db", str(database), "--events-dir", str(EXAMPLES_EVENTS)]
+        output = cli(*args, expect=2, env=env)
+        assert output.startswith("error: cannot serve: ") and problem in output, output
+        assert len(output.strip().splitlines()) <= 2, "one error, no traceback"
+    assert not database.exists(), "refused before anything was migrated"
 
 
 def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
@@ -401,6 +556,7 @@ def test_serve_warns_when_it_listens_beyond_loopback_without_an_admin_secret(
     tmp_path: Path, admin_secret: str | None
 ) -> None:
     env = {k: v for k, v in os.environ.items() if "ADMIN_SECRET" not in k}
+    port = free_port()
     if admin_secret:
         env["EVENT_DETECTOR_ADMIN_SECRET"] = admin_secret
     process = subprocess.Popen(
@@ -414,7 +570,8 @@ def test_serve_warns_when_it_listens_beyond_loopback_without_an_admin_secret(
             "--host",
             "0.0.0.0",
             "--port",
-            str(free_port()),
+            str(port),
+            *(["--access-log"] if admin_secret else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -425,6 +582,7 @@ def test_serve_warns_when_it_listens_beyond_loopback_without_an_admin_secret(
     try:
         # The warning (if any) comes before the dashboard's URL.
         lines = _read_until(process, "Dashboard:", timeout=60)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=30)
         output = "".join(lines) + rest
@@ -434,3 +592,6 @@ def test_serve_warns_when_it_listens_beyond_loopback_without_an_admin_secret(
             process.wait()
     warned = "no admin secret and listening on 0.0.0.0" in output
     assert warned is (admin_secret is None), output
+    # --access-log (given with the secret here) logs each request; without it, none.
+    logged = '"GET /healthz HTTP/1.1" 200' in output
+    assert logged is (admin_secret is not None), output

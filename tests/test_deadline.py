@@ -73,7 +73,8 @@ async def test_deadline_cuts_slow_jobs_and_returns_the_partial_result() -> None:
     assert (done.status, done.result) == (JobStatus.COMPLETED, "done")
     assert cut.status is JobStatus.TIMEOUT and cut.error_type == "JobTimeoutError"
     assert "deadline" in (cut.error or "")
-    assert result.events[0].status is EventStatus.HANDLER_FAILED
+    # Cut by the deadline, as its job and the invocation: `timeout`, not `handler_failed`.
+    assert result.events[0].status is EventStatus.TIMEOUT
     assert result.events[0].detected is True
     assert plugin.hooks()[-2:] == ["on_invocation_end", "flush"]
     assert plugin.args("on_invocation_end")[0][1] is result
@@ -130,7 +131,7 @@ async def test_a_detector_still_running_at_the_deadline_is_cut() -> None:
         plugins=[plugin],
     )
     slow, fast = result.events
-    assert (slow.detected, slow.status) == (False, EventStatus.DETECTION_FAILED)
+    assert (slow.detected, slow.status) == (False, EventStatus.TIMEOUT)
     assert "before the detector of `slow` answered" in (slow.error or "")
     assert fast.status is EventStatus.COMPLETED and fast.jobs[0].completed
     assert result.status is InvocationStatus.TIMEOUT
@@ -149,7 +150,7 @@ async def test_a_handler_still_running_outside_jobs_is_cut() -> None:
         plugins=[],
     )
     (event,) = result.events
-    assert (event.detected, event.status) == (True, EventStatus.HANDLER_FAILED)
+    assert (event.detected, event.status) == (True, EventStatus.TIMEOUT)
     assert "before the handler of `x` returned" in (event.error or "")
 
 
@@ -235,7 +236,7 @@ async def test_a_budget_already_spent_cuts_everything_at_once() -> None:
         plugins=[plugin],
     )
     assert result.timed_out and result.status is InvocationStatus.TIMEOUT
-    assert [event.status for event in result.events] == [EventStatus.DETECTION_FAILED] * 2
+    assert [event.status for event in result.events] == [EventStatus.TIMEOUT] * 2
     assert_hooks_paired(plugin)
     assert plugin.hooks()[-1] == "flush"
 

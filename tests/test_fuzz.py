@@ -218,7 +218,13 @@ def test_fuzzed_payloads_through_listen_to_give_a_result_or_name_the_field_and_a
 def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     url = f"sqlite:///{tmp_path_factory.mktemp('hooks') / 'hooks.db'}"
     run(prepare_database(url))
-    with serving(Settings(database_url=url, events_dir=EXAMPLES_EVENTS, rollup_interval=0)) as s:
+    settings = Settings(
+        database_url=url,
+        events_dir=EXAMPLES_EVENTS,
+        webhook_functions=["orders"],
+        rollup_interval=0,
+    )
+    with serving(settings) as s:
         yield s
 
 

@@ -25,6 +25,7 @@ from service.graphql import GraphQLEngine
 from service.graphql.catalog.metadata import Catalog, TableInfo
 from service.graphql.catalog.scalars import COMPARABLE_SCALARS, NUMERIC_SCALARS
 from service.graphql.execution.auth import Session
+from service.graphql.sql.budget import budget_scope
 from service.settings import Settings
 from service.storage.database import Database
 from tests.graphql_helpers import with_typename
@@ -130,7 +131,7 @@ async def test_every_scalar_of_every_table_reads_the_same_from_the_database_json
     answered: set[str] = set()
     for table in _tables(catalog):
         order = ", ".join(f"{{{table.columns[key].field}: asc}}" for key in table.primary_key)
-        roots = table.root_fields
+        roots = catalog.naming.table(table).root_fields
         body = await engines.both(
             f"{{ {roots.select}(order_by: [{order}], limit: 40) {{ __typename {_selection(table)} }}"
             f" {roots.select_aggregate} {{ aggregate {{ {_aggregates(table)} }} }} }}"
@@ -151,7 +152,7 @@ async def test_numbers_are_strings_alike_when_stringified(store: str) -> None:
     )
     try:
         for table in _tables(config.catalog):
-            roots = table.root_fields
+            roots = config.catalog.naming.table(table).root_fields
             body = await engines.both(
                 f"{{ {roots.select}(limit: 40) {{ {_selection(table)} }}"
                 f" {roots.select_aggregate} {{ aggregate {{ {_aggregates(table)} }} }} }}"
@@ -257,3 +258,49 @@ def test_sessions_share_a_statement_and_see_only_their_rows(
 
     with db.database_for(module_backend, request, tmp_path / "store") as url:
         asyncio.run(scenario(url))
+
+
+# -- the response budget ----------------------------------------------------------------------
+
+
+async def test_the_budget_refuses_the_same_answers_on_both_paths(engines: Engines) -> None:
+    """A compiled answer is charged what it holds: over the budget, the same refusal."""
+    query = "{ job_executions { id logs { id } } }"
+    whole = await engines.both(query)
+    size = sum(1 + len(job["logs"]) for job in whole["data"]["job_executions"])
+    for limit, refused in ((size, False), (size - 1, True)):
+        bodies = []
+        for engine in (engines.json, engines.rows):
+            with budget_scope(limit):
+                bodies.append(engine.format(await engine.execute(query)))
+        if refused:
+            # The same error; row by row names the level that overran, compiled the field.
+            [error], [row_error] = bodies[0]["errors"], bodies[1]["errors"]
+            assert error["message"] == row_error["message"]
+            assert f"more than {limit} rows and objects" in error["message"]
+            assert error["extensions"] == {
+                "code": "validation-failed",
+                "path": "$.selectionSet.job_executions",
+            }
+            assert row_error["extensions"]["path"].startswith(error["extensions"]["path"])
+        else:
+            assert bodies[0] == bodies[1] and "errors" not in bodies[0]
+
+
+async def test_shapes_that_could_amplify_are_built_row_by_row(engines: Engines) -> None:
+    """Back to a table already on the path, or one relationship listed twice under one
+    parent: row by row, where shared rows are loaded once and the budget refuses before
+    building. Aggregates without nodes, and object relationships once each, compile."""
+    cases = {
+        "{ job_logs(limit: 3) { id invocation { id logs { id } } } }": False,
+        "{ invocations(limit: 3) { a: event_executions { id } b: event_executions { id } } }": False,
+        "{ invocations(limit: 3) { id a: event_executions_aggregate { aggregate { count } }"
+        " b: event_executions_aggregate { aggregate { count } } } }": True,
+        "{ invocations(limit: 3) { event_executions { job_executions { logs { id } } } } }": True,
+    }
+    for query, compiles in cases.items():
+        await engines.both(query)  # the same answer either way
+        before = engines.database.statements_executed
+        await engines.json.execute(query)
+        statements = engines.database.statements_executed - before
+        assert (statements == 1) == compiles, (query, statements)

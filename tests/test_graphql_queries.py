@@ -965,6 +965,37 @@ def test_typename_everywhere(server: RunningServer) -> None:
         assert event["invocation"] == {"__typename": "invocations"}
 
 
+def test_aggregate_blocks_asking_only_typename(server: RunningServer) -> None:
+    """Apollo adds `__typename` to every selection: blocks holding nothing else work."""
+    got = data(
+        server,
+        """{ invocations_aggregate { aggregate { sum { __typename } } }
+            stddev: invocations_aggregate { aggregate { stddev { __typename } } }
+            bare: invocations_aggregate { aggregate { __typename } }
+            metrics_hourly_aggregate { __typename aggregate { __typename max { __typename } } }
+            none: invocations_aggregate(where: {id: {_is_null: true}}) {
+              aggregate { __typename avg { __typename } } } }""",
+    )
+    assert got == {
+        "invocations_aggregate": {"aggregate": {"sum": {"__typename": "invocations_sum_fields"}}},
+        "stddev": {"aggregate": {"stddev": {"__typename": "invocations_stddev_fields"}}},
+        "bare": {"aggregate": {"__typename": "invocations_aggregate_fields"}},
+        "metrics_hourly_aggregate": {
+            "__typename": "metrics_hourly_aggregate",
+            "aggregate": {
+                "__typename": "metrics_hourly_aggregate_fields",
+                "max": {"__typename": "metrics_hourly_max_fields"},
+            },
+        },
+        "none": {
+            "aggregate": {
+                "__typename": "invocations_aggregate_fields",
+                "avg": {"__typename": "invocations_avg_fields"},
+            }
+        },
+    }
+
+
 def test_by_pk_and_views_without_primary_key(server: RunningServer) -> None:
     row = INVOCATIONS[5]
     got = data(server, f'{{ invocations_by_pk(id: "{row["id"]}") {{ id status }} }}')
@@ -1105,6 +1136,24 @@ def test_unused_variables_are_accepted(server: RunningServer) -> None:
         {"searchTerm": "%x%"},
     )
     assert got == {"invocations_aggregate": {"aggregate": {"count": len(INVOCATIONS)}}}
+
+
+def test_variables_the_operation_does_not_declare_are_refused(server: RunningServer) -> None:
+    [error] = errors(server, "query { invocations(limit: 1) { id } }", {"y": 1})
+    assert error == {
+        "message": "unexpected variables in variableValues: y",
+        "extensions": {"path": "$", "code": "validation-failed"},
+    }
+    # Checked against the operation that runs.
+    two = "query A { invocations(limit: 1) { id } } query B($n: Int) { invocations(limit: $n) { id } }"
+    wrong = server.post(two, {"n": 1, "y": 1, "z": 2}, operation_name="B")
+    assert wrong["errors"][0]["message"] == "unexpected variables in variableValues: y, z"
+    assert len(server.post(two, {"n": 1}, operation_name="B")["data"]["invocations"]) == 1
+    other = server.post(two, {"n": 1}, operation_name="A")
+    assert other["errors"][0]["message"] == "unexpected variables in variableValues: n"
+    # A document that is invalid keeps its own error.
+    [error] = errors(server, "query { nope }", {"y": 1})
+    assert "nope" in error["message"]
 
 
 def test_tables_read_names_every_table_an_operation_touches(server: RunningServer) -> None:

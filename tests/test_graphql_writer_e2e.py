@@ -76,3 +76,16 @@ async def test_graphql_writer_records_through_the_service(server: RunningServer)
             assert sorted(
                 j["job_name"] for j in stored_events[event.name]["job_executions"]
             ) == sorted(job.name for job in event.jobs)
+
+    # A retried job's attempts, as the library reported them (payments.failed's gateway).
+    retried = next(job for result in results for job in result.jobs if job.attempts > 1)
+    body = server.post(
+        "query ($id: uuid!) { job_executions_by_pk(id: $id) { attempts attempt_history } }",
+        {"id": retried.job_execution_id},
+        headers=headers,
+    )
+    stored = body["data"]["job_executions_by_pk"]
+    assert stored["attempts"] == retried.attempts == len(stored["attempt_history"])
+    assert [(a["attempt"], a["status"], a["error_message"]) for a in stored["attempt_history"]] == [
+        (a.attempt, a.status.value, a.error) for a in retried.attempt_history
+    ]

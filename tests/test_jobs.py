@@ -221,6 +221,39 @@ async def test_retries_exhausted_reports_the_last_error_and_every_attempt() -> N
     (result,) = await run_jobs(job(always, retries=2, backoff=0))
     assert (result.status, result.attempts) == (JobStatus.FAILED, 3)
     assert result.error == "attempt 3 failed"
+    history = result.attempt_history
+    assert [(a.attempt, a.status, a.error_type, a.error) for a in history] == [
+        (n, JobStatus.FAILED, "ConnectionError", f"attempt {n} failed") for n in (1, 2, 3)
+    ]
+
+
+async def test_each_attempt_of_a_retried_job_is_recorded_in_order() -> None:
+    async def slow_then_fast(event_name: str, event: Any, options: dict[str, Any]) -> int:
+        if options["attempt"] == 1:
+            await asyncio.sleep(1)
+        return options["attempt"]
+
+    (result,) = await run_jobs(job(slow_then_fast, timeout=0.05, retries=2, backoff=0))
+    first, second = result.attempt_history
+    assert (first.attempt, first.status, first.error_type) == (
+        1,
+        JobStatus.TIMEOUT,
+        "JobTimeoutError",
+    )
+    assert (second.attempt, second.status, second.error) == (2, JobStatus.COMPLETED, None)
+    # One time line: each attempt ends before the next starts, all within the job.
+    assert result.started_at <= first.started_at <= first.ended_at <= second.started_at
+    assert second.ended_at <= result.ended_at
+    assert first.duration_ms >= 50 and second.duration_ms < first.duration_ms
+    assert result.to_dict()["attempt_history"][1]["status"] == "completed"
+
+
+async def test_a_job_that_ran_once_has_no_attempt_history() -> None:
+    async def fine(event_name: str, event: Any, options: dict[str, Any]) -> str:
+        return "ok"
+
+    results = await run_jobs(job(fine), job(fine, retries=3))
+    assert [r.attempt_history for r in results] == [None, None]
 
 
 async def test_backoff_grows_exponentially() -> None:

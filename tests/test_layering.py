@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The service's layers, lowest first: a module may import its own layer and lower ones.
 SERVICE_LAYERS = (
+    "service.assets",  # where the packaged files live: standard library only
     "service.settings",
     "service.graphql",  # the engine: also imports nothing else of the service (below)
     "service.storage",

@@ -130,6 +130,33 @@ async def test_result_serialises_to_json_in_both_key_styles() -> None:
     assert "exception" not in snake["events"][0]
 
 
+async def test_result_to_dict_is_json_ready_whatever_jobs_return_as_the_plugin_records_it() -> None:
+    from detector.observability.capture import Sanitizer
+
+    class Opaque:
+        pass
+
+    loop: dict[str, Any] = {"name": "loop"}
+    loop["self"] = loop
+    listed: list[Any] = [1]
+    listed.append(listed)
+    returned = {"loop": loop, "listed": listed, "bytes": b"\x00\x01", "object": Opaque()}
+
+    async def odd(event_name: str, event: Any, options: dict[str, Any]) -> Any:
+        return returned
+
+    result = await listen_to(hasura_payload(), modules=[module("x", jobs=[job(odd)])], plugins=[])
+    as_dict = result.to_dict()
+    out = json.loads(json.dumps(as_dict))["events"][0]["jobs"][0]["result"]
+    assert out["loop"] == {"name": "loop", "self": "[circular reference]"}
+    assert out["listed"] == [1, "[circular reference]"]
+    assert out["bytes"] == "[bytes: 2 bytes]"
+    assert out["object"].endswith("Opaque object]")
+    # The same safe form the recorder stores (here without redaction).
+    assert out == Sanitizer(redact_keys=()).clean(returned)
+    assert result.jobs[0].result is returned  # the result object itself is untouched
+
+
 # Options ---------------------------------------------------------------------------------
 
 

@@ -270,12 +270,12 @@ async def test_a_slow_subscriber_gets_only_the_latest_result() -> None:
     subscriber = Subscriber(cohort, lambda s: None, lambda: released.append(1))
     cohort.subscribers.add(subscriber)
     for value in (1, 2, 3):
-        cohort.deliver(LiveEvent.of_value(Completed({"n": value}), "x"))
+        cohort.deliver(LiveEvent.of_value(Completed({"n": value}), ["x"]))
     assert (await anext(subscriber)).value.value == {"n": 3}
     # The same content again is not sent again; new content is.
-    cohort.deliver(LiveEvent.of_value(Completed({"n": 3}), "x"))
+    cohort.deliver(LiveEvent.of_value(Completed({"n": 3}), ["x"]))
     assert subscriber.pending is None
-    cohort.deliver(LiveEvent.of_value(Completed({"n": 4}), "x"))
+    cohort.deliver(LiveEvent.of_value(Completed({"n": 4}), ["x"]))
     assert (await anext(subscriber)).value.value == {"n": 4}
     subscriber.close()
     subscriber.close()

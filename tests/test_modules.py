@@ -18,6 +18,7 @@ from detector import (
     EventStatus,
     InvocationStatus,
     JobStatus,
+    Operation,
     job,
     listen_to,
     run,
@@ -169,6 +170,110 @@ async def test_a_broken_module_fails_its_own_event_only(
     assert scope == "module" and event_info.name == "a.broken"
     detection_ends = {args[0].name: args for args in plugin.args("on_detection_end")}
     assert detection_ends["a.broken"][1] is False and detection_ends["a.broken"][3] is error
+
+
+# Declared tables and operations ----------------------------------------------------------
+
+LISTENS = """
+from detector import job, run
+
+tables = {tables!r}
+operations = {operations!r}
+
+def detector(event_name, event):
+    with open(__file__.rsplit("/", 1)[0] + "/detected.txt", "a") as calls:
+        calls.write(event_name + "\\n")
+    return True
+
+async def handler(event_name, event):
+    return await run(event_name, event, [job(lambda name, event, options: name, name="echo")])
+"""
+
+
+async def test_modules_that_do_not_listen_to_the_table_or_operation_are_skipped(
+    events_dir: Path,
+) -> None:
+    declared = {
+        "orders.updated": ("public.orders", "UPDATE"),
+        "orders.any": ("orders", None),
+        "orders.inserted": ("orders", ["insert"]),
+        "users.changed": (["users", "auth.users"], None),
+        "sales.orders": ("sales.orders", None),
+    }
+    for name, (tables, operations) in declared.items():
+        write_module(events_dir, name, LISTENS.format(tables=tables, operations=operations))
+    write_module(events_dir, "undeclared", ALWAYS)
+    plugin = RecordingPlugin()
+    result = await listen_to(hasura_payload(), events_dir=events_dir, plugins=[plugin])
+    statuses = {event.name: event.status for event in result.events}
+    assert statuses == {
+        "orders.any": EventStatus.COMPLETED,
+        "orders.inserted": EventStatus.SKIPPED,
+        "orders.updated": EventStatus.COMPLETED,
+        "sales.orders": EventStatus.SKIPPED,
+        "undeclared": EventStatus.COMPLETED,  # declares nothing: every event, as before
+        "users.changed": EventStatus.SKIPPED,
+    }
+    assert result.status is InvocationStatus.COMPLETED
+    skipped = {name for name, status in statuses.items() if status is EventStatus.SKIPPED}
+    assert all(
+        not e.detected and not e.jobs and e.error is None
+        for e in result.events
+        if e.name in skipped
+    )
+    # Skipped: no detector call, and plugins see on_event_skipped and nothing else for them.
+    assert {args[0].name for args in plugin.args("on_event_skipped")} == skipped
+    detected = {args[0].name for args in plugin.args("on_detection_start")}
+    assert detected.isdisjoint(skipped) and len(detected) == 3
+    assert sorted((events_dir / "detected.txt").read_text().split()) == sorted(
+        detected - {"undeclared"}
+    )
+    assert json.loads(json.dumps(result.to_dict()))["events"][1]["status"] == "skipped"
+
+
+async def test_declarations_on_explicit_modules_and_the_registry() -> None:
+    seen: list[str] = []
+
+    def detector(event_name: str, event: Any) -> bool:
+        seen.append(event_name)
+        return False
+
+    events = EventRegistry()
+    events.detector("users.deleted", tables="users", operations="DELETE")(detector)
+    events.handler("users.deleted")(lambda name, event: None)
+    explicit = EventModule("orders.any", detector, lambda n, e: None, tables=["orders"])
+    assert explicit.tables == ("public.orders",) and explicit.declaration() == "public.orders"
+    (registered,) = events.modules()
+    assert registered.operations == (Operation.DELETE,)
+    assert registered.declaration() == "public.users (DELETE)"
+    result = await listen_to(
+        hasura_payload(table="users"), modules=[explicit, registered], plugins=[]
+    )
+    assert [e.status for e in result.events] == [EventStatus.SKIPPED, EventStatus.SKIPPED]
+    deleted = await listen_to(
+        hasura_payload("DELETE", old={"id": 1}, table="users"), modules=events, plugins=[]
+    )
+    assert deleted.events[0].status is EventStatus.NOT_DETECTED and seen == ["users.deleted"]
+
+
+@pytest.mark.parametrize(
+    ("declaration", "problem"),
+    [
+        ("tables = 3", "`tables` must be a string or a list of strings"),
+        ("tables = []", "`tables` must list at least one"),
+        ("tables = ['a.b.c']", "is not a table name"),
+        ("tables = 'orders'\noperations = ['upsert']", "'upsert' is not a Hasura operation"),
+    ],
+)
+async def test_an_invalid_declaration_fails_its_own_event_naming_the_problem(
+    events_dir: Path, declaration: str, problem: str
+) -> None:
+    write_module(events_dir, "bad", f"{declaration}\n{ALWAYS}")
+    result = await listen_to(hasura_payload(), events_dir=events_dir, plugins=[])
+    (bad,) = result.events
+    assert bad.status is EventStatus.DETECTION_FAILED and problem in (bad.error or "")
+    with pytest.raises(ConfigurationError, match="EventModule `x`"):
+        EventModule("x", print, print, tables=3)  # type: ignore[arg-type]
 
 
 # Caching and reloading -----------------------------------------------------------------

@@ -115,7 +115,10 @@ def check_event(row: dict[str, Any], event: EventResult, result: ListenResult) -
     assert row["event_module_path"] == str(EVENTS / f"{event.name}.py")
     assert row["detected"] is event.detected
     assert row["status"] == event.status.value
-    assert row["detection_duration_ms"] == round(event.detection_duration_ms)
+    if event.detection_duration_ms is None:  # skipped: its detector never ran
+        assert row["detection_duration_ms"] is None and event.status.value == "skipped"
+    else:
+        assert row["detection_duration_ms"] == round(event.detection_duration_ms)
     if event.handler_duration_ms is None:
         assert row["handler_duration_ms"] is None
     else:
@@ -273,6 +276,11 @@ FAILING_MODULES = {
         "def detector(event_name, event):\n    return False\n"
         "def handler(event_name, event):\n    return None\n"
     ),
+    "users.elsewhere": (
+        "tables = ['users']\n"
+        "def detector(event_name, event):\n    raise AssertionError('skipped: never runs')\n"
+        "def handler(event_name, event):\n    return None\n"
+    ),
     "kept.results": (
         "from detector import job, run\n"
         "RECIPIENTS = ['a@example.com']\n"
@@ -315,6 +323,9 @@ async def test_failing_modules_detectors_and_handlers_are_recorded_with_stacks(
     assert row["handler_error"] == "handler exploded"
     assert "raise RuntimeError('handler exploded')" in row["handler_error_stack"]
     assert events["quiet.no"][1]["status"] == "not_detected"
+    event, row = events["users.elsewhere"]
+    assert (row["status"], row["detected"], row["detection_error"]) == ("skipped", False, None)
+    assert row["event_module_path"] == str(tmp_path / "users.elsewhere.py")
     inv = data["invocations"][result.invocation_id]
     assert inv["status"] == "failed" == result.status.value
     assert inv["error_message"] == result.error
@@ -380,6 +391,11 @@ async def test_a_deadline_cut_is_recorded_as_timeout_right_after_listen_returns(
             "JobTimeoutError"
         )
         assert "deadline" in jobs["slow"]["error_message"]
+        # The event the deadline cut is `timeout` too (as its job and the invocation).
+        [event] = result.events
+        row = data["event_executions"][event.event_execution_id]
+        assert row["status"] == "timeout" == event.status.value and row["detected"] is True
+        assert "deadline" in row["handler_error"]
         [line] = data["job_logs"].values()
         assert line["job_execution_id"] == jobs["slow"]["id"]
     finally:

@@ -231,3 +231,148 @@ async def test_a_record_that_cannot_be_converted_is_counted_and_the_rest_written
         assert row["id"] == run.info.invocation_id and row["status"] == "completed"
     finally:
         plugin.shutdown_sync()
+
+
+# -- one operation at a time; only connection failures close connections ---------------
+
+
+async def _eventually(check: Any, seconds: float = 15.0) -> bool:
+    """Whether `check()` (awaited if need be) gives something true within `seconds`
+    (polled: what it watches, the server or the wire, cannot signal this process)."""
+    import asyncio
+    import inspect
+
+    for _ in range(int(seconds / 0.01)):
+        outcome = check()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_a_health_report_waits_for_the_write_in_progress_instead_of_sharing_it(
+    postgres_url: str,
+) -> None:
+    import asyncio
+
+    import asyncpg
+
+    from detector.observability.writers.postgres import PostgresWriter
+
+    await db.prepare_database(postgres_url)
+    plugin = ObservabilityPlugin(postgres_url, flush_interval=3600, handle_sigterm=False)
+    writer = PostgresWriter(postgres_url)
+    locker = await asyncpg.connect(postgres_url)
+    watcher = await asyncpg.connect(postgres_url)  # activity is a snapshot per transaction
+    try:
+        run = await _one_invocation(plugin)
+        plugin.buffer.absorb()
+        batch = plugin.buffer.take(1000)
+        locking = locker.transaction()
+        await locking.start()
+        await locker.execute(
+            "LOCK TABLE event_detector_observability.job_logs IN ACCESS EXCLUSIVE MODE"
+        )
+        write = asyncio.ensure_future(writer.write(batch))
+        assert await _eventually(
+            lambda: watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND application_name = 'event-detector-observability'"
+            )
+        )
+        report = asyncio.ensure_future(writer.write_instance(plugin.flusher.instance_row()))
+        for _ in range(20):  # every chance to run: it waits for the write, it does not fail
+            await asyncio.sleep(0)
+        assert not report.done() and not write.done()
+        await locking.rollback()
+        await asyncio.gather(write, report)
+        assert [r["id"] for r in await rows(postgres_url, "invocations")] == [
+            run.info.invocation_id
+        ]
+        assert len(await rows(postgres_url, "plugin_instances")) == 1
+    finally:
+        await locker.close()
+        await watcher.close()
+        await writer.close()
+        plugin.shutdown_sync(2)
+
+
+async def test_only_connection_failures_count_as_the_store_being_unavailable(
+    postgres_admin_url: str,
+) -> None:
+    import asyncio
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    from detector.observability.writers.postgres import is_connection_failure
+    from tests.support.faults import through
+    from tests.support.proxy import FaultProxy
+
+    async def error_of(work: Any) -> BaseException:
+        try:
+            await work
+        except BaseException as exc:
+            return exc
+        raise AssertionError("no error")
+
+    parts = urlsplit(postgres_admin_url)
+    with FaultProxy((parts.hostname or "127.0.0.1", parts.port or 5432)) as proxy:
+        conn = await asyncpg.connect(through(proxy, postgres_admin_url))
+        busy = asyncio.ensure_future(conn.execute("SELECT pg_sleep(0.2)"))
+        await asyncio.sleep(0)
+        usage = await error_of(conn.execute("SELECT 1"))  # another operation is in progress
+        await busy
+        syntax = await error_of(conn.execute("SELEC 1"))
+        assert isinstance(usage, asyncpg.InterfaceError)
+        assert not is_connection_failure(usage, conn) and not conn.is_closed()
+        assert not is_connection_failure(syntax, conn) and await conn.fetchval("SELECT 1") == 1
+
+        sleeping = asyncio.ensure_future(conn.execute("SELECT pg_sleep(5)"))
+        # Sent once the proxy counts it: startup, the two statements before, and this one.
+        assert await _eventually(lambda: proxy.round_trips >= 4)
+        proxy.cut()
+        cut = await error_of(sleeping)
+        assert is_connection_failure(cut, conn)
+        proxy.down()
+        refused = await error_of(asyncpg.connect(through(proxy, postgres_admin_url)))
+        assert is_connection_failure(refused)
+
+
+def test_shutdown_gives_up_on_a_writer_stuck_in_an_sqlite_busy_wait_within_its_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    plugin = ObservabilityPlugin(url, flush_interval=3600, handle_sigterm=False)
+    db.run(_one_invocation(plugin))
+    assert plugin.force_flush(10)
+    blocker = sqlite3.connect(tmp_path / "o.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # the write lock: the writer waits (busy timeout)
+        db.run(_one_invocation(plugin))
+        threading.Thread(target=plugin.force_flush, args=(30,), daemon=True).start()
+        deadline = time.monotonic() + 10
+        while plugin.stats()["in_flight_records"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        held = plugin.stats()["in_flight_records"]
+        started = time.monotonic()
+        assert not plugin.shutdown_sync(0.5)
+        assert time.monotonic() - started < 0.5 + 0.5
+        stats = plugin.stats()
+        assert held > 0 and stats["dropped"]["shutdown_timeout"] == held  # the stuck write's
+        assert [r.levelname for r in caplog.records if "shutdown_timeout" in r.getMessage()] == [
+            "WARNING"
+        ]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    # The stuck write goes on once the lock is free: stored and counted, never put back
+    # to be counted twice.
+    plugin.shutdown_sync(5)
+    assert plugin.stats()["dropped"]["shutdown_timeout"] == held
+    assert plugin.stats()["buffered_records"] == 0

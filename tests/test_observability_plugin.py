@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from detector.errors import ConfigurationError
 from detector.observability import ObservabilityPlugin
+from detector.results import JobAttempt
 from detector.status import InvocationStatus, JobStatus, LogLevel
 from tests.support.observability import InvocationDriver, payload, rows
 
@@ -39,11 +41,26 @@ async def test_a_full_invocation_is_stored_with_every_column(plugin: Any, db_url
     ledger = await run.job_start(shipped, "ledger", retries=0)
     slow = await run.job_start(shipped, "slow")
     flaky = await run.job_start(shipped, "flaky", retries=3)
+    first, second = flaky.started_at, flaky.started_at + timedelta(milliseconds=40)
+    flaky_attempts = [
+        JobAttempt(
+            1,
+            first,
+            first + timedelta(milliseconds=10),
+            10.4,
+            JobStatus.FAILED,
+            "gateway down",
+            "ConnectionError",
+        ),
+        JobAttempt(2, second, second + timedelta(milliseconds=7), 7.0, JobStatus.COMPLETED),
+    ]
     results = [
         await run.job_end(email, JobStatus.COMPLETED, result={"sent": True, "token": "x"}),
         await run.job_end(ledger, JobStatus.FAILED, error=ValueError("ledger closed")),
         await run.job_end(slow, JobStatus.TIMEOUT, error=TimeoutError("exceeded 0.5 s")),
-        await run.job_end(flaky, JobStatus.COMPLETED, result=3, attempts=3),
+        await run.job_end(
+            flaky, JobStatus.COMPLETED, result=3, attempts=3, attempt_history=flaky_attempts
+        ),
     ]
     await run.log("job failed", job=ledger, level=LogLevel.ERROR)
     await run.handler_end(shipped, results)
@@ -118,6 +135,27 @@ async def test_a_full_invocation_is_stored_with_every_column(plugin: Any, db_url
     assert "ValueError: ledger closed" in jobs["ledger"]["error_stack"]
     assert jobs["slow"]["status"] == "timeout"
     assert jobs["flaky"]["attempts"] == 3 and jobs["flaky"]["result"] == 3
+    assert jobs["flaky"]["attempt_history"] == [
+        {
+            "attempt": 1,
+            "started_at": first.isoformat(),
+            "ended_at": (first + timedelta(milliseconds=10)).isoformat(),
+            "duration_ms": 10,
+            "status": "failed",
+            "error_type": "ConnectionError",
+            "error_message": "gateway down",
+        },
+        {
+            "attempt": 2,
+            "started_at": second.isoformat(),
+            "ended_at": (second + timedelta(milliseconds=7)).isoformat(),
+            "duration_ms": 7,
+            "status": "completed",
+            "error_type": None,
+            "error_message": None,
+        },
+    ]
+    assert email_row["attempt_history"] is None  # ran once: nothing more to say
 
     logs = await rows(db_url, "job_logs", order_by="seq")
     assert [line["message"] for line in logs] == [
@@ -155,13 +193,16 @@ async def test_a_row_started_and_finished_between_flushes_is_written_once(
     statements_before = plugin.writer.statements
     assert plugin.force_flush(10)
 
-    # Start and end patches of each row merged: one upsert per table (each row once).
+    # Start and end patches of each row merged: one upsert per table (each row once),
+    # and the health row (a report is always due here) in the same transaction: on
+    # SQLite a statement each, on PostgreSQL all of them in one statement.
     assert plugin.stats()["written"] == {
         "invocations": 1,
         "event_executions": 1,
         "job_executions": 3,
     }
-    assert plugin.writer.statements - statements_before == 3
+    expected = {"sqlite": 4, "postgresql": 1}[plugin.writer.name]
+    assert plugin.writer.statements - statements_before == expected
     [job_row] = [r for r in await rows(db_url, "job_executions") if r["job_name"] == "job0"]
     assert job_row["status"] == "completed" and job_row["started_at"] is not None
 

@@ -4,7 +4,8 @@ A real PgBouncer (Debian's) sits in front of the test PostgreSQL with a pool of 
 server connections, so a client's statements run on different server connections from
 one transaction to the next. The service runs with `database_transaction_pooling` (no
 prepared statement kept) and a direct URL for what keeps a session (LISTEN, the
-rollup's leader lock); the plugin's writer needs no setting (it never keeps one).
+rollup's leader lock); the webhook's plugin follows the service's setting, and a
+plugin of its own is told by `OBSERVABILITY_TRANSACTION_POOLING`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 
 from service.settings import Settings
+from service.storage.database import Database
 from tests.support.db import prepare_database, run
 from tests.support.live import run_detector_process, subscribed, wait_until
 from tests.support.pgbouncer import RunningPgBouncer, running_pgbouncer
@@ -85,7 +88,12 @@ def test_the_service_and_the_plugin_work_through_pgbouncer(
                 first = await live.next()
                 assert first["invocations_aggregate"]["aggregate"]["count"] == 0
                 # The plugin in another process, writing (COPY) through the pooler.
-                ids = await run_detector_process(pooled, "through_pgbouncer", invocations=5)
+                ids = await run_detector_process(
+                    pooled,
+                    "through_pgbouncer",
+                    invocations=5,
+                    environ={"OBSERVABILITY_TRANSACTION_POOLING": "true"},
+                )
                 assert len(ids) == 5
                 # LISTEN (on the direct URL) hears of it: the subscription moves.
                 await live.until(
@@ -119,3 +127,24 @@ def test_transaction_pooling_needs_a_direct_url_for_sessions() -> None:
         database_direct_url="postgresql://u@127.0.0.1:5432/db",
     )
     assert settings.session_database_url == "postgresql://u@127.0.0.1:5432/db"
+
+
+async def test_the_statement_limit_holds_through_the_pooler(
+    pgbouncer: RunningPgBouncer, postgres_url: str
+) -> None:
+    """Behind the pooler the limit rides in each transaction (`SET LOCAL`), never in a
+    session another client would inherit."""
+    limited = Database(
+        pgbouncer.url_for(postgres_url), transaction_pooling=True, statement_timeout=0.2
+    )
+    unlimited = Database(pgbouncer.url_for(postgres_url), transaction_pooling=True)
+    try:
+        async with limited.read() as conn:
+            with pytest.raises(sa.exc.DBAPIError, match="statement timeout"):
+                await conn.execute(sa.text("SELECT pg_sleep(3)"))
+        for _ in range(3):  # whichever server connection it lands on: no limit there
+            async with unlimited.read() as conn:
+                await conn.execute(sa.text("SELECT pg_sleep(0.3)"))
+    finally:
+        await limited.dispose()
+        await unlimited.dispose()

@@ -98,6 +98,27 @@ def test_replay_after_modules_change_shows_each_difference(db_url: str, events_d
     assert count(db_url, job_executions) == jobs_before
 
 
+def test_replay_shows_skipped_modules_and_declaring_tables_alone_is_no_difference(
+    db_url: str, events_dir: Path
+) -> None:
+    write_module(events_dir, "users.changed", "tables = 'users'\n" + AUDIT)
+    recorded = record(db_url, events_dir, hasura_payload())
+    # Now users.changed declares nothing (and says no); orders.audit listens to payments.
+    write_module(events_dir, "users.changed", AUDIT.replace("return True", "return False"))
+    write_module(events_dir, "orders.audit", "tables = ['payments']\n" + AUDIT)
+    report = asyncio.run(replay(db_url, recorded.invocation_id))
+    rows = {row.event: row for row in report.rows}
+    assert (rows["users.changed"].then.outcome, rows["users.changed"].now.outcome) == (
+        "skipped",
+        "not detected",
+    )
+    assert (rows["orders.audit"].then.outcome, rows["orders.audit"].now.outcome) == (
+        "detected",
+        "skipped",
+    )
+    assert {row.event for row in report.changed} == {"orders.audit"}
+
+
 def test_replay_with_jobs_compares_the_jobs_that_ran(db_url: str, events_dir: Path) -> None:
     recorded = record(db_url, events_dir, hasura_payload())
     write_module(

@@ -88,6 +88,7 @@ def served(
         settings = Settings(
             database_url=url,
             events_dir=events_dir,
+            webhook_functions=["orders"],
             admin_secret=ADMIN_SECRET,
             jwt_secret=json.dumps({"type": "HS256", "key": JWT_KEY}),
             unauthorized_role="viewer",

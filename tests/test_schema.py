@@ -274,6 +274,56 @@ async def test_revision_0003_keeps_jobs_indexes_and_change_counters(empty_db_url
         assert indexes["idx_job_executions_created_at"] == (False, (("created_at", True),))
 
 
+async def _set_event_status(url: str, invocation: str, status: str) -> None:
+    prefix = f"{POSTGRES_SCHEMA}." if url.startswith("postgresql") else ""
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    f"UPDATE {prefix}event_executions SET status = :s WHERE invocation_id = :i"
+                ),
+                {"s": status, "i": invocation},
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0005_widens_the_event_status_check_and_keeps_every_row(
+    empty_db_url: str,
+) -> None:
+    sqlite = empty_db_url.startswith("sqlite")
+    assert await migrate.upgrade_async(empty_db_url) == migrate.head_revision()
+    invocation = await _insert_a_job_tree(empty_db_url)
+    for status in ("timeout", "skipped"):
+        await _set_event_status(empty_db_url, invocation, status)
+    # The constraint changed in place: no job row went with a rebuilt parent table.
+    assert await _count_jobs(empty_db_url, invocation) == JOB_ROWS
+    checks = await _on_connection(empty_db_url, _check_constraints)
+    assert checks["event_executions_status_check"] == set(values(EventStatus))
+    if sqlite:
+        triggers = await _on_connection(
+            empty_db_url, lambda c: _trigger_names(c, "event_executions")
+        )
+        assert len(triggers) == 3
+
+    # Downgrading maps the new values to what was recorded before, then narrows the check.
+    assert await asyncio.to_thread(migrate.downgrade, empty_db_url, "-1") != "0005"
+    assert await _count_jobs(empty_db_url, invocation) == JOB_ROWS
+    checks = await _on_connection(empty_db_url, _check_constraints)
+    assert "skipped" not in checks["event_executions_status_check"]
+    prefix = "" if sqlite else f"{POSTGRES_SCHEMA}."
+    statuses = await _on_connection(
+        empty_db_url,
+        lambda c: set(c.exec_driver_sql(f"SELECT status FROM {prefix}event_executions").scalars()),
+    )
+    assert statuses == {"not_detected"}
+    with pytest.raises(sa.exc.IntegrityError):
+        await _set_event_status(empty_db_url, invocation, "skipped")
+    assert await migrate.upgrade_async(empty_db_url) == migrate.head_revision()
+    assert await _on_connection(empty_db_url, _model_diffs) == []
+
+
 def _job_counter(path: str) -> int:
     with sqlite3.connect(path) as conn:
         row = conn.execute(
@@ -403,6 +453,46 @@ async def test_schema_sql_equals_the_migrated_postgres_database(
     assert await migrate.current_revision_async(second_postgres_url) == migrate.head_revision()
     assert await migrate.upgrade_async(second_postgres_url) == migrate.head_revision()
     assert await _catalog(second_postgres_url) == migrated
+
+
+# PostgreSQL's names for the types (`format_type`) → the light description's.
+_TYPE_NAMES = {"timestamp with time zone": "timestamptz", "double precision": "float8"}
+
+
+async def test_the_light_table_description_matches_the_models_and_schema_sql(
+    postgres_url: str,
+) -> None:
+    """`tables` (what the writers read, without SQLAlchemy) says what the models say,
+    column by column and in order, and what a database built from `schema.sql` holds;
+    its HEAD_REVISION is the newest migration."""
+    from detector.observability import tables
+    from detector.observability.models import TABLES
+    from detector.observability.sqltypes import pg_type_name
+
+    from_models = {
+        model.__table__.name: [(c.name, pg_type_name(c.type)) for c in model.__table__.columns]
+        for model in TABLES
+    }
+    described = {table: list(columns.items()) for table, columns in tables.COLUMNS.items()}
+    assert described == from_models
+    assert list(described) == list(from_models)  # foreign-key order
+    assert tables.HEAD_REVISION == migrate.head_revision()
+    assert tables.TABLES_WITH_UPDATED_AT == {
+        t for t, columns in described.items() if "updated_at" in dict(columns)
+    }
+
+    await _load_schema_sql(postgres_url)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        rows = await conn.fetch(CATALOG_QUERIES["columns"], POSTGRES_SCHEMA)
+    finally:
+        await conn.close()
+    in_database: dict[str, list[tuple[str, str]]] = {}
+    for table, column, type_name, _, _ in rows:
+        if table not in NOT_TABLES:
+            kind = _TYPE_NAMES.get(type_name, type_name.split("(")[0])
+            in_database.setdefault(table, []).append((column, kind))
+    assert in_database == described
 
 
 async def test_upgrade_is_idempotent_and_downgrade_reverses_it(empty_db_url: str) -> None:

@@ -80,6 +80,7 @@ def secured(postgres_admin_url: str) -> Iterator[tuple[RunningServer, Any]]:
             jwt_secret=json.dumps({"type": "HS256", "key": JWT_KEY}),
             unauthorized_role="viewer",
             events_dir=EXAMPLES_EVENTS,
+            webhook_functions=["orders"],
             webhook_secret=WEBHOOK_SECRET,
             rollup_interval=0,
         )

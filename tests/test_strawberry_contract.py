@@ -70,6 +70,12 @@ OVERRIDES: list[tuple[type, type, dict[str, tuple[str, ...]]]] = [
         SchemaExtension,
         {"__init__": ("self",), "on_operation": ("self",)},
     ),
+    (seam.UndeclaredVariables, SchemaExtension, {"on_validate": ("self",)}),
+    (
+        seam.ResponseBudgetScope,
+        SchemaExtension,
+        {"__init__": ("self",), "on_operation": ("self",)},
+    ),
     (
         seam.EngineValidationCache,
         SchemaExtension,
@@ -96,7 +102,11 @@ OVERRIDES: list[tuple[type, type, dict[str, tuple[str, ...]]]] = [
             "on_ws_connect": ("self", "context"),
             "process_result": ("self", "request", "result"),
             "encode_json": ("self", "data"),
+            "decode_json": ("self", "data"),
+            "parse_json": ("self", "data"),
             "run": ("self", "request"),
+            "render_graphql_ide": ("self", "request"),
+            "is_websocket_origin_allowed": ("self", "request", "origin"),
         },
     ),
     (
@@ -190,6 +200,8 @@ OWN_METHODS = {
     },
     http.GraphQLView: {
         "_authenticate",
+        "_too_large",
+        "names",
         "graphql_transport_ws_handler_class",
         "graphql_ws_handler_class",
     },
@@ -283,6 +295,19 @@ def test_validate_document_takes_schema_document_and_rules() -> None:
         assert name in ExecutionContext.__dataclass_fields__, (
             f"strawberry.types.ExecutionContext.{name} is gone: EngineValidationCache uses it"
         )
+
+
+def test_execution_context_has_what_the_variables_check_reads_and_sets() -> None:
+    fields = set(ExecutionContext.__dataclass_fields__)
+    for name in ("pre_execution_errors", "graphql_document", "variables"):
+        assert name in fields, (
+            f"strawberry.types.ExecutionContext.{name} is gone: UndeclaredVariables "
+            "(service/graphql/transport/strawberry.py) uses it"
+        )
+    assert isinstance(inspect.getattr_static(ExecutionContext, "operation_name"), property)
+    # The check runs inside the validation step, once EngineValidationCache has set the errors.
+    source = inspect.getsource(strawberry.Schema._prepare_operation_async)
+    assert "extensions_runner.validation()" in source and "pre_execution_errors" in source
 
 
 def test_schema_execute_takes_context_in_third_position() -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect
 
-from detector import listen_to_sync
 from service.settings import Settings
 from service.storage.maintenance import (
     event_executions,
@@ -30,38 +27,19 @@ from service.storage.maintenance import (
     job_logs,
     plugin_instances,
 )
-from tests.support import runtime
 from tests.support.server import RunningServer, serving
 from tests.support.webdata import (
     BIG_DETECTED,
     WebDataset,
-    build_dataset,
+    count,
+    execute,
+    invocation_row,
     percentile_cont,
-    plugin_for,
-    shipment_modules,
-    shipment_payload,
+    record_shipment,
+    rows,
 )
 
 pytestmark = pytest.mark.browser
-
-
-# Playwright's sync API runs an event loop in this thread: database reads and the
-# library's own loop run on a helper thread.
-def off_loop(function: Any, *args: Any, **kwargs: Any) -> Any:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(function, *args, **kwargs).result()
-
-
-def rows(url: str, statement: Any) -> list[dict[str, Any]]:
-    return off_loop(runtime.rows, url, statement)
-
-
-def count(url: str, table: Any, *where: Any) -> int:
-    return off_loop(runtime.count, url, table, *where)
-
-
-def execute(url: str, statement: Any) -> None:
-    off_loop(runtime.execute, url, statement)
 
 
 LIVE_TIMEOUT_MS = 10_000
@@ -69,15 +47,13 @@ BAD = ("failed", "timeout", "rejected")
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> WebDataset:
-    url = f"sqlite:///{tmp_path_factory.mktemp('web') / 'web.db'}"
-    return build_dataset(url)
+def dataset(web_dataset: WebDataset) -> WebDataset:
+    return web_dataset
 
 
 @pytest.fixture(scope="module")
-def server(dataset: WebDataset) -> Iterator[RunningServer]:
-    with serving(Settings(database_url=dataset.url, rollup_interval=0)) as running:
-        yield running
+def server(web_server: RunningServer) -> RunningServer:
+    return web_server
 
 
 def in_window(
@@ -184,17 +160,7 @@ def test_the_chart_counts_hours_the_rollup_has_not_seen_yet(
 ) -> None:
     # An invocation written now but dated five hours back (a plugin flushing late): the
     # hourly rollup has not seen it, so the chart must count that hour live.
-    plugin = plugin_for(dataset.url)
-    try:
-        late = off_loop(
-            listen_to_sync,
-            shipment_payload("shp_late", "late-token"),
-            modules=shipment_modules()[:3],
-            plugins=[plugin],
-            source_function="late_events",
-        )
-    finally:
-        plugin.shutdown_sync(30.0)
+    late = record_shipment(dataset.url, "shp_late", "late_events")
     moved = dataset.window_end - timedelta(hours=5)
     execute(
         dataset.url,
@@ -304,6 +270,109 @@ def test_invocation_filters_change_the_url_and_the_rows(
     tab.screenshot("invocations-errors")
 
 
+def test_duration_job_and_error_type_filters_compose(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
+    window = in_window(dataset)
+    page = open_page(tab, server, f"/invocations?{dataset.range_query()}")
+    expect_total(page, count(dataset.url, invocations, window))
+
+    page.locator('[data-filter="min_ms"]').fill("200")
+    page.locator('[data-filter="min_ms"]').press("Enter")
+    expect(page).to_have_url(re.compile(r"min_ms=200"))
+    slow = invocations.c.total_duration_ms >= 200
+    expect_total(page, count(dataset.url, invocations, window, slow))
+
+    # A job name and an error type mean one job of the invocation: that one failed so.
+    failing = rows(
+        dataset.url,
+        sa.select(job_executions.c.job_name, job_executions.c.error_type)
+        .where(job_executions.c.error_type.is_not(None))
+        .limit(1),
+    )[0]
+    page.locator('[data-filter="job"]').select_option(failing["job_name"])
+    page.locator('[data-filter="error"]').select_option(failing["error_type"])
+    expect(page).to_have_url(re.compile(rf"error={failing['error_type']}"))
+    assert f"job={failing['job_name']}" in page.url and "min_ms=200" in page.url
+    that_job = sa.select(job_executions.c.invocation_id).where(
+        job_executions.c.job_name == failing["job_name"],
+        job_executions.c.error_type == failing["error_type"],
+    )
+    expected = count(dataset.url, invocations, window, slow, invocations.c.id.in_(that_job))
+    expect_total(page, expected)
+    assert expected > 0
+    page.locator('[data-filter="min_ms"]').fill("")
+    page.locator('[data-filter="min_ms"]').press("Enter")
+    expect_total(page, count(dataset.url, invocations, window, invocations.c.id.in_(that_job)))
+    assert "min_ms" not in page.url
+
+
+def test_a_log_line_search_lands_on_the_line_in_its_job(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
+    page = open_page(tab, server, f"/invocations?{dataset.range_query()}")
+    expect(page.locator('[data-table="invocations"] tbody tr').first).to_be_visible()
+    search(page, "log:rejected the entry")
+    lines = rows(
+        dataset.url,
+        sa.select(job_logs.c.id, job_logs.c.invocation_id, job_logs.c.job_execution_id).where(
+            job_logs.c.message.ilike("%rejected the entry%"),
+            job_logs.c.created_at >= dataset.window_start,
+            job_logs.c.created_at < dataset.window_end,
+        ),
+    )
+    assert len(lines) >= 1
+    matches = page.locator("[data-log-matches]")
+    expect(matches).to_have_attribute("data-log-matches", str(len(lines)))
+    # The invocations in the range that wrote such lines are listed too.
+    writers = sa.select(job_logs.c.invocation_id).where(
+        job_logs.c.message.ilike("%rejected the entry%")
+    )
+    expect_total(
+        page, count(dataset.url, invocations, in_window(dataset), invocations.c.id.in_(writers))
+    )
+    # Plain text finds log lines as well (no prefix needed).
+    search(page, "marked fulfilled")
+    fulfilled = count(
+        dataset.url,
+        job_logs,
+        job_logs.c.message.ilike("%marked fulfilled%"),
+        job_logs.c.created_at >= dataset.window_start,
+        job_logs.c.created_at < dataset.window_end,
+    )
+    assert fulfilled > 10  # more than a page: the lines are paged on the server
+    expect(matches).to_have_attribute("data-log-matches", str(fulfilled))
+    expect(page.locator("[data-log-match]")).to_have_count(10)
+    page.get_by_role("button", name="Next log lines").click()
+    expect(page.locator("[data-log-page]")).to_contain_text("2 /")
+    # The other filters scope the lines too: only lines of the invocations they keep.
+    page.locator('[data-filter-status="failed"]').click()
+    of_failed = sa.select(invocations.c.id).where(invocations.c.status == "failed")
+    expect(matches).to_have_attribute(
+        "data-log-matches",
+        str(
+            count(
+                dataset.url,
+                job_logs,
+                job_logs.c.message.ilike("%marked fulfilled%"),
+                job_logs.c.created_at >= dataset.window_start,
+                job_logs.c.created_at < dataset.window_end,
+                job_logs.c.invocation_id.in_(of_failed),
+            )
+        ),
+    )
+    page.locator('[data-filter-status="failed"]').click()
+
+    search(page, "log:rejected the entry")
+    line = lines[0]
+    page.locator(f'[data-log-match="{line["id"]}"] [data-log-match-link]').click()
+    expect(page).to_have_url(re.compile(rf"/invocations/{line['invocation_id']}\?.*tab=logs"))
+    target = page.locator(f'[data-log="{line["id"]}"]')
+    expect(target).to_have_class(re.compile(r"\btarget\b"))
+    expect(target).to_be_in_viewport()
+    expect(page.locator("[data-log-job]")).to_have_value(str(line["job_execution_id"]))
+
+
 def search(page: Any, text: str) -> None:
     box = page.locator('input[name="q"]')
     box.fill(text)
@@ -403,10 +472,37 @@ def test_invocation_detail_timeline_diff_and_logs(
         "ledger unavailable"
     )
     retried = next(j for j in jobs if j["attempts"] > 1)
-    expect(page.locator(f'[data-wf-key="{retried["id"]}"]')).to_contain_text(
-        f"\u00d7{retried['attempts']}"
+    retried_row = page.locator(f'[data-wf-key="{retried["id"]}"]')
+    expect(retried_row).to_contain_text(f"\u00d7{retried['attempts']}")
+    # One bar per recorded attempt: the first failed, the last completed.
+    attempts = retried_row.locator(".wf-bar[data-attempt]")
+    expect(attempts).to_have_count(retried["attempts"])
+    expect(attempts.first).to_have_class(re.compile(r"\btone-failed\b"))
+    expect(attempts.last).to_have_class(re.compile(r"\btone-completed\b"))
+    retried_row.press("Enter")  # rows are reachable by keyboard
+    expect(page.locator(f'[data-job-panel="{retried["id"]}"] [data-attempt]')).to_have_count(
+        retried["attempts"]
     )
     tab.screenshot("invocation-timeline")
+
+    # Dragging across the bars zooms into that window; "Whole run" goes back.
+    waterfall = page.locator("[data-waterfall]")
+    track = page.locator('[data-wf-row="invocation"] .wf-track').bounding_box()
+    y = track["y"] + track["height"] / 2
+    page.mouse.move(track["x"] + track["width"] * 0.25, y)
+    page.mouse.down()
+    page.mouse.move(track["x"] + track["width"] * 0.5, y, steps=5)
+    page.mouse.up()
+    expect(waterfall).to_have_attribute("data-window", re.compile(r"^[\d.]+-[\d.]+$"))
+    start, end = map(float, waterfall.get_attribute("data-window").split("-"))
+    total = rows(
+        dataset.url,
+        sa.select(invocations.c.total_duration_ms).where(invocations.c.id == invocation_id),
+    )[0]["total_duration_ms"]
+    assert end - start == pytest.approx(total / 4, rel=0.2)
+    expect(page.locator(f'[data-job-panel="{retried["id"]}"]')).to_be_visible()  # no click
+    page.locator("[data-wf-reset]").click()
+    expect(waterfall).to_have_attribute("data-window", "")
 
     # Row change: the changed columns are highlighted.
     page.locator('[data-tab="changes"]').click()
@@ -438,7 +534,7 @@ def test_invocation_detail_timeline_diff_and_logs(
     levels = Counter(line["level"] for line in logs)
     assert levels["error"] >= 1 and levels["warn"] >= 1 and levels["info"] >= 1
     # The job selected on the timeline filters the logs; show every step again.
-    expect(page.locator("[data-log-job]")).to_have_value(str(failed_job["id"]))
+    expect(page.locator("[data-log-job]")).to_have_value(str(retried["id"]))
     page.locator("[data-log-job]").select_option("")
     expect(page.locator("[data-log]")).to_have_count(len(logs))
     for level in ("debug", "info", "warn"):
@@ -455,6 +551,13 @@ def test_invocation_detail_timeline_diff_and_logs(
     expect(flashed).to_have_class(re.compile(r"\bflash\b"))
     expect(flashed).to_be_in_viewport()
     tab.screenshot("invocation-logs")
+
+    # An event whose handler returned while one of its jobs failed is not a green success.
+    page.locator('[data-tab="jobs"]').click()
+    dispatched = page.locator(".event-card", has_text=BIG_DETECTED[0])
+    expect(dispatched.locator('.badge[data-status="jobs_failed"]')).to_have_text(
+        "1 of 2 jobs failed"
+    )
 
     page.locator('[data-tab="payload"]').click()
     expect(page.locator(".json").first).to_contain_text(dataset.needle)
@@ -502,6 +605,8 @@ def test_flow_shows_the_cascade_nodes_and_edges(
     nodes = {f"inv:{i}" for i in ids}
     edges = set()
     for event in events:
+        if event["status"] == "skipped":
+            continue  # its module listens elsewhere: no node
         if event["status"] == "not_detected":
             nodes.add(f"und:{event['invocation_id']}")
             edges.add((f"inv:{event['invocation_id']}", f"und:{event['invocation_id']}"))
@@ -561,21 +666,17 @@ def test_running_nodes_tick_and_the_flow_follows_the_writes(
     tab: Any, server: RunningServer, dataset: WebDataset
 ) -> None:
     # Rows as the plugin writes them while an invocation runs (status running, no end).
-    invocation_id, event_id, job_id = (str(uuid.uuid4()) for _ in range(3))
+    event_id, job_id = (str(uuid.uuid4()) for _ in range(2))
     started = datetime.now(UTC) - timedelta(seconds=4)
-    execute(
-        dataset.url,
-        sa.insert(invocations).values(
-            id=invocation_id,
-            created_at=started,
-            updated_at=started,
-            correlation_id=f"running-{invocation_id[:8]}",
-            source_function="running_events",
-            source_table="public.orders",
-            source_operation="UPDATE",
-            status="running",
-        ),
+    running = invocation_row(
+        started,
+        "running_events",
+        status="running",
+        source_table="public.orders",
+        source_operation="UPDATE",
     )
+    invocation_id = running["id"]
+    execute(dataset.url, sa.insert(invocations).values(running))
     execute(
         dataset.url,
         sa.insert(event_executions).values(
@@ -698,16 +799,7 @@ def test_a_new_invocation_appears_without_reload(
     )
     before = int(page.locator("[data-total]").get_attribute("data-total"))
 
-    plugin = plugin_for(dataset.url)
-    try:
-        result = listen_to_sync(
-            shipment_payload("shp_live", "live-token"),
-            modules=shipment_modules()[:3],
-            plugins=[plugin],
-            source_function="live_events",
-        )
-    finally:
-        plugin.shutdown_sync(30.0)
+    result = record_shipment(dataset.url, "shp_live", "live_events")
     expect(
         page.locator(f'[data-table="invocations"] tr[data-invocation="{result.invocation_id}"]')
     ).to_be_visible(timeout=LIVE_TIMEOUT_MS)
@@ -722,16 +814,7 @@ def test_a_new_invocation_appears_without_reload(
         page.locator(f'[data-table="recent"] tr[data-invocation="{result.invocation_id}"]')
     ).to_be_visible()
     shown = kpi_value(page, "invocations")
-    plugin = plugin_for(dataset.url)
-    try:
-        second = listen_to_sync(
-            shipment_payload("shp_live2", "live-token"),
-            modules=shipment_modules()[:3],
-            plugins=[plugin],
-            source_function="live_events",
-        )
-    finally:
-        plugin.shutdown_sync(30.0)
+    second = record_shipment(dataset.url, "shp_live2", "live_events")
     expect(
         page.locator(f'[data-table="recent"] tr[data-invocation="{second.invocation_id}"]')
     ).to_be_visible(timeout=LIVE_TIMEOUT_MS)
@@ -816,7 +899,9 @@ def test_keyboard_navigation(tab: Any, server: RunningServer, dataset: WebDatase
 def test_every_module_and_library_is_served_with_a_javascript_type(server: RunningServer) -> None:
     index = server.client.get("/")
     assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
-    imports = re.findall(r'"(/vendor/[^"]+\.m?js)"', index.text)
+    # The page's URLs are relative: it works wherever the app is mounted.
+    assert '<base href="/">' in index.text
+    imports = re.findall(r'"\.(/vendor/[^"]+\.m?js)"', index.text)
     assert len(imports) == 7
     for path in [*imports, "/app/main.js", "/app/lib/graphql.js"]:
         response = server.client.get(path)
@@ -824,6 +909,15 @@ def test_every_module_and_library_is_served_with_a_javascript_type(server: Runni
         assert response.headers["content-type"].startswith("text/javascript"), path
     for page in ("/invocations", "/invocations/abc", "/flow/abc", "/analytics", "/settings"):
         assert server.client.get(page).text == index.text
+    # Any other page a browser asks for: the client (it says what is missing), status 404.
+    # Other clients get a plain 404; the app's own answers (redirects, 405) come first.
+    html = {"accept": "text/html,application/xhtml+xml"}
+    unknown = server.client.get("/no/such/page", headers=html)
+    assert (unknown.status_code, unknown.text) == (404, index.text)
+    assert server.client.get("/no/such/page").text == "Not Found"
+    assert server.client.post("/no/such/page", headers=html).text == "Not Found"
+    assert server.client.get("/invocations/", headers=html).status_code == 307
+    assert server.client.put("/healthz", headers=html).status_code == 405
     # Only the packages the client imports are served; nothing above them.
     assert server.client.get("/vendor/graphql/package.json").status_code == 404
     assert server.client.get("/vendor/preact/../../package.json").status_code == 404
@@ -838,9 +932,54 @@ def test_a_missing_npm_install_says_what_to_run(tmp_path: Path, dataset: WebData
     copy = tmp_path / "web"
     copy.mkdir()
     (copy / "index.html").write_text((web / "index.html").read_text())
+    (copy / "package.json").write_text((web / "package.json").read_text())
     (copy / "app").mkdir()
     with serving(Settings(database_url=dataset.url, rollup_interval=0, web_dir=copy)) as running:
         response = running.client.get("/")
         assert response.status_code == 503
         assert "make web-deps" in response.text and "preact" in response.text
         assert running.client.get("/healthz").status_code == 200
+
+
+def test_invocation_page_shows_skipped_modules_as_skipped_not_as_events(
+    tab: Any, server: RunningServer, dataset: WebDataset
+) -> None:
+    # A demo order update: the order modules are checked, the others listen elsewhere.
+    [row] = rows(
+        dataset.url,
+        sa.select(event_executions.c.invocation_id.label("id"))
+        .join(invocations, invocations.c.id == event_executions.c.invocation_id)
+        .where(
+            invocations.c.source_operation == "UPDATE",
+            event_executions.c.event_name == "orders.created",
+            event_executions.c.status == "skipped",
+        )
+        .order_by(invocations.c.created_at.desc())
+        .limit(1),
+    )
+    statuses = {
+        e["event_name"]: e["status"]
+        for e in rows(
+            dataset.url,
+            sa.select(event_executions.c.event_name, event_executions.c.status).where(
+                event_executions.c.invocation_id == row["id"]
+            ),
+        )
+    }
+    skipped = sorted(name for name, status in statuses.items() if status == "skipped")
+    assert "orders.created" in skipped and "payments.failed" in skipped
+    page = open_page(tab, server, f"/invocations/{row['id']}")
+    quiet = ("skipped", "not_detected")
+    shown = [name for name, status in statuses.items() if status not in quiet]
+    # The waterfall has no row for them (their detectors did not run)…
+    expect(page.locator('[data-wf-row="event"]')).to_have_count(len(shown))
+    # …and the events tab lists them in a card of their own, not as events.
+    page = open_page(tab, server, f"/invocations/{row['id']}?tab=jobs")
+    card = page.locator("[data-skipped]")
+    expect(card).to_be_visible()
+    assert sorted(name.strip() for name in card.inner_text().split(",")) == skipped
+    expect(page.locator(".event-card", has_text=f"{len(skipped)} events skipped")).to_be_visible()
+    expect(page.locator(".event-card")).to_have_count(
+        len(shown) + 1 + ("not_detected" in statuses.values())
+    )
+    expect(page.locator('[data-status="skipped"]')).to_have_count(0)

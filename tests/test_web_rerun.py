@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +21,12 @@ from service.storage.maintenance import invocations
 from tests.support import db, runtime
 from tests.support.library import hasura_payload, write_module
 from tests.support.server import RunningServer, serving
+from tests.support.webdata import off_loop
 from tests.test_rerun import AUDIT, CHARGE_BROKEN, CHARGE_FIXED
 
 pytestmark = pytest.mark.browser
 
 SECRET = "s3cret-for-the-rerun-console"
-
-
-def off_loop(function: Any, *args: Any) -> Any:
-    # Playwright's sync API runs an event loop in this thread.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(function, *args).result()
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +167,7 @@ def test_admin_reruns_many_from_the_list_with_a_summary(
     expect(dialog).to_be_visible()
     expect(dialog.locator("[data-rerun-warning]")).to_contain_text("2 invocations will run again")
     expect(dialog.locator("[data-rerun-redacted]")).to_have_attribute("data-rerun-redacted", "1")
+    expect(dialog.locator("[data-rerun-redacted]")).to_contain_text('replaced by "[redacted]"')
     expect(dialog.locator('[data-refusal="no_payload"]')).to_be_visible()
     tab.screenshot("rerun-bulk-confirm")
     dialog.locator("[data-rerun-confirm]").click()

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from service.endpoints.webhook import WebhookReceiver
 from service.settings import Settings
-from service.storage.maintenance import invocations, job_executions
+from service.storage.maintenance import event_executions, invocations, job_executions
 from tests.support.pgserver import free_port
 from tests.support.runtime import EXAMPLES_EVENTS, count, database_for, rows
 from tests.support.server import RunningServer, serving
@@ -50,6 +50,7 @@ def server(
         settings = Settings(
             database_url=url,
             events_dir=EXAMPLES_EVENTS,
+            webhook_functions=["orders", "shop-orders", "payments", "rolled", "burst", "metered"],
             webhook_secret=SECRET,
             rollup_interval=0.3,
         )
@@ -258,8 +259,10 @@ def test_metrics_count_deliveries_by_outcome_and_show_the_plugin_health(
     assert (
         'event_detector_webhook_deliveries_total{function="metered",outcome="rejected"} 1.0' in text
     )
+    # Refused before the function counts: under the one fixed label, never the path's.
+    assert 'function="metered",outcome="unauthorized"' not in text
     assert (
-        'event_detector_webhook_deliveries_total{function="metered",outcome="unauthorized"} 1.0'
+        'event_detector_webhook_deliveries_total{function="_refused",outcome="unauthorized"}'
         in text
     )
     assert 'route="/hooks/{function}",status="401"' in text
@@ -324,6 +327,56 @@ def test_a_function_directory_serves_its_function_and_unknown_functions_are_404(
         assert running.client.get("/hooks/billing").status_code == 405
 
 
+DECLARING_MODULES = {
+    "orders.noted": (
+        "from detector import job, run\n"
+        "tables = 'orders'\n"
+        "operations = ['UPDATE']\n"
+        "def detector(event_name, event):\n    return True\n"
+        "async def note(event_name, event, options):\n"
+        "    noted = {'raw': b'\\x00\\x01'}\n"
+        "    noted['self'] = noted\n"
+        "    return noted\n"
+        "async def handler(event_name, event):\n"
+        "    return await run(event_name, event, [job(note)])\n"
+    ),
+    "users.changed": (
+        "tables = ['public.users']\n"
+        "def detector(event_name, event):\n    raise AssertionError('never runs')\n"
+        "def handler(event_name, event):\n    return None\n"
+    ),
+}
+
+
+def test_modules_declaring_other_tables_are_skipped_and_odd_results_answer_200(
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "events"
+    events.mkdir()
+    for name, source in DECLARING_MODULES.items():
+        (events / f"{name}.py").write_text(source)
+    url = f"sqlite:///{tmp_path / 'declared.db'}"
+    with serving(
+        Settings(database_url=url, events_dir=events, webhook_functions="orders", rollup_interval=0)
+    ) as running:
+        answer = running.client.post("/hooks/orders", json=example("orders.shipped.update.json"))
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        statuses = {event["name"]: event["status"] for event in body["events"]}
+        assert statuses == {"orders.noted": "completed", "users.changed": "skipped"}
+        assert body["status"] == "completed"
+        [noted] = body["events"][0]["jobs"]
+        assert noted["result"] == {"raw": "[bytes: 2 bytes]", "self": "[circular reference]"}
+        flush(running)
+        stored = rows(url, sa.select(event_executions.c.event_name, event_executions.c.status))
+        assert sorted((row["event_name"], row["status"]) for row in stored) == [
+            ("orders.noted", "completed"),
+            ("users.changed", "skipped"),
+        ]
+        [job] = rows(url, sa.select(job_executions.c.result))
+        assert job["result"] == noted["result"]
+
+
 def test_the_webhook_is_off_without_an_events_directory(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'off.db'}", rollup_interval=0)
     with serving(settings) as running:
@@ -337,7 +390,11 @@ def test_our_own_fault_is_500_with_a_short_message_and_no_traceback(tmp_path: Pa
     class NotAPlugin:
         name = "broken"
 
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'f.db'}", events_dir=EXAMPLES_EVENTS)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'f.db'}",
+        events_dir=EXAMPLES_EVENTS,
+        webhook_functions=["orders"],
+    )
     receiver = WebhookReceiver(settings, [NotAPlugin()])  # type: ignore[list-item]
     app = Starlette(routes=[Route("/hooks/{function}", receiver.handle, methods=["POST"])])
     port = free_port()

@@ -304,6 +304,24 @@ class BoundedBuffer:
         executions.sort(key=lambda p: order.get(p.table, len(order)))
         return Batch(executions, logs)
 
+    def count_dropped(self, reason: str, count: int) -> None:
+        """Count `count` records dropped for `reason` outside the buffer (a write given up)."""
+        with self._lock:
+            self.dropped[reason] += count
+
+    def discard_all(self, reason: str) -> int:
+        """Drop every record and inbox entry (converted first, so that records are what is
+        counted), counting them as dropped for `reason`; returns how many."""
+        self.absorb()
+        with self._lock:
+            count = len(self._executions) + len(self._logs)
+            self._executions.clear()
+            self._logs.clear()
+            self._bytes = 0
+            if count:
+                self.dropped[reason] += count
+        return count
+
     def requeue(self, batch: Batch) -> None:
         """Put back records whose write failed, under any newer patches of the same rows.
 

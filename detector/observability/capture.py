@@ -9,7 +9,8 @@ goes through `Sanitizer.to_json` before it is buffered:
    list indexes from the root) and returns what to keep;
 3. anything JSON cannot hold becomes a safe description: circular references, arbitrary
    objects, bytes, NaN/infinity; datetimes, UUIDs, Decimals, enums, sets, dataclasses and
-   exceptions get a faithful JSON form;
+   exceptions get a faithful JSON form (`detector.jsonsafe`, the rules
+   `ListenResult.to_dict()` follows too);
 4. a value whose JSON text exceeds the cap is replaced by an explicit truncation marker.
 
 None of this raises: a value that defeats every rule becomes a description of its type.
@@ -21,14 +22,11 @@ import dataclasses
 import enum
 import json
 import json.encoder
-import math
 import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
-from pathlib import PurePath
 from typing import Any
+
+from ..jsonsafe import JsonSafe, Path, describe, truncate_text
 
 REDACTED = "[redacted]"
 
@@ -57,28 +55,23 @@ Not the bare word `session`: it would redact Hasura's whole `session_variables` 
 (role and user, which users need); the secrets inside it are caught by their own words
 (`x-hasura-admin-secret` by `secret`, any `…-token` by `token`)."""
 
-MAX_DEPTH = 32
+# truncate_text is re-exported: the plugin and its tests take it from here.
+__all__ = [
+    "DEFAULT_REDACT_KEYS",
+    "REDACTED",
+    "RedactCallback",
+    "Sanitizer",
+    "SnapshotEncoder",
+    "truncate_text",
+]
+
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _SIMPLE = (str, int, bool, type(None))
 
-Path = tuple[str | int, ...]
 RedactCallback = Callable[[Any, Path], Any]
 
 
-def _describe(value: Any) -> str:
-    kind = type(value)
-    return f"[{kind.__module__}.{kind.__qualname__} object]"
-
-
-def truncate_text(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters with a marker saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    cut = len(text) - limit
-    return f"{text[:limit]}… [truncated {cut} characters]"
-
-
-class Sanitizer:
+class Sanitizer(JsonSafe):
     """Turns any value into redacted, JSON-safe, size-capped data.
 
     `redact_keys` are deny-list words (case-insensitive substrings of keys); `redact` is the
@@ -110,10 +103,6 @@ class Sanitizer:
         """Whether values under `key` are redacted by the deny-list."""
         return self._deny is not None and self._deny.search(key.lower()) is not None
 
-    def clean(self, value: Any) -> Any:
-        """`value` as redacted JSON-safe data (dicts, lists, str, int, float, bool, None)."""
-        return self._clean(value, (), set(), 0)
-
     def to_json(self, value: Any) -> str | None:
         """Compact JSON text of the cleaned `value`, capped; None stays None (SQL NULL)."""
         if value is None:
@@ -122,7 +111,7 @@ class Sanitizer:
         try:
             text = _ENCODER.encode(cleaned)
         except (TypeError, ValueError):  # pragma: no cover - clean() output is JSON-safe
-            text = json.dumps(_describe(value))
+            text = json.dumps(describe(value))
         if len(text) > self.max_value_bytes:
             return json.dumps(self._truncated(cleaned, text), separators=(",", ":"))
         return text
@@ -177,91 +166,20 @@ class Sanitizer:
         marker["_preview"] = text[:preview]
         return marker
 
-    def _clean(self, value: Any, path: Path, active: set[int], depth: int) -> Any:
-        if self._redact is not None:
-            try:
-                value = self._redact(value, path)
-            except Exception:
-                # A failing callback must not leak what it was meant to hide.
-                self.redaction_errors += 1
-                return "[redaction failed]"
-        if value is None or isinstance(value, bool | int | str):
+    def _visit(self, value: Any, path: Path) -> Any:
+        if self._redact is None:
             return value
-        if isinstance(value, float):
-            return value if math.isfinite(value) else str(value)
-        if depth >= MAX_DEPTH:
-            return "[max depth reached]"
-        if isinstance(value, Mapping | list | tuple | set | frozenset) or dataclasses.is_dataclass(
-            value
-        ):
-            marker = id(value)
-            if marker in active:
-                return "[circular reference]"
-            active.add(marker)
-            try:
-                return self._container(value, path, active, depth)
-            finally:
-                active.discard(marker)
-        return self._scalar(value)
-
-    def _container(self, value: Any, path: Path, active: set[int], depth: int) -> Any:
-        if isinstance(value, Mapping):
-            items: Iterable[tuple[Any, Any]] = value.items()
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            items = ((f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value))
-        else:
-            if isinstance(value, set | frozenset):
-                try:
-                    value = sorted(value)
-                except TypeError:
-                    value = list(value)
-            return [
-                self._clean(item, (*path, index), active, depth + 1)
-                for index, item in enumerate(value)
-            ]
-        out: dict[str, Any] = {}
         try:
-            for key, item in items:
-                name = key if isinstance(key, str) else str(key)
-                if self.is_denied(name):
-                    out[name] = REDACTED
-                else:
-                    out[name] = self._clean(item, (*path, name), active, depth + 1)
+            return self._redact(value, path)
         except Exception:
-            return _describe(value)
-        return out
+            # A failing callback must not leak what it was meant to hide.
+            self.redaction_errors += 1
+            return "[redaction failed]"
 
-    def _scalar(self, value: Any) -> Any:
-        try:
-            if isinstance(value, datetime | date | time):
-                return value.isoformat()
-            if isinstance(value, timedelta):
-                return value.total_seconds()
-            if isinstance(value, uuid.UUID | PurePath):
-                return str(value)
-            if isinstance(value, Decimal):
-                # Kept exact as text: a float could change the amount.
-                return str(value)
-            if isinstance(value, enum.Enum):
-                return self._scalar_or_plain(value.value)
-            if isinstance(value, bytes | bytearray | memoryview):
-                return f"[bytes: {len(value)} bytes]"
-            if isinstance(value, BaseException):
-                return {"type": type(value).__name__, "message": truncate_text(str(value), 2000)}
-            if callable(value):
-                name = getattr(value, "__qualname__", None) or getattr(value, "__name__", "")
-                return f"[function {name}]" if name else _describe(value)
-            model_dump = getattr(value, "model_dump", None)  # pydantic models
-            if callable(model_dump):
-                return self.clean(model_dump(mode="json"))
-        except Exception:
-            pass
-        return _describe(value)
-
-    def _scalar_or_plain(self, value: Any) -> Any:
-        if value is None or isinstance(value, bool | int | str):
-            return value
-        return self._scalar(value)
+    def _entry(self, name: str, item: Any, path: Path, active: set[int], depth: int) -> Any:
+        if self.is_denied(name):
+            return REDACTED
+        return super()._entry(name, item, path, active, depth)
 
 
 class SnapshotEncoder:
@@ -277,7 +195,7 @@ class SnapshotEncoder:
     """
 
     def __init__(self) -> None:
-        self._describer = Sanitizer(redact_keys=())
+        self._describer = JsonSafe()
         make = getattr(json.encoder, "c_make_encoder", None)
         if make is not None:
             # No circular-reference markers: a cycle ends in RecursionError, which the

@@ -53,6 +53,7 @@ class ObservabilityConfig:
     retry_initial_delay: float = 0.5
     retry_max_delay: float = 30.0
     auto_migrate: bool | None = None
+    transaction_pooling: bool = False
     instance_report_interval: float = 10.0
     handle_sigterm: bool = True
     extra: dict[str, Any] = field(default_factory=dict)

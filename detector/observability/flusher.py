@@ -10,6 +10,14 @@ to flush; takes batches from the buffer; writes them; and on failure:
 - records rejected: bisects the batch until the offending records are alone, quarantines
   them (in memory, and in `quarantined_records` when the store takes them), and writes
   the rest.
+
+Shutdown keeps to its timeout, everything included (`stop`): it flushes until a deadline
+that leaves a reserve for the health report; a write still under way then is aborted
+(its connections dropped, so the server keeps nothing half-done) rather than waited
+for; whatever is not written is counted as dropped (`shutdown_timeout`), said once in a
+warning, and reported in the `plugin_instances` row if the store answers in time.
+Nothing ever shares the writer with a write in progress: all of it runs on the writer
+thread under the write lock.
 """
 
 from __future__ import annotations
@@ -29,13 +37,22 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .buffer import ABSORB_CHUNK, Batch, BoundedBuffer, Patch
-from .writers.base import RecordsRejected, StoreUnavailable, WriteError
+from .writers.base import RecordsRejected, WriteError
 
 if TYPE_CHECKING:
     from .config import ObservabilityConfig
     from .writers import Writer
 
 log = logging.getLogger("detector.observability")
+
+DROP_SHUTDOWN = "shutdown_timeout"
+"""Drop reason: records not written when `stop()`'s timeout ran out."""
+# The part of a shutdown's time kept for the final health report: at most this many
+# seconds, and at most REPORT_SHARE of the timeout.
+REPORT_RESERVE = 1.0
+REPORT_SHARE = 0.2
+# How long an aborted write gets to notice its dropped connection before it is cancelled.
+ABORT_GRACE = 0.05
 
 # Flushers with a running thread, held strongly: a plugin the host dropped may still hold
 # buffered records, and interpreter exit must flush them.
@@ -86,7 +103,16 @@ class BackgroundFlusher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._write_lock: asyncio.Lock | None = None
+        self._writing: asyncio.Task[Any] | None = None
+        """The task holding the write lock (a flush), for a shutdown to cut short."""
         self._stop = False
+        self._closing = False
+        # Each start of the thread is a generation: a thread outlived by a restart (stuck
+        # in a blocking store call at shutdown) must not write or close for its successor.
+        self._generation = 0
+        # Hands the write under way over to a shutdown that gave up waiting for it.
+        self._flight_lock = threading.Lock()
+        self._flight_abandoned = False
         self.wake_pending = False
         self.started = False
         # Health, read by stats().
@@ -103,7 +129,7 @@ class BackgroundFlusher:
         self._failures = 0
         self._next_attempt = 0.0
         self._last_report = 0.0
-        self._migrated = False
+        self._reported_with_write = False
         self._drops_seen = 0
 
     # -- lifecycle -------------------------------------------------------------------
@@ -116,9 +142,13 @@ class BackgroundFlusher:
             if self.started:
                 return
             ready = threading.Event()
-            self._stop = False
+            self._stop = self._closing = False
+            self._generation += 1
             self._thread = threading.Thread(
-                target=self._run, args=(ready,), name="event-detector-observability", daemon=True
+                target=self._run,
+                args=(ready, self._generation),
+                name="event-detector-observability",
+                daemon=True,
             )
             self._thread.start()
             ready.wait(5)
@@ -133,13 +163,15 @@ class BackgroundFlusher:
         ACTIVE.discard(self)
         self.wake_pending = False
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-        # The parent's connection belongs to the parent.
-        if hasattr(self.writer, "_conn"):
-            self.writer._conn = None  # type: ignore[attr-defined]
-        if hasattr(self.writer, "_client"):
-            self.writer._client = None  # type: ignore[attr-defined]
+        self._flight_lock = threading.Lock()
+        self._flight_abandoned = False
+        self.in_flight = 0
+        # The parent's connections belong to the parent.
+        forget = getattr(self.writer, "forget", None)
+        if forget is not None:
+            forget()
 
-    def _run(self, ready: threading.Event) -> None:
+    def _run(self, ready: threading.Event, generation: int) -> None:
         loop = asyncio.new_event_loop()
         loop.set_default_executor(_InlineExecutor(max_workers=1))
         self._loop = loop
@@ -150,7 +182,8 @@ class BackgroundFlusher:
             loop.run_until_complete(self._main())
         finally:
             try:
-                loop.run_until_complete(self.writer.close())
+                if generation == self._generation:  # not restarted meanwhile
+                    loop.run_until_complete(self.writer.close())
             except Exception:
                 pass
             loop.close()
@@ -168,9 +201,16 @@ class BackgroundFlusher:
             self._wake.clear()
             if self._stop:
                 break
-            if self._failures and time.monotonic() < self._next_attempt:
+            if self._closing or (self._failures and time.monotonic() < self._next_attempt):
                 continue
-            await self._flush(deadline=None)
+            flush = asyncio.ensure_future(self._flush(deadline=None))
+            try:
+                await flush
+            except asyncio.CancelledError:
+                # A shutdown cut this flush short; the loop goes on until it stops.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
 
     def wake(self) -> None:
         """Ask the writer thread to flush now (called when a batch has filled)."""
@@ -207,75 +247,179 @@ class BackgroundFlusher:
         if future is None:
             return len(self.buffer) == 0
         try:
-            return future.result(timeout + 1)
-        except Exception:
+            return future.result(timeout)
+        except Exception:  # the timeout among them: the write goes on in the background
             return False
 
     def stop(self, timeout: float) -> bool:
-        """Flush (within `timeout`), then stop the thread and close the writer."""
+        """Flush, report health, stop the thread and close the writer, all within `timeout`
+        seconds; True when everything was written.
+
+        What is not written by then (buffered, or in a write that had to be aborted) is
+        dropped and counted as `shutdown_timeout` in `buffer.dropped`, with one warning.
+        Records of an aborted write may have reached the store all the same (a commit
+        whose answer was cut off): counted, never lost uncounted. The plugin starts again
+        if it records afterwards.
+        """
+        deadline = time.monotonic() + timeout
         if not self.started:
             return len(self.buffer) == 0
-        flushed = self.flush(timeout)
-        self._report_from_outside(timeout=1.0)
+        loop, thread = self._loop, self._thread
+        flushed = False
+        if loop is not None and not loop.is_closed() and thread is not threading.current_thread():
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(deadline, timeout), loop)
+            try:
+                flushed = future.result(max(0.0, deadline - time.monotonic()))
+            except Exception:
+                # The writer thread is stuck in a blocking call (an SQLite busy wait):
+                # give up on it; what it holds is counted below.
+                future.cancel()
+        if not flushed:
+            self._drop_leftovers(timeout, from_outside=True)
         self._stop = True
         self.wake_pending = False
-        loop, thread = self._loop, self._thread
         if loop is not None and not loop.is_closed():
             try:
                 loop.call_soon_threadsafe(self._wake_set)
             except RuntimeError:
                 pass
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=2)
+            thread.join(max(0.0, deadline - time.monotonic()))
         with self._start_lock:
             self.started = False
             self._thread = self._loop = None
         ACTIVE.discard(self)
         return flushed
 
-    def _report_from_outside(self, timeout: float) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        future = asyncio.run_coroutine_threadsafe(self._report(force=True), loop)
-        try:
-            future.result(timeout)
-        except Exception:
-            pass
+    async def _shutdown(self, deadline: float, allowed: float) -> bool:
+        """On the writer thread: flush until the deadline minus the report's reserve,
+        abort a write still under way, count what is left, report, close. `allowed`: the
+        seconds the caller gave (for the warning)."""
+        assert self._write_lock is not None
+        self._closing = True  # the background loop starts no more flushes
+        # Cutting a step short takes up to ABORT_GRACE: keep it inside the timeout.
+        end = deadline - ABORT_GRACE
+        reserve = min(REPORT_RESERVE, max(0.0, end - time.monotonic()) * REPORT_SHARE)
+        flush = asyncio.ensure_future(self._flush(deadline=end - reserve, report=False))
+        flushed = await self._finish_by(flush, end - reserve) is True
+        async with self._write_lock:
+            left = self._drop_leftovers(allowed, from_outside=False)
+            await self._finish_by(asyncio.ensure_future(self._report(force=True)), end)
+            await self._finish_by(asyncio.ensure_future(self.writer.close()), end)
+        return flushed and not left
+
+    async def _finish_by(self, task: asyncio.Task[Any], deadline: float) -> Any:
+        """`task`'s result if it finishes by `deadline` (None if it fails). Otherwise the
+        write under way is aborted: the writer drops its connections, which fails any
+        operation on them at once; what still runs after a short grace (connecting, or a
+        writer that cannot abort) is cancelled."""
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+        if not done:
+            abort = getattr(self.writer, "abort", None)
+            if abort is not None:
+                try:
+                    abort()
+                except Exception:
+                    pass
+            done, _ = await asyncio.wait({task}, timeout=ABORT_GRACE)
+            if not done:
+                holder = self._writing
+                if holder is not None and holder is not task:
+                    holder.cancel()
+                task.cancel()
+                await asyncio.wait({task})
+        if task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
+
+    def _drop_leftovers(self, timeout: float, *, from_outside: bool) -> int:
+        """Count everything not written as dropped (`shutdown_timeout`) and forget it.
+
+        From outside the writer thread (stuck, or slower than the deadline), the write it
+        holds is counted too, and marked so that it is not put back when it ends. Counting
+        and its warning are one step under a lock: the two threads never both count, and
+        the warning is out when either returns.
+        """
+        with self._flight_lock:
+            dropped = 0
+            if from_outside and self.in_flight and not self._flight_abandoned:
+                dropped += self.in_flight
+                self.buffer.count_dropped(DROP_SHUTDOWN, self.in_flight)
+                self._flight_abandoned = True
+                self.in_flight = 0  # handed over: counted as dropped, no longer in flight
+            dropped += self.buffer.discard_all(DROP_SHUTDOWN)
+            if not dropped:
+                return 0
+            log.warning(
+                "observability: the shutdown timeout (%.1f s) ran out with %d records not "
+                "written (the store is slow or down); counted in plugin.stats()['dropped']"
+                "['shutdown_timeout']",
+                timeout,
+                dropped,
+            )
+        return dropped
 
     # -- writing ---------------------------------------------------------------------
 
-    async def _flush(self, deadline: float | None) -> bool:
-        """Write batches until the buffer is empty; with a deadline, retry until then."""
+    async def _flush(self, deadline: float | None, *, report: bool = True) -> bool:
+        """Write batches until the buffer is empty; with a deadline, retry until then
+        (and start no write after it). Reports health when due, unless `report` is off
+        or the flusher is closing."""
         assert self._write_lock is not None
+        generation = self._generation
         async with self._write_lock:
-            self.wake_pending = False
-            while len(self.buffer):
-                batch = self.buffer.take(self.config.batch_size)
-                if not len(batch):
-                    break
-                started = time.monotonic()
-                self.in_flight = len(batch)
-                try:
-                    left = await self._write_converting(batch.all())
-                finally:
-                    self.in_flight = 0
-                if left:
-                    self.buffer.requeue(_as_batch(left))
-                    self._failed()
-                    if deadline is None:
+            self._writing = asyncio.current_task()
+            try:
+                return await self._flush_locked(deadline, report and not self._closing, generation)
+            finally:
+                self._writing = None
+
+    async def _flush_locked(self, deadline: float | None, report: bool, generation: int) -> bool:
+        self.wake_pending = False
+        self._reported_with_write = False
+        while len(self.buffer):
+            if generation != self._generation:
+                return False  # this thread was given up on and replaced
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            batch = self.buffer.take(self.config.batch_size)
+            if not len(batch):
+                break
+            started = time.monotonic()
+            patches = batch.all()
+            self.in_flight = len(patches)
+            try:
+                left = await self._write_converting(patches, self._instance_if_due(len(patches)))
+            except BaseException:  # cancelled by a shutdown: nothing confirmed written
+                self._land(patches)
+                raise
+            self._land(left)
+            if left:
+                self._failed()
+                if deadline is None:
+                    if report:
                         await self._report()
-                        return False
-                    pause = min(self._backoff(), deadline - time.monotonic())
-                    if pause <= 0:
-                        return False
-                    await asyncio.sleep(pause)
-                    continue
-                self._succeeded(time.monotonic() - started)
-            await self._write_quarantine()
-            self._warn_about_drops()
+                    return False
+                pause = min(self._backoff(), deadline - time.monotonic())
+                if pause <= 0:
+                    return False
+                await asyncio.sleep(pause)
+                continue
+            self._succeeded(time.monotonic() - started)
+        await self._write_quarantine()
+        self._warn_about_drops()
+        if report and not self._reported_with_write:
             await self._report()
-            return len(self.buffer) == 0
+        return len(self.buffer) == 0
+
+    def _land(self, unwritten: list[Patch]) -> None:
+        """The write under way is over: put back what it did not write, unless a shutdown
+        that gave up waiting has counted it as dropped already."""
+        with self._flight_lock:
+            abandoned, self._flight_abandoned = self._flight_abandoned, False
+            self.in_flight = 0
+            if unwritten and not abandoned:
+                self.buffer.requeue(_as_batch(unwritten))
 
     def _warn_about_drops(self) -> None:
         """Say so when the bounded buffer dropped records since the last flush."""
@@ -290,18 +434,11 @@ class BackgroundFlusher:
         self._drops_seen = full
 
     async def _open(self) -> None:
-        if self.config.should_migrate and not self._migrated and self.config.database_url:
-            if not self.config.database_url.startswith("sqlite:"):
-                from .migrate import upgrade_async
-
-                try:
-                    await upgrade_async(self.config.database_url)
-                except Exception as exc:
-                    raise StoreUnavailable(f"migration failed: {type(exc).__name__}") from None
-            self._migrated = True
         await self.writer.open()
 
-    async def _write_converting(self, patches: list[Patch]) -> list[Patch]:
+    async def _write_converting(
+        self, patches: list[Patch], instance: dict[str, Any] | None = None
+    ) -> list[Patch]:
         """`_write_isolating`, converting inbox entries for the next batch meanwhile.
 
         While the store works on this batch (PostgreSQL: a COPY on the server), this
@@ -309,18 +446,26 @@ class BackgroundFlusher:
         writing overlap instead of taking turns. Order is kept: entries are converted in
         posting order, and the next batch is only taken after this one is written.
         """
-        write = asyncio.ensure_future(self._write_isolating(patches))
+        write = asyncio.ensure_future(self._write_isolating(patches, instance))
         buffer, batch_size = self.buffer, self.config.batch_size
         while not write.done() and buffer.inbox_depth and buffer.records < batch_size:
             buffer.absorb(ABSORB_CHUNK)
             await asyncio.sleep(0)
         return await write
 
-    async def _write_isolating(self, patches: list[Patch]) -> list[Patch]:
-        """Write `patches`; returns those not written because the store is unavailable."""
+    async def _write_isolating(
+        self, patches: list[Patch], instance: dict[str, Any] | None = None
+    ) -> list[Patch]:
+        """Write `patches` (and the health row `instance` with them, when given); returns
+        those not written because the store is unavailable."""
         try:
             await self._open()
-            await self.writer.write(_as_batch(patches))
+            if instance is None:
+                await self.writer.write(_as_batch(patches))
+            else:
+                await self.writer.write(_as_batch(patches), instance=instance)
+                self._last_report = time.monotonic()
+                self._reported_with_write = True
         except RecordsRejected as exc:
             return await self._isolate(patches, str(exc))
         except WriteError as exc:  # StoreUnavailable among them: kept for a retry
@@ -399,12 +544,20 @@ class BackgroundFlusher:
         self._failures = 0
         self.last_flush_at = datetime.now(UTC)
 
+    def _report_due(self) -> bool:
+        return time.monotonic() - self._last_report >= self.config.instance_report_interval
+
+    def _instance_if_due(self, pending: int) -> dict[str, Any] | None:
+        """The health row to write with a batch of `pending` records, when a report is
+        due (it then costs no round trip of its own)."""
+        return self.instance_row(pending=pending) if self._report_due() else None
+
     async def _report(self, force: bool = False) -> None:
-        """Upsert this process's `plugin_instances` row (throttled)."""
-        now = time.monotonic()
-        if not force and now - self._last_report < self.config.instance_report_interval:
+        """Upsert this process's `plugin_instances` row (throttled). Callers hold the
+        write lock."""
+        if not force and not self._report_due():
             return
-        self._last_report = now
+        self._last_report = time.monotonic()
         row = self.instance_row()
         try:
             await self._open()
@@ -412,20 +565,23 @@ class BackgroundFlusher:
         except Exception as exc:
             self._error(f"could not report plugin health: {str(exc)[:150]}")
 
-    def instance_row(self) -> dict[str, Any]:
+    def instance_row(self, pending: int = 0) -> dict[str, Any]:
+        """This process's health row. `pending`: records of the batch the row is written
+        with (atomically: if the row is stored, so are they)."""
         age = self.buffer.oldest_age()
         dropped = dict(self.buffer.dropped)
+        written = sum(self.written.values()) + pending
         return {
             "id": self.instance_id,
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
             "writer": self.writer.name,
             "buffer_depth": len(self.buffer),
-            "records_written": sum(self.written.values()),
+            "records_written": written,
             "records_dropped": sum(dropped.values()),
             "dropped_by_reason": json.dumps(dropped),
             "records_quarantined": self.quarantined_total,
-            "last_flush_at": self.last_flush_at,
+            "last_flush_at": datetime.now(UTC) if pending else self.last_flush_at,
             "flush_lag_ms": None if age is None else int(age * 1000),
             "last_error": self.last_error,
         }

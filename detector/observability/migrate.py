@@ -13,8 +13,6 @@ async code use the `*_async` twins.
 from __future__ import annotations
 
 import asyncio
-import logging
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,9 +24,24 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from .._sync import run_coroutine_sync
-from .models import POSTGRES_SCHEMA
+from . import sqlite_policy
+from .tables import POSTGRES_SCHEMA
+from .urls import check_url, is_postgres, is_sqlite, redact_url, sqlite_path
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "async_engine_url",
+    "check_url",
+    "current_revision",
+    "current_revision_async",
+    "downgrade",
+    "head_revision",
+    "is_postgres",
+    "is_sqlite",
+    "redact_url",
+    "sqlite_path",
+    "upgrade",
+    "upgrade_async",
+]
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant works; it only has to be the same in every process.
@@ -50,36 +63,6 @@ def head_revision() -> str:
     return head
 
 
-def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite:")
-
-
-def is_postgres(url: str) -> bool:
-    return url.startswith(("postgresql:", "postgres:", "postgresql+asyncpg:"))
-
-
-def check_url(url: str) -> None:
-    """Raise `ValueError` naming the problem unless `url` is a supported database URL."""
-    if not (is_sqlite(url) or is_postgres(url)):
-        raise ValueError(
-            f"unsupported database URL {redact_url(url)!r}: "
-            "use sqlite:///path.db or postgresql://user:pass@host:port/db"
-        )
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`, for messages."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
-
-
-def sqlite_path(url: str) -> str:
-    """The file path of a `sqlite:///path` URL (`:memory:` stays as is)."""
-    return sa.engine.make_url(url).database or ":memory:"
-
-
 def async_engine_url(url: str) -> str:
     """The SQLAlchemy async URL (aiosqlite or asyncpg) for a supported database URL.
 
@@ -93,19 +76,17 @@ def async_engine_url(url: str) -> str:
     return made.set(drivername=driver).render_as_string(hide_password=False)
 
 
-def _sqlite_engine(url: str, *, wal: bool = False) -> sa.Engine:
-    engine = sa.create_engine(
-        f"sqlite:///{sqlite_path(url)}", connect_args={"timeout": 30}, poolclass=sa.NullPool
-    )
+def _sqlite_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(f"sqlite:///{sqlite_path(url)}", poolclass=sa.NullPool)
 
     # The driver's own transaction handling is off so that BEGIN IMMEDIATE takes the
     # write lock up front: two processes migrating the same file run one after the other.
+    # The connection policy puts the file in WAL mode: every reader and writer asks for
+    # it, but migrating is the moment nothing else writes, when the switch cannot fail.
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA foreign_keys=ON")
-        if wal:
-            _enable_wal(dbapi_connection)
+        sqlite_policy.configure(dbapi_connection)
 
     @sa.event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
@@ -157,27 +138,11 @@ def _postgres_sync(url: str, work: Callable[[sa.Connection], T], *, write: bool)
     )
 
 
-def _enable_wal(dbapi_connection: Any) -> None:
-    """Put the file in WAL mode, once, while migrating (a property of the file).
-
-    Every reader and writer of the store (the service's pools, the plugin's writer) asks
-    for WAL when it connects, but leaving a rollback journal is refused at once, busy
-    timeout or not, while another connection writes: a service starting on a file left in
-    rollback mode could fail its first connections beside its own rollup. Migrating is
-    the moment nothing else writes. Should another process hold the file even so, the
-    first connection that can switch it later still does.
-    """
-    try:
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.OperationalError as exc:
-        log.info("migrate: WAL mode not set now (%s); a later connection sets it", exc)
-
-
 def _sqlite(url: str, work: Callable[[sa.Connection], T], *, write: bool) -> T:
     path = sqlite_path(url)
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = _sqlite_engine(url, wal=write and path != ":memory:")
+    engine = _sqlite_engine(url)
     try:
         with engine.begin() if write else engine.connect() as conn:
             return work(conn)

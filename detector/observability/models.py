@@ -1,6 +1,8 @@
 """The observability tables (SPEC §2) as SQLModel models, usable on PostgreSQL and SQLite.
 
-These classes are the one definition of the tables in Python. `schema.sql` is the same
+These classes are the one definition of the tables in Python. They sit on their own
+`metadata` (and mapper registry), never on SQLModel's process-wide one: a host
+application's models and `create_all()` never meet them. `schema.sql` is the same
 schema written for PostgreSQL, and the migrations build it; `tests/test_models.py`
 proves the three agree. On PostgreSQL the tables live in the schema
 `event_detector_observability`: the models carry no schema and engines map it with
@@ -25,22 +27,34 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from detector.status import EventStatus, InvocationStatus, JobStatus, LogLevel, Operation, values
 
 from .sqltypes import JSONB, UUID, Timestamptz, new_uuid, utcnow
+from .tables import POSTGRES_SCHEMA
 
-POSTGRES_SCHEMA = "event_detector_observability"
+__all__ = ["POSTGRES_SCHEMA", "TABLES", "metadata"]
 
 # Naming convention shared by models, schema.sql and migrations.
-SQLModel.metadata.naming_convention = {
+NAMING_CONVENTION = {
     "pk": "%(table_name)s_pkey",
     "fk": "%(table_name)s_%(column_0_name)s_fkey",
     "uq": "%(table_name)s_%(column_0_N_name)s_key",
     "ck": "%(table_name)s_%(constraint_name)s_check",
     "ix": "idx_%(table_name)s_%(column_0_N_name)s",
 }
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+"""The observability tables, on a MetaData of their own: never SQLModel's process-wide
+one, so a host application's own tables (an `invocations` of its own, say) and its
+`create_all()` never meet ours."""
+
+
+class ObservabilityModel(SQLModel, registry=registry(metadata=metadata)):
+    """Base of the observability tables: SQLModel models on their own `metadata` and
+    mapper registry (class names never clash with a host application's models either)."""
 
 
 def _in(column: str, allowed: tuple[str, ...], *, nullable: bool = False) -> sa.CheckConstraint:
@@ -72,7 +86,7 @@ def _count() -> Any:
     return _column(sa.Integer(), nullable=False, default=0, server_default=sa.text("0"))
 
 
-class Invocation(SQLModel, table=True):
+class Invocation(ObservabilityModel, table=True):
     """One `listen_to` call."""
 
     __tablename__ = "invocations"
@@ -133,7 +147,7 @@ class Invocation(SQLModel, table=True):
     trace_id: str | None = _column(sa.Text())
 
 
-class EventExecution(SQLModel, table=True):
+class EventExecution(ObservabilityModel, table=True):
     """One event module checked during an invocation (detected or not)."""
 
     __tablename__ = "event_executions"
@@ -174,7 +188,7 @@ class EventExecution(SQLModel, table=True):
     )
 
 
-class JobExecution(SQLModel, table=True):
+class JobExecution(ObservabilityModel, table=True):
     """One job run (all its attempts)."""
 
     __tablename__ = "job_executions"
@@ -216,9 +230,11 @@ class JobExecution(SQLModel, table=True):
     error_type: str | None = _column(sa.Text())
     error_message: str | None = _column(sa.Text())
     error_stack: str | None = _column(sa.Text())
+    # Each attempt of a retried job (revision 0004); NULL when the job ran once.
+    attempt_history: Any = _column(JSONB())
 
 
-class JobLog(SQLModel, table=True):
+class JobLog(ObservabilityModel, table=True):
     """One captured log line (from `logging`, stdout or stderr) of a detector, handler or job."""
 
     __tablename__ = "job_logs"
@@ -249,7 +265,7 @@ class JobLog(SQLModel, table=True):
     line_number: int | None = _column(sa.Integer())
 
 
-class MetricsHourly(SQLModel, table=True):
+class MetricsHourly(ObservabilityModel, table=True):
     """Hourly rollup per source function, written by `event-detector rollup`."""
 
     __tablename__ = "metrics_hourly"
@@ -283,7 +299,7 @@ class MetricsHourly(SQLModel, table=True):
     updated_at: datetime | None = _created_at()
 
 
-class DashboardStats(SQLModel, table=True):
+class DashboardStats(ObservabilityModel, table=True):
     """Hourly dashboard series per source function.
 
     A materialized view on PostgreSQL (refreshed concurrently by the service and by
@@ -321,7 +337,7 @@ class DashboardStats(SQLModel, table=True):
     p95_duration_ms: float | None = _column(sa.Float(precision=53))
 
 
-class PluginInstance(SQLModel, table=True):
+class PluginInstance(ObservabilityModel, table=True):
     """Health of each running observability plugin (beyond SPEC §2).
 
     Each plugin process upserts its row after flushes, so the service and the web client
@@ -357,7 +373,7 @@ class PluginInstance(SQLModel, table=True):
     last_error: str | None = _column(sa.Text())
 
 
-class QuarantinedRecord(SQLModel, table=True):
+class QuarantinedRecord(ObservabilityModel, table=True):
     """A record the store rejected (constraint, type), kept whole so nothing is lost."""
 
     __tablename__ = "quarantined_records"
@@ -374,7 +390,7 @@ class QuarantinedRecord(SQLModel, table=True):
     error: str = _column(sa.Text(), nullable=False)
 
 
-TABLES: tuple[type[SQLModel], ...] = (
+TABLES: tuple[type[ObservabilityModel], ...] = (
     Invocation,
     EventExecution,
     JobExecution,
@@ -385,5 +401,3 @@ TABLES: tuple[type[SQLModel], ...] = (
     QuarantinedRecord,
 )
 """Every model, in foreign-key order (parents first)."""
-
-metadata = SQLModel.metadata

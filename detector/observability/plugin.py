@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import os
 import signal
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..plugins import CapturedLog, EventInfo, InvocationInfo, JobInfo, Plugin
-from ..results import JobResult, ListenResult
+from ..results import JobAttempt, JobResult, ListenResult, detection_status, handler_status
 from ..status import EventStatus, InvocationStatus, JobStatus, Operation
 from .buffer import BoundedBuffer
 from .capture import Sanitizer, SnapshotEncoder, truncate_text
@@ -104,6 +105,7 @@ _JOB_END = 5
 _LOG = 6
 _INVOCATION_ERROR = 7
 _INVOCATION_END = 8
+_EVENT_SKIPPED = 9
 _ENTRY_BYTES = 200
 
 
@@ -171,9 +173,13 @@ class ObservabilityPlugin(Plugin):
         self._wake_at = config.batch_size
         self.buffer = BoundedBuffer(config.max_buffer_bytes, converter=self._convert)
         if writer is None:
-            writer = writer_for(config.database_url, config.graphql_url, config.admin_secret)
-            if config.database_url and config.database_url.startswith("sqlite:"):
-                writer.auto_migrate = config.should_migrate  # type: ignore[attr-defined]
+            writer = writer_for(
+                config.database_url,
+                config.graphql_url,
+                config.admin_secret,
+                auto_migrate=config.should_migrate,
+                transaction_pooling=config.transaction_pooling,
+            )
         self.writer = writer
         self.flusher = BackgroundFlusher(self.buffer, writer, config)
         # Owned by the converter (absorbing is serialised): no lock needed.
@@ -188,6 +194,7 @@ class ObservabilityPlugin(Plugin):
             _LOG: self._convert_log,
             _INVOCATION_ERROR: self._convert_invocation_error,
             _INVOCATION_END: self._convert_invocation_end,
+            _EVENT_SKIPPED: self._convert_event_skipped,
         }
         self.hook_errors = 0
         self.conversion_errors = 0
@@ -242,8 +249,12 @@ class ObservabilityPlugin(Plugin):
             return False
 
     def shutdown_sync(self, timeout: float | None = None) -> bool:
-        """Flush within `timeout` (default `shutdown_timeout`), stop the writer thread and
-        close connections. The plugin may record again afterwards (it restarts)."""
+        """Flush, stop the writer thread and close connections, all within `timeout`
+        seconds (default `shutdown_timeout`); True when everything was written.
+
+        Records not written by then are counted in `stats()["dropped"]["shutdown_timeout"]`
+        (with one warning) and in the health row if the store answers in time. The plugin
+        may record again afterwards (it restarts)."""
         try:
             return self.flusher.stop(self.config.shutdown_timeout if timeout is None else timeout)
         except Exception:
@@ -259,7 +270,7 @@ class ObservabilityPlugin(Plugin):
         try:
             future = self.flusher.flush_future(self.config.flush_timeout)
             if future is not None:
-                await asyncio.wait_for(asyncio.wrap_future(future), self.config.flush_timeout + 1)
+                await asyncio.wait_for(asyncio.wrap_future(future), self.config.flush_timeout)
         except Exception:
             pass
 
@@ -331,6 +342,10 @@ class ObservabilityPlugin(Plugin):
         except Exception as exc:
             self._failed_hook("on_invocation_start", exc)
 
+    def on_event_skipped(self, event: EventInfo) -> None:  # type: ignore[override]
+        if self._enabled:
+            self._post((_EVENT_SKIPPED, event))
+
     def on_detection_start(self, event: EventInfo) -> None:  # type: ignore[override]
         if self._enabled:
             self._post((_DETECTION_START, event))
@@ -395,6 +410,8 @@ class ObservabilityPlugin(Plugin):
                     result.error_type,
                     result.exception,
                     value,
+                    # A retried job's attempts (None for most jobs); a copy, read now.
+                    None if result.attempt_history is None else tuple(result.attempt_history),
                 ),
                 _ENTRY_BYTES + _text_size(value),
             )
@@ -492,6 +509,26 @@ class ObservabilityPlugin(Plugin):
             return snapshot.text  # type: ignore[union-attr]
         return self.sanitizer.snapshot_to_json(snapshot)  # type: ignore[arg-type]
 
+    def _attempts_json(self, history: tuple[JobAttempt, ...]) -> str:
+        """`job_executions.attempt_history`: one object per attempt, oldest first."""
+        return json.dumps(
+            [
+                {
+                    "attempt": attempt.attempt,
+                    "started_at": attempt.started_at.isoformat(),
+                    "ended_at": attempt.ended_at.isoformat(),
+                    "duration_ms": _ms(attempt.duration_ms),
+                    "status": attempt.status.value,
+                    "error_type": attempt.error_type,
+                    "error_message": None
+                    if attempt.error is None
+                    else self._message(attempt.error),
+                }
+                for attempt in history
+            ],
+            separators=(",", ":"),
+        )
+
     def _stack(self, error: BaseException | None) -> str | None:
         if error is None or not self.config.capture_error_stacks:
             return None
@@ -566,6 +603,15 @@ class ObservabilityPlugin(Plugin):
         row["status"] = EventStatus.DETECTING.value
         self._add("event_executions", event.event_execution_id, row, new=True)
 
+    def _convert_event_skipped(self, event: EventInfo) -> None:
+        row = self._event_identity(event)
+        row.update(
+            event_module_path=event.module_path,
+            detected=False,
+            status=EventStatus.SKIPPED.value,
+        )
+        self._add("event_executions", event.event_execution_id, row, new=True)
+
     def _convert_detection_end(
         self,
         event: EventInfo,
@@ -574,12 +620,7 @@ class ObservabilityPlugin(Plugin):
         message: str | None,
         error: BaseException | None,
     ) -> None:
-        if error is not None:
-            status = EventStatus.DETECTION_FAILED
-        elif detected:
-            status = EventStatus.HANDLING
-        else:
-            status = EventStatus.NOT_DETECTED
+        status = detection_status(detected, error)
         row = self._event_identity(event)
         row.update(
             event_module_path=event.module_path,
@@ -610,7 +651,7 @@ class ObservabilityPlugin(Plugin):
             jobs_count=jobs_count,
             jobs_succeeded=succeeded,
             jobs_failed=jobs_count - succeeded,
-            status=(EventStatus.HANDLER_FAILED if error else EventStatus.COMPLETED).value,
+            status=handler_status(error).value,
         )
         if error is not None:
             row["handler_error"] = message
@@ -652,6 +693,7 @@ class ObservabilityPlugin(Plugin):
         error_type: str | None,
         exception: BaseException | None,
         value: Snapshot,
+        history: tuple[JobAttempt, ...] | None,
     ) -> None:
         row = self._job_identity(job)
         row.update(
@@ -668,6 +710,8 @@ class ObservabilityPlugin(Plugin):
             row["error_stack"] = self._stack(exception)
         if self._capture_results:
             row["result"] = self._json(value)
+        if history is not None:
+            row["attempt_history"] = self._attempts_json(history)
         self._add("job_executions", job.job_execution_id, row)
         self._close_log_cap(job.job_execution_id)
 

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from ..status import InvocationStatus, JobStatus
+from . import sqlite_policy
 from .migrate import async_engine_url, check_url, is_sqlite
 from .models import POSTGRES_SCHEMA, metadata
 from .sqltypes import parse_timestamp
@@ -83,6 +84,8 @@ async def rollup(url: str, *, now: datetime | None = None) -> RollupResult:
     check_url(url)
     now = now or datetime.now(UTC)
     engine = create_async_engine(async_engine_url(url), poolclass=sa.NullPool)
+    if is_sqlite(url):
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_connect)
     try:
         async with engine.begin() as conn:
             if not is_sqlite(url):
@@ -109,6 +112,10 @@ async def rollup(url: str, *, now: datetime | None = None) -> RollupResult:
         return RollupResult(len(hours), rows)
     finally:
         await engine.dispose()
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    sqlite_policy.configure(dbapi_connection)
 
 
 def rollup_sync(url: str, *, now: datetime | None = None) -> RollupResult:

@@ -8,6 +8,10 @@ from detector import HasuraEvent, job, run
 
 from ._helpers import call_service, money, status_changed
 
+# What this module listens to: other tables and operations skip it (its detector never runs).
+tables = ["orders"]
+operations = ["UPDATE"]
+
 
 def detector(event_name: str, event: HasuraEvent) -> bool:
     return status_changed(event, "cancelled")

@@ -10,13 +10,13 @@ from ._helpers import call_service, call_service_blocking, money
 
 log = logging.getLogger("examples.orders")
 
+# Only inserts into `public.orders` (and manual runs of its trigger) reach the detector.
+tables = ["orders"]
+operations = ["INSERT", "MANUAL"]
+
 
 def detector(event_name: str, event: HasuraEvent) -> bool:
-    return (
-        event.table is not None
-        and event.table.name == "orders"
-        and event.op in ("INSERT", "MANUAL")
-    )
+    return event.new is not None  # every new order row (the declaration did the rest)
 
 
 async def send_confirmation_email(event_name: str, event: HasuraEvent, options: dict) -> dict:

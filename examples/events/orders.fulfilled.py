@@ -6,6 +6,9 @@ from detector import HasuraEvent, column_has_changed, job, run
 
 from ._helpers import call_service
 
+tables = ["orders"]
+operations = ["UPDATE"]
+
 
 def detector(event_name: str, event: HasuraEvent) -> bool:
     return (

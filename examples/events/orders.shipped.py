@@ -6,6 +6,9 @@ from detector import HasuraEvent, job, run
 
 from ._helpers import call_service, call_service_blocking, follow_up_update, status_changed
 
+tables = ["orders"]
+operations = ["UPDATE"]
+
 
 def detector(event_name: str, event: HasuraEvent) -> bool:
     return status_changed(event, "shipped", source="packed")

@@ -16,12 +16,12 @@ class CardDeclined(Exception):
     """The backup card was declined too."""
 
 
+tables = ["payments"]
+operations = ["UPDATE"]
+
+
 def detector(event_name: str, event: HasuraEvent) -> bool:
-    return (
-        event.table is not None
-        and event.table.name == "payments"
-        and status_changed(event, "failed")
-    )
+    return status_changed(event, "failed")
 
 
 async def notify_customer(event_name: str, event: HasuraEvent, options: dict) -> dict:

@@ -8,13 +8,12 @@ from detector import HasuraEvent, column_has_changed, job, run
 
 from ._helpers import call_service
 
+tables = ["users"]
+operations = ["UPDATE"]
+
 
 def detector(event_name: str, event: HasuraEvent) -> bool:
-    return (
-        event.table is not None
-        and event.table.name == "users"
-        and column_has_changed("email", event)
-    )
+    return column_has_changed("email", event)
 
 
 async def send_verification_email(event_name: str, event: HasuraEvent, options: dict) -> dict:

@@ -6,9 +6,12 @@ from detector import HasuraEvent, job, run
 
 from ._helpers import call_service, call_service_blocking
 
+tables = ["users"]
+operations = ["INSERT"]
+
 
 def detector(event_name: str, event: HasuraEvent) -> bool:
-    return event.table is not None and event.table.name == "users" and event.op == "INSERT"
+    return event.new is not None  # every new user row (the declaration did the rest)
 
 
 async def send_welcome_email(event_name: str, event: HasuraEvent, options: dict) -> dict:

@@ -3,8 +3,13 @@
 One function per command; each parses its options, calls the module of its concept
 (`demo`, `inventory`, `scaffold`, `replay`, `retention`, `export`) and renders with
 `console`. Exit codes: 0 success, 1 the command ran and found a problem (an import error
-for `verify`, a failed job for `test`, a difference for `replay --fail-on-diff`), 2 bad
-input (options, files, database URL).
+for `verify`, a failed job for `test`, a difference for `replay --fail-on-diff`, a
+database that cannot be reached), 2 bad input (options and their values, names, ids,
+files, a database URL or a database that is not there). Bad input is checked before any
+database is opened.
+
+Every value printed through rich is escaped (`escape()`, or a `Text`): `[redacted]` in a
+payload is text, not markup. Emoji codes are off for the same reason.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from rich.markup import escape
 
 from detector import CapturedLog, Plugin
 from service.cli.console import (
+    NOT_RUN,
+    demo_summary,
+    detection_summary,
     detection_table,
     inventory_tree,
     jobs_table,
@@ -73,15 +81,16 @@ EventsDirOption = Annotated[
 
 def _out() -> Console:
     # Bound to the stream of now: demo output is silenced later by redirecting sys.stdout.
-    return Console(file=sys.stdout, highlight=False)
+    return Console(file=sys.stdout, highlight=False, emoji=False)
 
 
 def _err() -> Console:
-    return Console(file=sys.stderr, highlight=False)
+    return Console(file=sys.stderr, highlight=False, emoji=False)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    _err().print(f"[red]error:[/] {escape(message)}")
+    # soft_wrap: one line, wrapped by the terminal only, so paths in it copy whole.
+    _err().print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -104,6 +113,22 @@ def _database(db: str | None) -> str:
         check_url(url)
     except ValueError as exc:
         _fail(str(exc))
+    return url
+
+
+def _recorded_database(db: str | None) -> str:
+    """The database URL of a command that works on what was recorded (replay, export,
+    rollup, retention): it must exist and hold the tables; nothing is created."""
+    from service.storage.maintenance import MissingDatabase, require_tables
+
+    url = _database(db)
+    with _database_errors(url):
+        try:
+            asyncio.run(require_tables(url))
+        except MissingDatabase as exc:
+            if exc.missing_file:
+                _fail(f"{exc}; pass --db or set EVENT_DETECTOR_DATABASE_URL")
+            _fail(f"{exc}; create them with `event-detector migrate` (same --db)")
     return url
 
 
@@ -169,6 +194,16 @@ def serve(
         bool, typer.Option(help="Create or upgrade the schema before serving.")
     ] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every HTTP request (off by default).")
+    ] = False,
+    gc_freeze: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the objects built at start out of the garbage collector's full scans "
+            "(EVENT_DETECTOR_GC_FREEZE); this process serves nothing else."
+        ),
+    ] = True,
     workers: Annotated[
         int,
         typer.Option(
@@ -182,9 +217,17 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.cli.serving import uvicorn_config
 
-    settings = _settings(database_url=db, host=host, port=port, events_dir=events_dir)
+    settings = _settings(
+        database_url=db, host=host, port=port, events_dir=events_dir, gc_freeze=gc_freeze
+    )
     out = _out()
+    try:
+        # Built before migrating: a setting the service refuses is one line, not a traceback.
+        application = create_app(settings)
+    except ValueError as exc:
+        _fail(f"cannot serve: {exc}")
     url = settings.database_url
     if migrate:
         from detector.observability.migrate import upgrade
@@ -194,17 +237,15 @@ def serve(
     if demo:
         _populate_demo(out, url, demo_seed)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    base = f"http://{shown_host}:{settings.port}/"
-    uvicorn_options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": log_level,
-    }
+    if ":" in shown_host:  # an IPv6 address is bracketed in a URL
+        shown_host = f"[{shown_host}]"
+    base = escape(f"http://{shown_host}:{settings.port}/")
 
     def announce() -> None:
         if settings.admin_secret is None and settings.host not in LOOPBACK_HOSTS:
             out.print(
-                f"[yellow]warning:[/] no admin secret and listening on {settings.host}: "
+                f"[yellow]warning:[/] no admin secret and listening on "
+                f"{escape(settings.host)}: "
                 "anyone who reaches this port is admin (payloads, mutations, re-runs). "
                 "Set EVENT_DETECTOR_ADMIN_SECRET."
             )
@@ -217,15 +258,24 @@ def serve(
             + f"\n[bold green]Dashboard:[/] [bold]{base}[/]"
         )
 
+    # Timeouts and the connection limit come from the settings (service.cli.serving).
+    options = {"log_level": log_level, "access_log": access_log}
     if workers > 1:
         # Each worker builds its own app from the environment: hand it this command's
         # settings there. uvicorn's supervisor restarts a worker that dies.
+        from uvicorn.supervisors import Multiprocess
+
         os.environ.update(_environment(settings))
+        config = uvicorn_config(
+            "service.app:create_app", settings, factory=True, workers=workers, **options
+        )
+        sockets = [config.bind_socket()]
         announce()
-        uvicorn.run("service.app:create_app", factory=True, workers=workers, **uvicorn_options)
+        Multiprocess(config, sockets=sockets).run()
         out.print("stopped")
         return
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options))
+    config = uvicorn_config(application, settings, **options)
+    server = uvicorn.Server(config)
 
     async def run() -> None:
         serving = asyncio.create_task(server.serve())
@@ -246,7 +296,10 @@ def serve(
 
 def _environment(settings: Settings) -> dict[str, str]:
     """Environment variables that give another process these settings' command-line values."""
-    environment = {"EVENT_DETECTOR_DATABASE_URL": settings.database_url}
+    environment = {
+        "EVENT_DETECTOR_DATABASE_URL": settings.database_url,
+        "EVENT_DETECTOR_GC_FREEZE": "true" if settings.gc_freeze else "false",
+    }
     if settings.events_dir is not None:
         environment["EVENT_DETECTOR_EVENTS_DIR"] = str(settings.events_dir)
     return environment
@@ -256,20 +309,14 @@ def _populate_demo(out: Console, url: str, seed: int) -> None:
     from service.operations.demo import populate_demo
 
     with _database_errors(url), progress_bar(out) as progress:
-        task = progress.add_task("running the example event modules", total=None)
+        task = progress.add_task("Hasura deliveries to the example modules", total=None)
 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
         with _quiet():
             summary = populate_demo(url, seed=seed, progress=advance)
-    statuses = ", ".join(f"{n} {status}" for status, n in summary.by_status.items())
-    out.print(
-        f"demo: {summary.invocations} invocations over the last 24 h ({statuses}), "
-        f"{summary.jobs} jobs, {summary.cascades} cascades, {summary.redeliveries} "
-        f"redeliveries in {summary.seconds:.1f} s"
-        + (f"; replaced {summary.removed_previous} previous" if summary.removed_previous else "")
-    )
+    out.print(escape(demo_summary(summary)))
 
 
 @app.command()
@@ -293,7 +340,7 @@ def rollup(db: DbOption = None) -> None:
     """Roll up every hour not rolled up yet and refresh dashboard_stats."""
     from detector.observability.rollup import rollup as run_rollup
 
-    url = _database(db)
+    url = _recorded_database(db)
     out = _out()
     with _database_errors(url), out.status("rolling up"):
         result = asyncio.run(run_rollup(url))
@@ -326,18 +373,31 @@ def retention(
     """Delete old records in batches, keeping failures longer (defaults: settings)."""
     from service.operations.retention import RetentionPolicy, apply_retention, count_expired
 
-    url = _database(db)
     settings = _settings()
-    try:
-        policy = RetentionPolicy(
-            success_days=success_days or settings.retention_success_days,
-            failure_days=failure_days or settings.retention_failure_days,
-            log_days=log_days or settings.retention_log_days,
-            payload_days=payload_days or settings.retention_payload_days,
-            batch_size=batch_size or settings.retention_batch_size,
-        )
-    except ValueError as exc:
-        _fail(str(exc))
+    given = {
+        "--success-days": success_days,
+        "--failure-days": failure_days,
+        "--log-days": log_days,
+        "--payload-days": payload_days,
+    }
+    for option, days in given.items():
+        # 0 would delete everything up to now: refused, as the settings refuse it.
+        if days is not None and days <= 0:
+            _fail(f"{option} must be a positive number of days, got {days:g}")
+    if batch_size is not None and batch_size < 1:
+        _fail(f"--batch-size must be at least 1, got {batch_size}")
+
+    def chosen(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    policy = RetentionPolicy(
+        success_days=chosen(success_days, settings.retention_success_days),
+        failure_days=chosen(failure_days, settings.retention_failure_days),
+        log_days=chosen(log_days, settings.retention_log_days),
+        payload_days=chosen(payload_days, settings.retention_payload_days),
+        batch_size=chosen(batch_size, settings.retention_batch_size),
+    )
+    url = _recorded_database(db)
     out = _out()
     now = datetime.now(UTC)
     with _database_errors(url):
@@ -386,9 +446,13 @@ def export_(
     batch_size: Annotated[int, typer.Option(min=1, help="Invocations per page.")] = 500,
 ) -> None:
     """Export invocations with their events, jobs and logs as NDJSON (one per line)."""
+    from detector import InvocationStatus
     from service.operations.export import ExportFilter, count_invocations, export_ndjson
 
-    url = _database(db)
+    valid = [value.value for value in InvocationStatus]
+    for given in status or ():
+        if given not in valid:
+            _fail(f"--status {given!r} is not an invocation status (use {', '.join(valid)})")
     now = datetime.now(UTC)
     selection = ExportFilter(
         since=_moment(since, now, "--since"),
@@ -397,6 +461,7 @@ def export_(
         functions=tuple(function or ()),
         include_bodies=bodies,
     )
+    url = _recorded_database(db)
     with _database_errors(url):
         if str(output) == "-":
             written = asyncio.run(export_ndjson(url, sys.stdout, selection, batch_size=batch_size))
@@ -416,7 +481,7 @@ def export_(
                     progress=lambda n: progress.update(task, advance=n),
                 )
             )
-        err.print(f"exported {written} invocation(s) to {output}")
+        err.print(f"exported {written} invocation(s) to {escape(str(output))}")
 
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -448,18 +513,30 @@ def init(
     ] = None,
 ) -> None:
     """Create an events directory with an example event module and a payload it detects."""
-    from service.operations.scaffold import ScaffoldError, init_project
+    from service.operations.scaffold import INIT_MODULE_NAME, ScaffoldError, init_project
 
     try:
         created = init_project(directory, payloads_dir)
     except ScaffoldError as exc:
         _fail(str(exc), 1)
     out = _out()
-    out.print(f"created {created.module}\ncreated {created.payload}\n\nnext:")
-    out.print(
-        f"  event-detector test orders.shipped --events-dir {directory} --payload {created.payload}"
-    )
-    out.print(f"  event-detector verify --events-dir {directory}")
+    out.print(escape(f"created {created.module}\ncreated {created.payload}"))
+    # One command per line, never wrapped (soft_wrap), so each can be copied whole.
+    out.print("\nnext, run:")
+    events, payload = _relative(created.events_dir), _relative(created.payload)
+    for command in (
+        f"event-detector test {INIT_MODULE_NAME} -d {events} -p {payload}",
+        f"event-detector verify -d {events}",
+    ):
+        out.print(escape(command), soft_wrap=True)
+
+
+def _relative(path: Path) -> str:
+    """`path` relative to the working directory when it is below it (shorter to copy)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @app.command()
@@ -468,13 +545,15 @@ def create(
     events_dir: EventsDirOption = Path("events"),
 ) -> None:
     """Create an event module from the template (never overwrites)."""
-    from service.operations.scaffold import ScaffoldError, create_module
+    from service.operations.scaffold import InvalidEventName, ScaffoldError, create_module
 
     try:
         path = create_module(event, events_dir)
+    except InvalidEventName as exc:
+        _fail(str(exc))
     except ScaffoldError as exc:
         _fail(str(exc), 1)
-    _out().print(f"created {path}: edit its detector and handler")
+    _out().print(escape(f"created {path}: edit its detector and handler"))
 
 
 @app.command("list")
@@ -555,24 +634,29 @@ def test_(
     except ConfigurationError as exc:
         _fail(str(exc))
     out = _out()
+    would_run = {
+        e.name: [job.name for job in declared_jobs(directory / f"{e.name}.py")]
+        for e in result.events
+        if e.detected and not run_jobs
+    }
     if as_json:
-        from detector.observability.capture import Sanitizer
-
-        out.print_json(json.dumps(Sanitizer(redact_keys=()).clean(result.to_dict())))
+        answer = result.to_dict()
+        if not run_jobs:
+            # The handlers did not run: say so, and what they would run.
+            for event in answer["events"]:
+                if event["name"] in would_run and event["status"] == "completed":
+                    event["status"] = NOT_RUN.replace(" ", "_")
+                    event["would_run"] = would_run[event["name"]]
+        out.print_json(json.dumps(answer))
     else:
-        would_run = {
-            e.name: [job.name for job in declared_jobs(directory / f"{e.name}.py")]
-            for e in result.events
-            if e.detected and not run_jobs
-        }
+        listens = {module.name: module.declaration() for module in modules}
         out.print(escape(payload_summary(hasura_event)))
-        out.print(detection_table(result, would_run, ran_jobs=run_jobs))
+        out.print(detection_table(result, would_run, listens, ran_jobs=run_jobs))
         if run_jobs and result.jobs:
             out.print(jobs_table(result))
         if lines.records:
             out.print(log_table(result, lines.records))
-        detected = len(result.detected_events)
-        out.print(f"{detected} of {len(result.events)} event(s) detected")
+        out.print(detection_summary(result))
     failed = [e for e in result.events if e.status.value in ("detection_failed", "handler_failed")]
     if failed or (run_jobs and any(not job.completed for job in result.jobs)):
         raise typer.Exit(1)
@@ -610,10 +694,15 @@ def replay(
     ] = False,
 ) -> None:
     """Re-run a recorded invocation's detectors against the current code; show what differs."""
-    from service.operations.replay import ReplayError
+    from detector.observability.capture import REDACTED
+    from service.operations.replay import ReplayError, invocation_uuid
     from service.operations.replay import replay as run_replay
 
-    url = _database(db)
+    try:
+        invocation_id = invocation_uuid(invocation_id)
+    except ReplayError as exc:
+        _fail(str(exc))
+    url = _recorded_database(db)
     with _database_errors(url):
         try:
             with _quiet():
@@ -621,11 +710,13 @@ def replay(
                     run_replay(url, invocation_id, events_dir=events_dir, run_jobs=run_jobs)
                 )
         except ReplayError as exc:
-            _fail(str(exc), 1)
+            # An --events-dir that is not there is bad input; the rest is about the record.
+            _fail(str(exc), 2 if exc.reason == "invalid" else 1)
     out = _out()
     out.print(
         f"invocation {report.invocation_id} of [bold]{escape(report.source_function)}[/] "
-        f"recorded {report.recorded_at:%Y-%m-%d %H:%M:%S} UTC ({report.recorded_status}); "
+        f"recorded {report.recorded_at:%Y-%m-%d %H:%M:%S} UTC "
+        f"({escape(report.recorded_status)}); "
         f"current modules: {escape(str(report.events_dir))}"
     )
     if len(report.deliveries) > 1:
@@ -633,13 +724,16 @@ def replay(
             f"attempt {d.attempt} at {d.created_at:%H:%M:%S} ({d.status})"
             for d in report.deliveries
         )
-        out.print(f"this Hasura event was delivered {len(report.deliveries)} times: {attempts}")
+        out.print(
+            f"this Hasura event was delivered {len(report.deliveries)} times: {escape(attempts)}"
+        )
         for name, count in report.repeated_jobs.items():
             out.print(f"[yellow]job {escape(name)} completed {count} times for this event[/]")
     if report.redacted_values:
         out.print(
             f"[dim]{report.redacted_values} payload value(s) were redacted when recorded: "
-            'detectors reading them see "[redacted]"[/]'
+            + escape(f'detectors reading them see "{REDACTED}"')
+            + "[/]"
         )
     if report.rebuilt_session_variables is not None:
         shown = ", ".join(f"{k}={v}" for k, v in report.rebuilt_session_variables.items())

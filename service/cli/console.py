@@ -27,6 +27,7 @@ from rich.tree import Tree
 from detector import CapturedLog, EventStatus, HasuraEvent, ListenResult, changed_columns
 
 if TYPE_CHECKING:
+    from service.operations.demo import DemoSummary
     from service.operations.inventory import Inventory
     from service.operations.replay import ReplayReport
     from service.operations.retention import RetentionCounts
@@ -61,6 +62,8 @@ def inventory_tree(inventory: Inventory) -> Tree:
         branch = tree if function.name is None else tree.add(f"[cyan]{escape(function.name)}/[/]")
         for event in function.events:
             label = f"[bold]{escape(event.name)}[/]  [dim]{escape(event.path.name)}[/]"
+            if event.listens_to:
+                label += f"  [dim]listens to {escape(event.listens_to)}[/]"
             if event.error is not None:
                 label += f"\n[red]✗ {escape(event.error)}[/]"
             node = branch.add(label)
@@ -96,10 +99,23 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+NOT_RUN = "not run"
+"""The status `test` shows for a detected event whose handler it did not run."""
+
+
 def detection_table(
-    result: ListenResult, would_run: dict[str, list[str]], *, ran_jobs: bool
+    result: ListenResult,
+    would_run: dict[str, list[str]],
+    listens: dict[str, str | None],
+    *,
+    ran_jobs: bool,
 ) -> Table:
-    """Which detectors fired, and what each detected event runs (or would run)."""
+    """Which detectors fired, and what each detected event runs (or would run).
+
+    Without `ran_jobs` the handlers did not run: a detected event's status is `not run`
+    and its jobs are the ones its source declares (`would_run`). A skipped module shows
+    what it listens to (`listens`: event name → its declaration).
+    """
     table = Table(title="Detectors", show_lines=False)
     table.add_column("event", overflow="fold")
     table.add_column("detected")
@@ -108,19 +124,50 @@ def detection_table(
     for event in result.events:
         if event.status == EventStatus.DETECTION_FAILED:
             detected = "[red]error[/]"
+        elif event.status == EventStatus.SKIPPED:
+            detected = "[dim]skipped[/]"
         else:
             detected = "[green]yes[/]" if event.detected else "[dim]no[/]"
-        status = event.status.value
+        status = escape(event.status.value)
+        if event.detected and not ran_jobs and event.status == EventStatus.COMPLETED:
+            status = f"[dim]{NOT_RUN}[/]"
         if event.error:
             status += f"\n[red]{escape(_short(event.error, 200))}[/]"
-        if not event.detected:
+        if event.status == EventStatus.SKIPPED:
+            jobs = f"[dim]listens to {escape(listens.get(event.name) or '?')}[/]"
+        elif not event.detected:
             jobs = ""
         elif ran_jobs:
-            jobs = ", ".join(f"{job.name} ({job.status.value})" for job in event.jobs)
+            jobs = escape(", ".join(f"{job.name} ({job.status.value})" for job in event.jobs))
         else:
-            jobs = ", ".join(would_run.get(event.name, [])) or "[dim]none declared[/]"
+            jobs = escape(", ".join(would_run.get(event.name, []))) or "[dim]none declared[/]"
         table.add_row(escape(event.name), detected, status, jobs)
     return table
+
+
+def detection_summary(result: ListenResult) -> str:
+    """One line: how many events were detected, and how many modules were skipped."""
+    line = f"{len(result.detected_events)} of {len(result.events)} event(s) detected"
+    skipped = sum(1 for event in result.events if event.status == EventStatus.SKIPPED)
+    if skipped:
+        line += f", {skipped} skipped (they listen to other tables or operations)"
+    return line
+
+
+def demo_summary(summary: DemoSummary) -> str:
+    """What the demo recorded, with where the invocations beyond the deliveries come from
+    (plain text: the caller escapes it)."""
+    statuses = ", ".join(f"{n} {status}" for status, n in summary.by_status.items())
+    changes = summary.deliveries - summary.redeliveries
+    text = (
+        f"demo: {summary.invocations} invocations over the {summary.hours:g} h before now: "
+        f"{summary.deliveries} Hasura deliveries ({changes} row changes and "
+        f"{summary.redeliveries} redeliveries), plus {summary.cascades} cascades (row changes "
+        f"the jobs wrote); {statuses}; {summary.jobs} jobs, in {summary.seconds:.1f} s"
+    )
+    if summary.removed_previous:
+        text += f"; replaced the previous demo ({summary.removed_previous} invocations)"
+    return text
 
 
 def jobs_table(result: ListenResult) -> Table:

@@ -8,7 +8,9 @@ event modules. Each re-run is recorded as a new invocation that says what it rep
   secret, or a JWT (or `x-hasura-role`) resolving to the admin role; with no admin secret
   configured every request is admin, as in Hasura. No credentials → 401; valid
   credentials of another role → 403; both with Hasura's error body
-  `{"path", "error", "code"}`.
+  `{"path", "error", "code"}`. A browser request from a page of another origin is admin
+  only with the admin secret or a JWT, even with no admin secret configured
+  (`service.graphql.transport.origin`).
 - **What.** `{"invocation_ids": [...], "allow_redacted": false, "dry_run": false}`, at most
   `EVENT_DETECTOR_RERUN_MAX_INVOCATIONS` (default 100) ids; duplicates run once. Filters
   are resolved to ids by the client through GraphQL first.
@@ -28,7 +30,8 @@ event modules. Each re-run is recorded as a new invocation that says what it rep
 - **Answer** 200: `{"results": [{invocation_id, rerun_invocation_id, status,
   redacted_values} | {invocation_id, error, reason}], "started": n, "refused": n}`.
   `"dry_run": true` checks without running (`status: "ready"`, `"ready": n`), so a client
-  can say what would happen before asking to confirm.
+  can say what would happen before asking to confirm. A body sent as anything but JSON
+  (`Content-Type`) is refused with 415 before it is read.
 - `GET /v1/rerun` (admin): `{"enabled", "max"}` (plus `message` when disabled). Without
   an events directory (`EVENT_DETECTOR_EVENTS_DIR`) re-runs are off: `POST` answers 409.
 
@@ -40,9 +43,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import sqlalchemy as sa
@@ -55,6 +58,7 @@ from detector.observability import ObservabilityPlugin
 from service.endpoints.metrics import ServiceMetrics
 from service.endpoints.webhook import WebhookReceiver
 from service.graphql.execution.auth import AuthError, Session
+from service.graphql.transport.origin import is_cross_site, json_content_type_error
 from service.operations.replay import ReplayError, count_redacted, invocation_uuid, stored_input
 from service.settings import Settings
 from service.storage.database import Database
@@ -80,7 +84,12 @@ _COLUMNS = (
     invocations.c.context_data,
 )
 
-Authenticate = Callable[[Mapping[str, str]], Session]
+
+class Authenticate(Protocol):
+    """`GraphQLEngine.authenticate`: request headers (and whether a page of another
+    origin sent them) → `Session`, or `AuthError`."""
+
+    def __call__(self, headers: Mapping[str, str], *, cross_site: bool = ...) -> Session: ...
 
 
 class RerunRequestError(ValueError):
@@ -213,6 +222,9 @@ class InvocationRerunner:
             return refused
         if not self.enabled:
             return _hasura_error(409, "not-supported", _DISABLED)
+        not_json = json_content_type_error(request.headers.get("content-type"))
+        if not_json is not None:
+            return _hasura_error(415, "invalid-headers", not_json)
         raw = await request.body()
         if len(raw) > MAX_BODY_BYTES:
             return _hasura_error(
@@ -237,7 +249,7 @@ class InvocationRerunner:
 
     def _refuse_non_admin(self, request: Request) -> JSONResponse | None:
         try:
-            session = self.authenticate(request.headers)
+            session = self.authenticate(request.headers, cross_site=is_cross_site(request.headers))
         except AuthError as exc:
             return _hasura_error(401, exc.code, exc.message)
         if session.is_admin:
@@ -320,7 +332,7 @@ class InvocationRerunner:
                 reason="truncated",
             )
         function = row["source_function"]
-        if self.webhook.events_dir_for(function) is None:
+        if self.webhook.events_dir_for(function, recorded=True) is None:
             raise ReplayError(self.webhook.no_events_dir_message(function), "no_events_dir")
         redacted = stored.redacted_values + count_redacted(context)
         if redacted and not allow_redacted:
@@ -341,7 +353,7 @@ class InvocationRerunner:
         )
 
     async def _run(self, plan: _Planned) -> dict[str, Any]:
-        events_dir = self.webhook.events_dir_for(plan.source_function)
+        events_dir = self.webhook.events_dir_for(plan.source_function, recorded=True)
         if events_dir is None:  # the directory went away since the check
             message = self.webhook.no_events_dir_message(plan.source_function)
             return _refusal(plan.invocation_id, message, "no_events_dir")

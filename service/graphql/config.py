@@ -19,6 +19,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.graphql.catalog.metadata import Catalog
+from service.graphql.catalog.naming import CUSTOMIZATION_KEYS
 
 
 class EngineDatabase(Protocol):
@@ -43,7 +44,8 @@ class EngineConfig:
     """Everything the engine's behaviour depends on besides the database.
 
     Limits are answered with Hasura-style `validation-failed` errors; the defaults are
-    the service's (see docs/configuration.md for what each means).
+    the service's (see docs/configuration.md for what each means). The customization
+    fields override the catalog's (`customized_catalog()`).
     """
 
     catalog: Catalog
@@ -57,11 +59,32 @@ class EngineConfig:
 
     stringify_numeric_types: bool = False
 
+    # Source customization over the metadata's (`databases.yaml`'s `customization`):
+    # None keeps the metadata's value, "" removes it. See docs/graphql-api.md.
+    namespace: str | None = None
+    """`root_fields.namespace`: every root field under one field of this name."""
+    root_field_prefix: str | None = None
+    root_field_suffix: str | None = None
+    type_name_prefix: str | None = None
+    type_name_suffix: str | None = None
+    naming_convention: str | None = None
+    """`hasura-default` or `graphql-default`."""
+    apollo_federation: bool = False
+    """Serve an Apollo Federation 2 subgraph (`_service`, `_entities`): tables with
+    `apollo_federation_config: {enable: v1}` become entities."""
+
     max_query_depth: int = 12
     max_aliases: int = 200
     max_tokens: int = 20_000
     max_rows: int = 50_000
+    max_response_nodes: int | None = 100_000
+    """Row objects one HTTP request (a batch counts once) or one other operation may
+    produce, nested relationships expanded (`sql.budget`); None: unbounded."""
     max_batch_operations: int = 20
+    max_request_bytes: int = 1024 * 1024
+    """Largest GraphQL request body over HTTP (larger: 413) or WebSocket message."""
+    max_json_depth: int = 64
+    """Deepest nesting of arrays and objects in a request body (deeper: parse-failed)."""
     parser_cache_size: int = 256
 
     json_in_database: bool = True
@@ -75,3 +98,10 @@ class EngineConfig:
     websocket_keepalive: float = 5.0
     websocket_connection_init_timeout: float = 3.0
     websocket_max_operations: int = 200
+
+    def customized_catalog(self) -> Catalog:
+        """The catalog with this configuration's customization over the metadata's.
+
+        Raises `CustomizationError` naming a value Hasura would refuse.
+        """
+        return self.catalog.customized(**{key: getattr(self, key) for key in CUSTOMIZATION_KEYS})

@@ -34,6 +34,8 @@ INVALID_HEADERS = "invalid-headers"
 CONSTRAINT_VIOLATION = "constraint-violation"
 DATA_EXCEPTION = "data-exception"
 UNEXPECTED = "unexpected"
+TIMEOUT = "timeout"
+"""A statement ran past the database's time limit (Hasura itself answers `unexpected`)."""
 
 
 class EngineError(Exception):
@@ -169,8 +171,8 @@ def _find(selection_set: Any, start: int, prefix: str) -> str | None:
         return None
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
-            key = selection.alias.value if selection.alias else selection.name.value
-            here = f"{prefix}.selectionSet.{key}"
+            # Hasura's paths name fields, not their aliases.
+            here = f"{prefix}.selectionSet.{selection.name.value}"
             if _at(selection, start) or _at(selection.name, start):
                 return here
             for argument in selection.arguments or ():

@@ -17,12 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
+    GraphQLArgument,
     GraphQLField,
     GraphQLIncludeDirective,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLList,
     GraphQLObjectType,
     GraphQLSchema,
     GraphQLSkipDirective,
     get_named_type,
+    get_nullable_type,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_directive_values
 from graphql.language import (
@@ -342,12 +347,24 @@ class Planner:
         return get_argument_values(field_def, node, self.variables)
 
     def select_args(
-        self, table: TableInfo, args: Mapping[str, Any], node: FieldNode, path: str
+        self,
+        table: TableInfo,
+        args: Mapping[str, Any],
+        node: FieldNode,
+        path: str,
+        field_def: GraphQLField,
     ) -> SelectArgs:
-        """`SelectArgs` from coerced arguments, checking limit, offset and distinct_on."""
+        """`SelectArgs` from coerced arguments, checking limit, offset and distinct_on.
+
+        `args` are keyed by default names (`out_name`); `field_def` is the field they
+        were given to, which knows the names the client used.
+        """
         order_by = args.get("order_by")
         if order_by is not None:
-            order_by = restore_key_order(order_by, _argument_node(node, "order_by"), self.variables)
+            name, argument = _argument_named(field_def, "order_by")
+            order_by = restore_key_order(
+                order_by, _argument_node(node, name), self.variables, argument.type
+            )
         limit, offset = args.get("limit"), args.get("offset")
         if limit is not None and limit < 0:
             raise validation_failed("unexpected negative value for 'limit'", f"{path}.args.limit")
@@ -387,7 +404,8 @@ class Planner:
         for key, nodes in self.collect(object_type, field_nodes).items():
             node = nodes[0]
             name = node.name.value
-            here = f"{path}.selectionSet.{key}"
+            # Hasura's paths name fields, not aliases.
+            here = f"{path}.selectionSet.{name}"
             if name == "__typename":
                 outputs.append(ConstOut(key, object_type.name))
                 continue
@@ -412,12 +430,16 @@ class Planner:
                 )
             elif isinstance(spec, ArrayRelationshipSpec):
                 target = self.ctx.table(spec.relationship.target)
-                args = self.select_args(target, self.arguments(field_def, node), node, here)
+                args = self.select_args(
+                    target, self.arguments(field_def, node), node, here, field_def
+                )
                 nested = self.row_plan(_object(field_def), target, nodes, here)
                 outputs.append(ArrayRelationshipOut(key, spec.relationship, args, nested))
             elif isinstance(spec, ArrayAggregateSpec):
                 target = self.ctx.table(spec.relationship.target)
-                args = self.select_args(target, self.arguments(field_def, node), node, here)
+                args = self.select_args(
+                    target, self.arguments(field_def, node), node, here, field_def
+                )
                 nested_aggregate = self.aggregate_plan(_object(field_def), target, nodes, here)
                 outputs.append(ArrayAggregateOut(key, spec.relationship, args, nested_aggregate))
             else:  # pragma: no cover - every field of a row type has a spec
@@ -435,7 +457,7 @@ class Planner:
         outputs: list[ConstOut | AggregateFieldsOut | NodesOut] = []
         for key, nodes in self.collect(object_type, field_nodes).items():
             name = nodes[0].name.value
-            here = f"{path}.selectionSet.{key}"
+            here = f"{path}.selectionSet.{name}"
             if name == "__typename":
                 outputs.append(ConstOut(key, object_type.name))
                 continue
@@ -493,10 +515,10 @@ class Planner:
         outputs: list[ConstOut | AffectedRowsOut | ReturningOut] = []
         for key, nodes in self.collect(object_type, field_nodes).items():
             name = nodes[0].name.value
-            here = f"{path}.selectionSet.{key}"
+            here = f"{path}.selectionSet.{name}"
             if name == "__typename":
                 outputs.append(ConstOut(key, object_type.name))
-            elif name == "affected_rows":
+            elif isinstance(spec_of(object_type.fields[name]), AffectedRowsSpec):
                 outputs.append(AffectedRowsOut(key))
             else:
                 field_def = object_type.fields[name]
@@ -512,6 +534,14 @@ def _object(field_def: GraphQLField) -> GraphQLObjectType:
     return named
 
 
+def _argument_named(field_def: GraphQLField, out_name: str) -> tuple[str, GraphQLArgument]:
+    """The argument of `field_def` coerced under `out_name`, with its public name."""
+    for name, argument in field_def.args.items():
+        if (argument.out_name or name) == out_name:
+            return name, argument
+    raise KeyError(out_name)
+
+
 def _argument_node(node: FieldNode, name: str) -> Any:
     for argument in node.arguments or ():
         if argument.name.value == name:
@@ -519,12 +549,15 @@ def _argument_node(node: FieldNode, name: str) -> Any:
     return None
 
 
-def restore_key_order(coerced: Any, source: Any, variables: VariableValues) -> Any:
+def restore_key_order(
+    coerced: Any, source: Any, variables: VariableValues, type_: GraphQLInputType
+) -> Any:
     """`coerced` with object keys in the order the client wrote them.
 
     graphql-core coerces input objects in the order of the type's fields; Hasura reads
     `order_by: {a: asc, b: desc}` in the order given. `source` is the argument's AST
-    node, or the raw JSON of a variable.
+    node, or the raw JSON of a variable; `type_` is the argument's type, whose fields
+    tell the names the client wrote from the default names `coerced` is keyed by.
     """
     if isinstance(source, VariableNode):
         entry = variables.sources.get(source.name.value)
@@ -545,7 +578,13 @@ def restore_key_order(coerced: Any, source: Any, variables: VariableValues) -> A
             items = [source]
         if len(items) != len(coerced):
             return coerced
-        return [restore_key_order(c, s, variables) for c, s in zip(coerced, items, strict=True)]
+        item_type = get_nullable_type(type_)
+        if isinstance(item_type, GraphQLList):
+            item_type = item_type.of_type
+        return [
+            restore_key_order(c, s, variables, item_type)
+            for c, s in zip(coerced, items, strict=True)
+        ]
     if isinstance(coerced, dict):
         if isinstance(source, ObjectValueNode):
             pairs = [(f.name.value, f.value) for f in source.fields]
@@ -553,10 +592,18 @@ def restore_key_order(coerced: Any, source: Any, variables: VariableValues) -> A
             pairs = list(source.items())
         else:
             return coerced
+        object_type = get_nullable_type(type_)
+        if not isinstance(object_type, GraphQLInputObjectType):
+            return coerced
+        fields = object_type.fields
         ordered: dict[str, Any] = {}
-        for key, value_source in pairs:
+        for name, value_source in pairs:
+            field = fields.get(name)
+            if field is None:
+                continue
+            key = field.out_name or name
             if key in coerced:
-                ordered[key] = restore_key_order(coerced[key], value_source, variables)
+                ordered[key] = restore_key_order(coerced[key], value_source, variables, field.type)
         for key, value in coerced.items():
             ordered.setdefault(key, value)
         return ordered

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import asyncpg
 from sqlalchemy import event
 
+from detector.observability import sqlite_policy
 from detector.observability.migrate import sqlite_path
 from detector.observability.writers import sqlite as sqlite_writer
 from service.storage.database import Database, asyncpg_dsn
@@ -132,9 +133,7 @@ class SQLiteChangeWatcher:
     def _connect(self) -> sqlite3.Connection:
         # Autocommit: every read is its own short transaction, so the watcher never pins
         # the WAL (a long read would stop checkpoints).
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=1000")
-        return conn
+        return sqlite_policy.connect(self.path)
 
     def _data_version(self) -> int:
         with self._conn_lock:

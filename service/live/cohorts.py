@@ -84,20 +84,27 @@ class LiveEvent:
         return self.result.error is not None
 
     @classmethod
-    def of_value(cls, value: Any, key: str) -> LiveEvent:
-        """The event of a root field (response key `key`) that resolved to `value`."""
+    def of_value(cls, value: Any, path: list[str | int]) -> LiveEvent:
+        """The event of a root field that resolved to `value`; `path` holds its response
+        key, after the namespace field's when the root fields are namespaced."""
         data = value.value if isinstance(value, Completed) else value
         encoded = orjson.dumps(data, default=str)
-        body = b'{"data":{' + orjson.dumps(key) + b":" + encoded + b"}}"
+        body = encoded
+        for key in reversed(path):
+            body = b"{" + orjson.dumps(key) + b":" + body + b"}"
+        body = b'{"data":' + body + b"}"
         return cls(SharedResult(value=value, payload=body.decode()), _digest(encoded))
 
     @classmethod
-    def of_json(cls, text: str | None, key: str) -> LiveEvent:
-        """The event of a root field (response key `key`) whose JSON the database built
-        (`text`; None for null)."""
+    def of_json(cls, text: str | None, path: list[str | int]) -> LiveEvent:
+        """The event of a root field whose JSON the database built (`text`; None for
+        null); `path` as for `of_value`."""
         encoded = b"null" if text is None else text.encode()
         value = None if text is None else Completed(orjson.Fragment(encoded))
-        body = b'{"data":{' + orjson.dumps(key) + b":" + encoded + b"}}"
+        body = encoded
+        for key in reversed(path):
+            body = b"{" + orjson.dumps(key) + b":" + body + b"}"
+        body = b'{"data":' + body + b"}"
         return cls(SharedResult(value=value, payload=body.decode()), _digest(encoded))
 
     @classmethod

@@ -42,6 +42,7 @@ from service.graphql.catalog.permissions import SessionVariable
 from service.graphql.errors import UNEXPECTED, EngineError, format_errors
 from service.graphql.execution.context import RequestContext
 from service.graphql.execution.resolvers import Completed, fetch_stream_batch
+from service.graphql.sql.budget import ResponseBudget, budget_scope
 from service.live.changes import (
     ChangeSource,
     PostgresChangeListener,
@@ -490,8 +491,10 @@ class LiveQueries:
 
     async def _run(self, cohort: Cohort) -> None:
         try:
+            # Each run has a response budget of its own (no HTTP request opened one).
             async with self._slots:
-                event = await self._execute(cohort)
+                with budget_scope(self.engine.config.max_response_nodes, inherit=False):
+                    event = await self._execute(cohort)
         finally:
             cohort.running = False
         self._finish(cohort, event)
@@ -524,7 +527,8 @@ class LiveQueries:
         compiled = cohorts[0].compiled
         assert compiled is not None
         batch = compiled.batch(self.engine.dialect)
-        key = str(cohorts[0].info.path.key)
+        path = cohorts[0].info.path.as_list()
+        limit = self.engine.config.max_response_nodes
         try:
             values = batch.values([cohort.parameters or [] for cohort in cohorts])
             async with self.database.read() as conn:
@@ -546,28 +550,30 @@ class LiveQueries:
             text = answers.get(number)
             try:
                 compiled.check(text)
+                if limit is not None:  # each run has a response budget of its own
+                    compiled.charge(ResponseBudget(limit), text)
             except EngineError as error:
                 events.append(_error_event(cohort.info, error))
                 continue
-            events.append(LiveEvent.of_json(text, key))
+            events.append(LiveEvent.of_json(text, path))
         return events
 
     async def _execute(self, cohort: Cohort) -> LiveEvent:
         info = cohort.info
-        key = info.path.key
+        path = info.path.as_list()
         field_def = info.parent_type.fields[info.field_name]
         try:
             if cohort.stream:
                 table = self.engine.catalog.tables[field_def.extensions["table"]]
                 batch = await fetch_stream_batch(table, cohort.root, info, cohort.args)
-                event = LiveEvent.of_value(Completed(batch.rows), str(key))
+                event = LiveEvent.of_value(Completed(batch.rows), path)
                 event.rows = len(batch.rows)
                 event.next_cursor = batch.cursor
                 return event
             value = field_def.resolve(cohort.root, info, **cohort.args)
             if info.is_awaitable(value):
                 value = await value
-            return LiveEvent.of_value(value, str(key))
+            return LiveEvent.of_value(value, path)
         except asyncio.CancelledError:
             raise
         except Exception as error:

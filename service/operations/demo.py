@@ -1,4 +1,4 @@
-"""Demo data: the example event modules run for real, spread over the last 24 hours.
+"""Demo data: the example event modules run for real, spread over the last 48 hours.
 
 `populate_demo(database_url)` builds a deterministic stream of Hasura deliveries (given
 `seed`): orders created, shipped (whose `mark_fulfilled` job cascades into an
@@ -12,11 +12,16 @@ payloads that are not Hasura events (`rejected`). Each delivery runs through the
 Everything runs now, concurrently, in a few seconds; then every row of the demo is
 back-dated so the invocations spread over the last `hours` hours (the rows' `updated_at`
 keep the real time they were written). Finally the rollup refreshes `metrics_hourly` and
-`dashboard_stats`, so the dashboard has data at once.
+`dashboard_stats`, so the dashboard has data at once. The default 48 hours cover the
+console's default period (24 h) and the period it is compared with (the 24 h before), so
+the comparison stays meaningful while the demo ages.
+
+The invocations are the planned deliveries (root deliveries plus Hasura redeliveries of
+some of them) and the cascades the jobs' row changes trigger while they run.
 
 Demo invocations carry `{"event_detector_demo": {"seed": …}}` in their context, so a
 new run first removes the previous demo (and only it): re-running never duplicates it,
-and the 24 hours always end now. The same seed gives the same deliveries, invocation
+and the window always ends now. The same seed gives the same deliveries, invocation
 ids, correlation ids, times and outcomes (job execution ids and measured durations are
 real, so they differ).
 """
@@ -43,7 +48,7 @@ from detector._sync import run_coroutine_sync
 from detector.observability import ObservabilityPlugin
 from detector.observability.migrate import upgrade_async
 from detector.observability.rollup import rollup
-from service.settings import REPO_ROOT
+from service import assets
 from service.storage.maintenance import (
     dialect_of,
     event_executions,
@@ -54,10 +59,12 @@ from service.storage.maintenance import (
     open_engine,
 )
 
-EXAMPLE_EVENTS_DIR = REPO_ROOT / "examples" / "events"
+# The example event modules: the checkout's, or the copy installed with the package.
+EXAMPLE_EVENTS_DIR = assets.default_path("examples/events")
 DEMO_MARKER = "event_detector_demo"
 DEFAULT_SEED = 7
-DEFAULT_INVOCATIONS = 240
+DEFAULT_INVOCATIONS = 320
+DEFAULT_HOURS = 48.0
 
 ProgressCallback = Callable[[int, int], None]
 T = TypeVar("T")
@@ -86,7 +93,11 @@ REDELIVERY_RATE = 0.05
 
 @dataclass(frozen=True, slots=True)
 class DemoSummary:
-    """What `populate_demo` did."""
+    """What `populate_demo` did.
+
+    `invocations` = `deliveries` (the planned Hasura deliveries, `redeliveries` among
+    them) + `cascades` (invocations triggered by rows the jobs wrote).
+    """
 
     seed: int
     invocations: int
@@ -96,6 +107,8 @@ class DemoSummary:
     redeliveries: int
     removed_previous: int
     seconds: float
+    deliveries: int = 0
+    hours: float = DEFAULT_HOURS
 
 
 @dataclass(slots=True)
@@ -117,7 +130,7 @@ def populate_demo(
     *,
     seed: int = DEFAULT_SEED,
     invocations: int = DEFAULT_INVOCATIONS,
-    hours: float = 24.0,
+    hours: float = DEFAULT_HOURS,
     now: datetime | None = None,
     events_dir: Path = EXAMPLE_EVENTS_DIR,
     concurrency: int = 48,
@@ -152,7 +165,7 @@ async def populate_demo_async(
     *,
     seed: int = DEFAULT_SEED,
     invocations: int = DEFAULT_INVOCATIONS,
-    hours: float = 24.0,
+    hours: float = DEFAULT_HOURS,
     now: datetime | None = None,
     events_dir: Path = EXAMPLE_EVENTS_DIR,
     concurrency: int = 48,
@@ -206,6 +219,8 @@ async def populate_demo_async(
         redeliveries=sum(1 for d in plan if d.redelivery_id is not None),
         removed_previous=removed,
         seconds=round(time.perf_counter() - started, 2),
+        deliveries=total,
+        hours=hours,
     )
 
 

@@ -14,6 +14,7 @@ event modules is one *function* (the webhook's `/hooks/<function>` layout).
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,13 +43,18 @@ class JobDeclaration:
 
 @dataclass(slots=True)
 class EventEntry:
-    """One event module: its jobs, or why it cannot be used."""
+    """One event module: its jobs, or why it cannot be used.
+
+    `listens_to` is what the module declares it listens to (`public.orders (UPDATE)`),
+    None when it sees every event.
+    """
 
     name: str
     path: Path
     jobs: list[JobDeclaration] = field(default_factory=list)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    listens_to: str | None = None
 
 
 @dataclass(slots=True)
@@ -107,6 +113,7 @@ def inspect_events(directory: Path) -> list[EventEntry]:
         try:
             module = source.load()
             namespace = getattr(module.handler, "__globals__", {})
+            entry.listens_to = module.declaration()
         except EventModuleError as error:
             entry.error = error.problem
         try:
@@ -239,8 +246,10 @@ def _lookup(target: ast.Attribute, namespace: Mapping[str, Any]) -> Any:
 def detectors_only(directory: Path) -> list[EventModule]:
     """The directory's modules with a handler that runs nothing (no jobs, no side effects).
 
-    A module that fails to import keeps failing: its detector raises the import error,
-    so it is reported `detection failed` as `listen_to` would report it.
+    Declared tables and operations are kept (a module that does not listen to the event
+    is skipped, as `listen_to` skips it). A module that fails to import keeps failing:
+    its detector raises the import error, so it is reported `detection failed` as
+    `listen_to` would report it.
     """
     modules = []
     for source in discover(directory):
@@ -249,7 +258,7 @@ def detectors_only(directory: Path) -> list[EventModule]:
         except EventModuleError as error:
             modules.append(EventModule(source.name, _raiser(error), _no_jobs, source.path))
             continue
-        modules.append(EventModule(module.name, module.detector, _no_jobs, module.path))
+        modules.append(dataclasses.replace(module, handler=_no_jobs))
     return modules
 
 

@@ -96,7 +96,8 @@ def stored_input(row: Mapping[str, Any]) -> StoredInput:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What an event module decided: `detected`, `not detected`, a failure, or `absent`."""
+    """What an event module decided: `detected`, `not detected`, `skipped` (it listens to
+    other tables or operations), a failure, or `absent`."""
 
     outcome: str
     error: str | None = None
@@ -116,7 +117,11 @@ class ReplayRow:
 
     @property
     def changed(self) -> bool:
-        if self.then.outcome != self.now.outcome:
+        # Skipped and not detected run nothing alike: declaring tables changes no outcome.
+        quiet = {"skipped": "not detected"}
+        if quiet.get(self.then.outcome, self.then.outcome) != quiet.get(
+            self.now.outcome, self.now.outcome
+        ):
             return True
         return self.then.jobs != self.now.jobs and self.now.outcome == "detected"
 
@@ -229,7 +234,9 @@ def _then_verdicts(events: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> 
     verdicts = {}
     for event in events:
         status = event["status"]
-        if status == EventStatus.DETECTION_FAILED.value:
+        if status == EventStatus.SKIPPED.value:
+            verdict = Verdict("skipped")
+        elif status == EventStatus.DETECTION_FAILED.value:
             verdict = Verdict("detection failed", event["detection_error"])
         elif event["detected"]:
             names = tuple(sorted(jobs_by_event.get(event["id"], [])))
@@ -243,7 +250,9 @@ def _then_verdicts(events: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> 
 def _now_verdicts(result: ListenResult, directory: Path, run_jobs: bool) -> dict[str, Verdict]:
     verdicts = {}
     for event in result.events:
-        if event.status == EventStatus.DETECTION_FAILED:
+        if event.status == EventStatus.SKIPPED:
+            verdicts[event.name] = Verdict("skipped")
+        elif event.status == EventStatus.DETECTION_FAILED:
             verdicts[event.name] = Verdict("detection failed", event.error)
         elif event.detected:
             if run_jobs:

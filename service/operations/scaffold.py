@@ -20,6 +20,10 @@ class ScaffoldError(Exception):
     """A name or path that cannot be used; the message says why and what to do."""
 
 
+class InvalidEventName(ScaffoldError):
+    """The name cannot be an event module's name (bad input, as opposed to a file in the way)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Created:
     """Files written by `init`."""
@@ -30,16 +34,16 @@ class Created:
 
 
 def check_event_name(name: str) -> str:
-    """Return `name` if it can be an event module's name; raises ScaffoldError otherwise."""
+    """Return `name` if it can be an event module's name; raises InvalidEventName otherwise."""
     if not name:
-        raise ScaffoldError("the event name is empty")
+        raise InvalidEventName("the event name is empty")
     if name.startswith("_"):
-        raise ScaffoldError(
+        raise InvalidEventName(
             f"event name {name!r} starts with `_`: such files are helpers, never loaded as "
             "events; drop the underscore"
         )
     if len(name) > MAX_EVENT_NAME or not EVENT_NAME.match(name):
-        raise ScaffoldError(
+        raise InvalidEventName(
             f"invalid event name {name!r}: use letters, digits, `_` and `-`, with dots "
             "between parts (e.g. orders.shipped)"
         )

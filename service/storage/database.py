@@ -5,11 +5,28 @@
 - PostgreSQL: the observability tables live in `POSTGRES_SCHEMA`; the models carry no
   schema, so every statement is translated with `schema_translate_map`. Behind a pooler
   in transaction mode (`transaction_pooling`), no prepared statement is kept.
-- SQLite: WAL journal (readers never block the writer), a busy timeout, enforced
-  foreign keys (so deletes cascade as on PostgreSQL), and the functions, aggregates and
-  collation of `service.graphql.sql.sqlite_functions` that give filters PostgreSQL's semantics.
+- SQLite: the one connection policy of `detector.observability.sqlite_policy` (WAL,
+  busy timeout, enforced foreign keys so deletes cascade as on PostgreSQL), plus the
+  functions, aggregates and collation of `service.graphql.sql.sqlite_functions` that give
+  filters PostgreSQL's semantics.
   Reads use a second pool (`read_engine`) whose connections are in autocommit from the
   start, which saves the thread hops of switching and resetting them on every read.
+
+Every statement runs under a time limit (`statement_timeout` seconds; 0 turns it off),
+so no request can hold a connection, or SQLite's worker thread, for longer:
+
+- PostgreSQL: on a direct connection, `statement_timeout` is a startup parameter of the
+  session (set once per connection; reads stay in autocommit). Behind a pooler in
+  transaction mode (`transaction_pooling`), where a session-level setting would land on
+  some other server connection (or be refused), `SET LOCAL statement_timeout` starts every
+  transaction, and reads run in a read-only transaction to carry it.
+  A statement cut short fails with SQLSTATE 57014.
+- SQLite: a progress handler, called every `SQLITE_PROGRESS_STEPS` virtual-machine steps,
+  interrupts a statement that has run past its deadline (`sqlite3.OperationalError:
+  interrupted`). One call of a registered function is one step: those functions must
+  be cheap per row themselves (the pattern operators run on RE2 for that reason).
+
+`service.graphql.sql.dberrors` answers both as Hasura-style errors.
 
 It also counts the SQL statements it sends (`statements_executed`), for tests that
 bound the statements per request and for the service's metrics.
@@ -20,22 +37,27 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_
 
+from detector.observability import sqlite_policy
 from detector.observability.migrate import async_engine_url
 from detector.observability.models import POSTGRES_SCHEMA
+from detector.observability.sqlite_policy import SQLFunctions
 from service.graphql.sql import sqlite_functions
 
 logger = logging.getLogger(__name__)
 
-SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_PROGRESS_STEPS = 10_000
+"""Virtual-machine steps between two deadline checks (well under a millisecond of work)."""
 
 UNPREPARED_STATEMENTS: dict[str, Any] = {
     "prepared_statement_cache_size": 0,
@@ -82,8 +104,12 @@ class Database:
         pool_size: int = 10,
         echo: bool = False,
         transaction_pooling: bool = False,
+        statement_timeout: float = 0,
     ) -> None:
         self.url = url
+        self.statement_timeout = statement_timeout
+        self._limit_per_transaction = statement_timeout > 0 and transaction_pooling
+        """Seconds one statement may run before the database cancels it; 0: no limit."""
         async_url = async_database_url(url)
         self.dialect = "sqlite" if async_url.startswith("sqlite") else "postgresql"
         options: dict[str, Any] = {"echo": echo}
@@ -94,8 +120,15 @@ class Database:
                 pool_pre_ping=False,
                 execution_options={"schema_translate_map": {None: POSTGRES_SCHEMA}},
             )
+            connect_args: dict[str, Any] = {}
             if transaction_pooling:
-                options["connect_args"] = UNPREPARED_STATEMENTS
+                connect_args.update(UNPREPARED_STATEMENTS)
+            elif statement_timeout > 0:
+                # A direct connection keeps its session: the limit is set once, when it
+                # connects, and reads stay in autocommit (no BEGIN, SET LOCAL, COMMIT).
+                milliseconds = max(1, round(statement_timeout * 1000))
+                connect_args["server_settings"] = {"statement_timeout": str(milliseconds)}
+            options["connect_args"] = connect_args
         else:
             options.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(async_url, **options)
@@ -109,10 +142,21 @@ class Database:
             )
         self._statements = itertools.count()
         self._statements_seen = 0
+        milliseconds = max(1, round(statement_timeout * 1000))
+        self._limit_statement = f"SET LOCAL statement_timeout = {milliseconds}"
         for engine in {self.engine, self.read_engine}:
             event.listen(engine.sync_engine, "before_cursor_execute", self._count_statement)
             if self.dialect == "sqlite":
                 event.listen(engine.sync_engine, "connect", _prepare_sqlite_connection)
+        if statement_timeout > 0:
+            if self.dialect == "postgresql":
+                if transaction_pooling:
+                    event.listen(self.engine.sync_engine, "begin", self._limit_transaction)
+            else:
+                for engine in {self.engine, self.read_engine}:
+                    event.listen(engine.sync_engine, "connect", _watch_sqlite_statements)
+                    event.listen(engine.sync_engine, "before_cursor_execute", self._start_clock)
+                    event.listen(engine.sync_engine, "after_cursor_execute", _stop_clock)
 
     @property
     def is_sqlite(self) -> bool:
@@ -120,20 +164,43 @@ class Database:
 
     @property
     def statements_executed(self) -> int:
-        """SQL statements sent since this `Database` was created (all connections)."""
+        """SQL statements sent since this `Database` was created (all connections),
+        not counting the statement time limit's `SET LOCAL`."""
         return self._statements_seen
 
-    def _count_statement(self, *args: Any) -> None:
+    def _count_statement(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        if statement == self._limit_statement:
+            return  # the time limit's own SET LOCAL is not the request's work
         self._statements_seen = next(self._statements) + 1
+
+    def _limit_transaction(self, conn: Connection) -> None:
+        # PostgreSQL: the limit lasts for this transaction only (see the module's docstring).
+        conn.exec_driver_sql(self._limit_statement)
+
+    def _start_clock(self, conn: Connection, *args: Any) -> None:
+        # SQLite: the progress handler of this connection stops the statement after this.
+        deadline = conn.info.get(_DEADLINE)
+        if deadline is not None:
+            deadline.at = time.monotonic() + self.statement_timeout
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection in autocommit mode, for read-only statements."""
+        """A pooled connection for read-only statements.
+
+        Autocommit (no BEGIN/COMMIT round trips), except on PostgreSQL behind a pooler in
+        transaction mode with a statement time limit, where a read-only transaction
+        carries the `SET LOCAL`.
+        """
         if self.read_engine is not self.engine:
             async with self.read_engine.connect() as conn:
                 yield conn
             return
         async with self.engine.connect() as conn:
+            if self._limit_per_transaction:
+                conn = await conn.execution_options(postgresql_readonly=True)
+                async with conn.begin():
+                    yield conn
+                return
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
@@ -154,29 +221,53 @@ class Database:
             await self.read_engine.dispose()
 
 
+ENGINE_SQLITE_FUNCTIONS = SQLFunctions(
+    scalars=sqlite_functions.SCALAR_FUNCTIONS,
+    aggregates=sqlite_functions.AGGREGATES,
+    collations=sqlite_functions.COLLATIONS,
+)
+"""What the GraphQL engine needs on every SQLite connection (PostgreSQL's semantics)."""
+
+
+_DEADLINE = "statement_deadline"
+
+
+def _stop_clock(conn: Connection, *args: Any) -> None:
+    # Between statements (COMMIT included) nothing is interrupted.
+    deadline = conn.info.get(_DEADLINE)
+    if deadline is not None:
+        deadline.at = math.inf
+
+
+class _StatementDeadline:
+    """When the statement running on one SQLite connection must stop (monotonic time)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = math.inf
+
+    def passed(self) -> bool:
+        """The progress handler: true interrupts the running statement."""
+        return time.monotonic() > self.at
+
+
+def _watch_sqlite_statements(
+    dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry
+) -> None:
+    """Install the progress handler that enforces statement deadlines on a connection."""
+    deadline = _StatementDeadline()
+    record.info[_DEADLINE] = deadline
+    driver = dbapi_connection.driver_connection  # type: ignore[attr-defined]
+    raw = driver._conn
+    await_(driver._execute(raw.set_progress_handler, deadline.passed, SQLITE_PROGRESS_STEPS))
+
+
 def _prepare_sqlite_connection(
     dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry
 ) -> None:
-    """Pragmas and PostgreSQL emulation for a new SQLite connection."""
-    cursor = dbapi_connection.cursor()
-    for pragma in (
-        "PRAGMA journal_mode=WAL",
-        f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
-        "PRAGMA foreign_keys=ON",
-        "PRAGMA synchronous=NORMAL",
-    ):
-        cursor.execute(pragma)
-    cursor.close()
-    for name, (arity, function) in sqlite_functions.SCALAR_FUNCTIONS.items():
-        dbapi_connection.create_function(name, arity, function, deterministic=True)
-    # aiosqlite exposes only create_function; aggregates and collations are registered
-    # on the underlying sqlite3 connection, inside aiosqlite's own worker thread.
-    driver = dbapi_connection.driver_connection  # type: ignore[attr-defined]
-    raw = driver._conn
-    for name, aggregate in sqlite_functions.AGGREGATES.items():
-        await_(driver._execute(raw.create_aggregate, name, 1, aggregate))
-    for name, collation in sqlite_functions.COLLATIONS.items():
-        await_(driver._execute(raw.create_collation, name, collation))
+    """The one SQLite policy, plus the engine's functions, on a new connection."""
+    sqlite_policy.configure(dbapi_connection, ENGINE_SQLITE_FUNCTIONS)
 
 
 __all__ = ["UNPREPARED_STATEMENTS", "Database", "async_database_url", "asyncpg_dsn"]

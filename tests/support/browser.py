@@ -76,9 +76,13 @@ class Tab:
         self.context.close()
 
 
-def open_tab(browser: Browser) -> Tab:
-    """A fresh context (no storage shared with other tabs) at desktop size."""
-    context = browser.new_context(viewport=VIEWPORT)
+def open_tab(browser: Browser, *, width: int | None = None, color_scheme: str | None = None) -> Tab:
+    """A fresh context (no storage shared with other tabs), at desktop size or `width`
+    (a phone's 844 px height below 800 px wide), in the system's light or `color_scheme`."""
+    viewport = (
+        VIEWPORT if width is None else {"width": width, "height": 844 if width < 800 else 900}
+    )
+    context = browser.new_context(viewport=viewport, color_scheme=color_scheme or "light")
     page = context.new_page()
     tab = Tab(context, page)
     page.on(
@@ -87,3 +91,16 @@ def open_tab(browser: Browser) -> Tab:
     )
     page.on("pageerror", lambda error: tab.errors.append(f"page error: {error}"))
     return tab
+
+
+@contextlib.contextmanager
+def checked_tab(
+    browser: Browser, *, width: int | None = None, color_scheme: str | None = None
+) -> Iterator[Tab]:
+    """`open_tab` for a block: closed after it, which fails on any unexpected browser error."""
+    tab = open_tab(browser, width=width, color_scheme=color_scheme)
+    try:
+        yield tab
+        tab.assert_no_errors()
+    finally:
+        tab.close()

@@ -95,6 +95,9 @@ class RecordingPlugin(Plugin):
     async def on_invocation_start(self, invocation: InvocationInfo) -> None:
         self._record("on_invocation_start", invocation)
 
+    async def on_event_skipped(self, event: EventInfo) -> None:
+        self._record("on_event_skipped", event)
+
     async def on_detection_start(self, event: EventInfo) -> None:
         self._record("on_detection_start", event)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -169,8 +170,11 @@ async def insert_rows(url: str, table: str, rows: list[dict[str, Any]]) -> None:
         await engine.dispose()
 
 
-async def run_detector_process(url: str, function: str, invocations: int = 1) -> list[str]:
-    """Run `tests.support.detector_process` in a new interpreter; the invocation ids."""
+async def run_detector_process(
+    url: str, function: str, invocations: int = 1, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Run `tests.support.detector_process` in a new interpreter (with `environ` added to
+    this process's environment); the invocation ids."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -179,6 +183,7 @@ async def run_detector_process(url: str, function: str, invocations: int = 1) ->
         function,
         str(invocations),
         cwd=REPO_ROOT,
+        env={**os.environ, **(environ or {})},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

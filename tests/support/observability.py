@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from detector.payload import parse_hasura_event
 from detector.plugins import CapturedLog, EventInfo, InvocationInfo, JobInfo, ListenOptions
-from detector.results import EventResult, JobResult, ListenResult
+from detector.results import EventResult, JobAttempt, JobResult, ListenResult
 from detector.status import EventStatus, InvocationStatus, JobStatus, LogLevel
 from tests.support.db import async_url
 
@@ -132,6 +132,7 @@ class InvocationDriver:
         error: BaseException | None = None,
         attempts: int = 1,
         duration_ms: float = 12.4,
+        attempt_history: list[JobAttempt] | None = None,
     ) -> JobResult:
         if error is not None:
             await call(self.plugin.on_error, error, "job", self.info, job.event, job)
@@ -147,6 +148,7 @@ class InvocationDriver:
             started_at=job.started_at,
             ended_at=now(),
             job_execution_id=job.job_execution_id,
+            attempt_history=attempt_history,
             exception=error,  # as the library sets it
         )
         await call(self.plugin.on_job_end, job, outcome)

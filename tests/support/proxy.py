@@ -4,13 +4,18 @@
         url = f"postgresql://postgres@127.0.0.1:{proxy.port}/db"
         proxy.down()          # refuse new connections, cut open ones
         proxy.up()
-        proxy.latency = 0.2   # every chunk waits 200 ms, in each direction
+        proxy.latency = 0.2   # data arrives 200 ms after it was sent, in each direction
         proxy.stall()         # accept and hold connections, forward nothing
+        proxy.hold_replies()  # forward the client's data, hold the server's answers
         proxy.cut()           # close every open connection once (a dropped network)
 
 It plays the part toxiproxy plays in other projects' fault tests, in-process: a thread
 runs its own event loop; the switches are thread-safe and take effect for data that
-arrives after they are set. `connections` counts the client connections accepted.
+arrives after they are set. Latency is a delay line: every chunk is forwarded `latency`
+seconds after it arrived, chunks in flight overlap (as on a long network, not a slow one).
+`connections` counts the client connections accepted; `round_trips` counts the times a
+client sent data after the server had last spoken (or first): the round trips a
+protocol made, as a network between them would feel them.
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ class FaultProxy:
         self.port = free_port()
         self.latency = 0.0
         self.connections = 0
+        self.round_trips = 0
         self._down = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
         self._thread: threading.Thread | None = None
         self._flowing: asyncio.Event | None = None
+        self._replies_flowing: asyncio.Event | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -89,6 +96,12 @@ class FaultProxy:
         """Connections stay open but nothing is forwarded (a hung network or server)."""
         self._call(self._hold)
 
+    def hold_replies(self) -> None:
+        """The client's data still reaches the server; the server's answers are held (a
+        commit the server makes while the client waits for word of it), on new
+        connections too, until `up()`."""
+        self._call(self._hold_replies)
+
     def cut(self) -> None:
         """Close every open connection now (the client sees a reset)."""
         self._call(self._cut_all)
@@ -113,12 +126,17 @@ class FaultProxy:
         done.wait(5)
 
     def _flow(self) -> None:
-        assert self._flowing is not None
+        assert self._flowing is not None and self._replies_flowing is not None
         self._flowing.set()
+        self._replies_flowing.set()
 
     def _hold(self) -> None:
         assert self._flowing is not None
         self._flowing.clear()
+
+    def _hold_replies(self) -> None:
+        assert self._replies_flowing is not None
+        self._replies_flowing.clear()
 
     def _cut_all(self) -> None:
         for writer in list(self._pipes):
@@ -135,6 +153,8 @@ class FaultProxy:
         async def serve() -> None:
             self._flowing = asyncio.Event()
             self._flowing.set()
+            self._replies_flowing = asyncio.Event()
+            self._replies_flowing.set()
             self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
             ready.set()
 
@@ -164,10 +184,13 @@ class FaultProxy:
             client.transport.abort()
             return
         self._pipes.update((client, server))
+        # Who spoke last on this connection: a client speaking after the server (or
+        # first) starts a round trip.
+        turn = {"server_spoke": True}
         try:
             await asyncio.gather(
-                self._pipe(client_reader, server, client),
-                self._pipe(server_reader, client, server),
+                self._pipe(client_reader, server, client, turn, from_client=True),
+                self._pipe(server_reader, client, server, turn, from_client=False),
                 return_exceptions=True,
             )
         except asyncio.CancelledError:
@@ -176,17 +199,48 @@ class FaultProxy:
         self._pipes.discard(server)
 
     async def _pipe(
-        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, other: asyncio.StreamWriter
+        self,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        other: asyncio.StreamWriter,
+        turn: dict[str, bool],
+        *,
+        from_client: bool,
     ) -> None:
-        assert self._flowing is not None
+        """Forward one direction: chunks are read as they come and sent on once their
+        delay has passed (a delay line), unless the flow is held."""
+        assert self._flowing is not None and self._replies_flowing is not None
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+
+        async def receive() -> None:
+            try:
+                while True:
+                    data = await source.read(CHUNK)
+                    if not data:
+                        break
+                    if from_client and turn["server_spoke"]:
+                        self.round_trips += 1
+                    turn["server_spoke"] = not from_client
+                    queue.put_nowait((loop.time() + self.latency, data))
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                queue.put_nowait(None)
+
+        receiving = asyncio.ensure_future(receive())
         try:
             while True:
-                data = await source.read(CHUNK)
-                if not data:
+                item = await queue.get()
+                if item is None:
                     break
+                due, data = item
                 await self._flowing.wait()
-                if self.latency:
-                    await asyncio.sleep(self.latency)
+                if not from_client:
+                    await self._replies_flowing.wait()
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 if self._down or sink not in self._pipes:
                     break
                 sink.write(data)
@@ -194,6 +248,7 @@ class FaultProxy:
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
+            receiving.cancel()
             for writer in (sink, other):
                 with contextlib.suppress(Exception):
                     writer.transport.abort()

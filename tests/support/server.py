@@ -23,6 +23,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from service.app import create_app
+from service.cli.serving import uvicorn_config
 from service.settings import Settings
 from tests.support.pgserver import free_port
 
@@ -72,8 +73,36 @@ class RunningServer:
 def serving(settings: Settings, *, startup_timeout: float = 30.0) -> Iterator[RunningServer]:
     """Serve `create_app(settings)` with uvicorn until the block ends."""
     app = create_app(settings)
+    with serving_asgi(app, app, startup_timeout=startup_timeout) as running:
+        yield running
+
+
+def serving_module(database_url: str, **settings: Any) -> Iterator[RunningServer]:
+    """For module fixtures (`yield from serving_module(url, admin_secret=…)`): the service
+    on `database_url` with `settings`, without the background rollup."""
+    with serving(Settings(database_url=database_url, rollup_interval=0, **settings)) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serving_asgi(
+    asgi_app: Any, service_app: Starlette, *, startup_timeout: float = 30.0, root_path: str = ""
+) -> Iterator[RunningServer]:
+    """Serve any ASGI app (`asgi_app`: the service, or a host application mounting
+    `service_app`) with uvicorn until the block ends; the server has stopped on exit.
+    `root_path` is uvicorn's `--root-path` (a proxy in front strips that prefix)."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # The service's own server configuration (timeouts, limits), as `serve` runs it.
+    config = uvicorn_config(
+        asgi_app,
+        # A plain page (no service app) gets the default limits.
+        getattr(service_app.state, "settings", None) or Settings(),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        root_path=root_path,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
@@ -85,7 +114,7 @@ def serving(settings: Settings, *, startup_timeout: float = 30.0) -> Iterator[Ru
     base_url = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base_url, timeout=30.0)
     try:
-        yield RunningServer(base_url=base_url, app=app, client=client)
+        yield RunningServer(base_url=base_url, app=service_app, client=client)
     finally:
         client.close()
         server.should_exit = True

@@ -14,13 +14,16 @@ import asyncio
 import logging
 import math
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from detector import EventModule, job, listen_to_sync, run
+from detector import EventModule, ListenResult, job, listen_to_sync, run
 from detector.observability import ObservabilityPlugin
 from service.operations.demo import populate_demo
+from tests.support import runtime
 
 BIG_EVENTS = 50
 BIG_DETECTED = ("shipments.dispatched", "shipments.delayed", "shipments.audited")
@@ -180,3 +183,58 @@ def build_dataset(url: str, *, demo_invocations: int = 160) -> WebDataset:
         row_id=row_id,
         window_end=window_end,
     )
+
+
+# Playwright's sync API runs an event loop in the test's thread: database reads and the
+# library's own loop run on a helper thread.
+def off_loop(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)` on a helper thread (no event loop running there)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
+def rows(url: str, statement: Any) -> list[dict[str, Any]]:
+    """`runtime.rows` from a browser test."""
+    return off_loop(runtime.rows, url, statement)
+
+
+def count(url: str, table: Any, *where: Any) -> int:
+    """`runtime.count` from a browser test."""
+    return off_loop(runtime.count, url, table, *where)
+
+
+def execute(url: str, statement: Any) -> None:
+    """`runtime.execute` from a browser test."""
+    off_loop(runtime.execute, url, statement)
+
+
+def record_shipment(url: str, row_id: str, source_function: str) -> ListenResult:
+    """One more invocation through the real library and plugin (three event modules),
+    flushed before this returns."""
+    plugin = plugin_for(url)
+    try:
+        return off_loop(
+            listen_to_sync,
+            shipment_payload(row_id, f"token-{row_id}"),
+            modules=shipment_modules()[:3],
+            plugins=[plugin],
+            source_function=source_function,
+        )
+    finally:
+        plugin.shutdown_sync(30.0)
+
+
+def invocation_row(
+    at: datetime, source_function: str, *, status: str = "completed", **columns: Any
+) -> dict[str, Any]:
+    """An `invocations` row as the plugin writes it, started `at`, with a fresh id."""
+    invocation_id = str(uuid.uuid4())
+    return {
+        "id": invocation_id,
+        "created_at": at,
+        "updated_at": at,
+        "correlation_id": f"{source_function}-{invocation_id[:8]}",
+        "source_function": source_function,
+        "status": status,
+        **columns,
+    }

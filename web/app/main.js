@@ -3,6 +3,7 @@
 import { html, render } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { auth, connection, setPaused } from './lib/graphql.js';
+import { nextThemeMode, setThemeMode, theme } from './lib/theme.js';
 import { capabilities, loadCapabilities, can } from './lib/api.js';
 import { useStore } from './lib/store.js';
 import { RERUN_OFF, loadRerunSupport, rerunSupport } from './lib/rerun.js';
@@ -10,7 +11,7 @@ import { Link, navigate, useRoute, updateParams, hrefWith, keptParams } from './
 import { PRESETS, parseRange, useTimeRange } from './lib/timerange.js';
 import { useLive } from './lib/hooks.js';
 import { fmtNumber, fmtRelative } from './lib/format.js';
-import { Loading } from './components/ui.js';
+import { ErrorPage, Loading } from './components/ui.js';
 import { OverviewPage } from './pages/overview.js';
 import { InvocationsPage } from './pages/invocations.js';
 import { InvocationPage } from './pages/invocation.js';
@@ -32,28 +33,67 @@ function pageFor(path) {
   if ((match = path.match(/^\/invocations\/([^/]+)$/))) return { page: InvocationPage, title: 'Invocation', id: decodeURIComponent(match[1]) };
   if ((match = path.match(/^\/flow\/([^/]+)$/))) return { page: FlowPage, title: 'Flow', id: decodeURIComponent(match[1]), wide: true };
   if (path === '/analytics') return { page: AnalyticsPage, title: 'Analytics' };
-  if (path === '/settings') return { page: SettingsPage, title: 'Settings', noRange: true };
-  return { page: NotFound, title: 'Not found' };
+  if (path === '/settings') return { page: SettingsPage, title: 'Settings', noRange: true, offline: true };
+  return { page: NotFound, title: 'Not found', noRange: true, offline: true };
 }
 
 function NotFound() {
-  return html`<div class="empty"><div class="empty-title">No page here</div><div class="empty-hint"><${Link} href="/">Back to the overview</${Link}></div></div>`;
+  const { path } = useRoute();
+  return html`<${ErrorPage} kind="no-route" title="Page not found">
+    There is no page at <code>${path}</code> in this console. It may be a mistyped or an old link.
+  </${ErrorPage}>`;
 }
 
-function Sidebar({ path }) {
+// The sidebar folded to icons (wide screens) is a display preference, kept with the theme.
+const RAIL_KEY = 'event-detector.rail';
+function savedRail() {
+  try {
+    return localStorage.getItem(RAIL_KEY) === '1';
+  } catch {
+    return false;
+  }
+}
+
+const THEME_LABELS = { system: 'System theme', light: 'Light theme', dark: 'Dark theme' };
+const THEME_ICONS = {
+  system: 'M2 3h12v8H2zM6 14h4M8 11v3',
+  light: 'M8 5a3 3 0 1 0 0 6 3 3 0 0 0 0-6zM8 1v1.5M8 13.5V15M1 8h1.5M13.5 8H15M3 3l1 1M12 12l1 1M3 13l1-1M12 4l1-1',
+  dark: 'M13.5 10A6 6 0 0 1 6 2.5 6 6 0 1 0 13.5 10z',
+};
+
+function ThemeToggle() {
+  const { mode } = useStore(theme);
+  const next = nextThemeMode(mode);
+  return html`<button type="button" class="nav-item theme-toggle" data-theme-toggle=${mode} onClick=${() => setThemeMode(next)}
+      title=${`${THEME_LABELS[mode]} (click for ${THEME_LABELS[next].toLowerCase()})`} aria-label=${`${THEME_LABELS[mode]}; switch to ${THEME_LABELS[next].toLowerCase()}`}>
+    <svg viewBox="0 0 16 16" class="nav-icon" aria-hidden="true"><path d=${THEME_ICONS[mode]} /></svg><span class="nav-label">${THEME_LABELS[mode]}</span>
+  </button>`;
+}
+
+function Sidebar({ path, rail, onRail, onClose }) {
   const conn = useStore(connection);
-  return html`<nav class="sidebar" aria-label="Main">
-    <${Link} href="/" class="brand"><span class="brand-mark">ED</span><span>Event Detector</span></${Link}>
+  return html`<nav class="sidebar" id="sidebar" aria-label="Main">
+    <div class="sidebar-top">
+      <${Link} href="/" class="brand" onClick=${onClose}><span class="brand-mark">ED</span><span class="nav-label">Event Detector</span></${Link}>
+      <button type="button" class="icon-btn nav-close" onClick=${onClose} aria-label="Close the menu"><svg viewBox="0 0 16 16" aria-hidden="true"><path d="M4 4l8 8M12 4l-8 8" /></svg></button>
+    </div>
     <ul class="nav">
       ${NAV.map(
-        (item) => html`<li><${Link} href=${item.href} class=${`nav-item ${item.match(path) ? 'active' : ''}`} aria-current=${item.match(path) ? 'page' : undefined}>
-          <svg viewBox="0 0 16 16" class="nav-icon"><path d=${item.icon} /></svg>${item.label}<kbd>g ${item.key}</kbd></${Link}></li>`,
+        (item) => html`<li><${Link} href=${item.href} class=${`nav-item ${item.match(path) ? 'active' : ''}`} aria-current=${item.match(path) ? 'page' : undefined} title=${rail ? item.label : undefined} onClick=${onClose}>
+          <svg viewBox="0 0 16 16" class="nav-icon" aria-hidden="true"><path d=${item.icon} /></svg><span class="nav-label">${item.label}</span><kbd>g ${item.key}</kbd></${Link}></li>`,
       )}
     </ul>
     <div class="sidebar-foot">
-      <div class="muted small">API <code>/v1/graphql</code></div>
-      <div class="muted small">${conn.live === 'push' ? 'Subscriptions: live queries' : conn.live === 'poll' ? 'Subscriptions answered once: polling every second' : ''}</div>
-      <div class="muted small">Keys: <kbd>/</kbd> search, <kbd>g</kbd> + letter to go</div>
+      <div class="sidebar-notes muted small">
+        <div>API <code>/v1/graphql</code></div>
+        <div>${conn.live === 'push' ? 'Subscriptions: live queries' : conn.live === 'poll' ? 'Subscriptions answered once: polling every second' : ''}</div>
+        <div>Keys: <kbd>/</kbd> search, <kbd>g</kbd> + letter to go</div>
+      </div>
+      <${ThemeToggle} />
+      <button type="button" class="nav-item rail-toggle" data-rail-toggle onClick=${onRail} aria-pressed=${rail}
+          title=${rail ? 'Expand the sidebar' : 'Collapse the sidebar to icons'} aria-label=${rail ? 'Expand the sidebar' : 'Collapse the sidebar'}>
+        <svg viewBox="0 0 16 16" class="nav-icon" aria-hidden="true"><path d=${rail ? 'M6 4l4 4-4 4' : 'M10 4L6 8l4 4'} /></svg><span class="nav-label">Collapse</span>
+      </button>
     </div>
   </nav>`;
 }
@@ -81,16 +121,19 @@ function RangePicker({ params }) {
     setOpen(false);
     updateParams({ range: 'custom', from: start.toISOString(), to: end.toISOString(), page: '' });
   };
-  return html`<div class="range" role="group" aria-label="Time range">
-    ${PRESETS.map(
-      (preset) => html`<button type="button" class=${`seg ${range.key === preset.key ? 'active' : ''}`} data-range=${preset.key} title=${preset.label}
-        onClick=${() => updateParams({ range: preset.key, from: '', to: '', page: '' })}>${preset.key}</button>`,
-    )}
-    <button type="button" class=${`seg ${range.key === 'custom' ? 'active' : ''}`} data-range="custom" onClick=${() => setOpen(!open)}>
-      ${range.key === 'custom' ? `${fmtShort(range.from)} → ${fmtShort(range.to)}` : 'Custom'}
-    </button>
+  return html`<div class="range-wrap">
+    <div class="range" role="group" aria-label="Time range">
+      ${PRESETS.map(
+        (preset) => html`<button type="button" class=${`seg ${range.key === preset.key ? 'active' : ''}`} data-range=${preset.key} title=${preset.label} aria-pressed=${range.key === preset.key}
+          onClick=${() => updateParams({ range: preset.key, from: '', to: '', page: '' })}>${preset.key}</button>`,
+      )}
+      <button type="button" class=${`seg seg-custom ${range.key === 'custom' ? 'active' : ''}`} data-range="custom" aria-expanded=${open} aria-pressed=${range.key === 'custom'} onClick=${() => setOpen(!open)}
+        title=${range.key === 'custom' ? `${fmtShort(range.from)} → ${fmtShort(range.to)}` : 'Pick dates'}>
+        ${range.key === 'custom' ? html`<span class="range-dates">${fmtShort(range.from)} → ${fmtShort(range.to)}</span>` : 'Custom'}
+      </button>
+    </div>
     ${open
-      ? html`<form class="popover range-form" onSubmit=${apply}>
+      ? html`<form class="popover range-form" onSubmit=${apply} onKeyDown=${(e) => e.key === 'Escape' && setOpen(false)}>
           <label>From <input type="datetime-local" value=${from} onInput=${(e) => setFrom(e.target.value)} /></label>
           <label>To <input type="datetime-local" value=${to} onInput=${(e) => setTo(e.target.value)} /></label>
           ${error ? html`<div class="form-error">${error}</div>` : null}
@@ -147,11 +190,14 @@ function SearchBox() {
   const submit = (event) => {
     event.preventDefault();
     const q = value.trim();
-    navigate(hrefWith('/invocations', { ...keptParams(), q }));
+    // On the list, a search narrows the filters already chosen (status, function, …);
+    // from another page it starts from the time range alone.
+    const kept = path === '/invocations' ? { ...params, page: '', lpage: '' } : keptParams();
+    navigate(hrefWith('/invocations', { ...kept, q }));
   };
   return html`<form class="search" role="search" onSubmit=${submit}>
-    <svg viewBox="0 0 16 16" class="search-icon"><circle cx="7" cy="7" r="4.5" /><path d="M10.5 10.5L14 14" /></svg>
-    <input ref=${input} type="search" name="q" placeholder="Search: id, correlation id, user, orders:ord_123, text in payloads…" value=${value} onInput=${(e) => setValue(e.target.value)} aria-label="Search invocations" />
+    <svg viewBox="0 0 16 16" class="search-icon" aria-hidden="true"><circle cx="7" cy="7" r="4.5" /><path d="M10.5 10.5L14 14" /></svg>
+    <input ref=${input} type="search" name="q" placeholder="Search: id, correlation id, user, orders:ord_123, text in payloads or logs…" value=${value} onInput=${(e) => setValue(e.target.value)} aria-label="Search invocations" />
     <kbd>/</kbd>
   </form>`;
 }
@@ -257,27 +303,53 @@ function App() {
     return () => clearTimeout(timer);
   }, [caps]);
 
-  const { page: Page, title, id, wide, noRange } = pageFor(path);
+  const { page: Page, title, id, wide, noRange, offline } = pageFor(path);
+  const [navOpen, setNavOpen] = useState(false);
+  const [rail, setRail] = useState(savedRail);
+  const toggleRail = () => {
+    const next = !rail;
+    setRail(next);
+    try {
+      if (next) localStorage.setItem(RAIL_KEY, '1');
+      else localStorage.removeItem(RAIL_KEY);
+    } catch {
+      // not kept across visits
+    }
+  };
+  useEffect(() => setNavOpen(false), [path]);
+  useEffect(() => {
+    if (!navOpen) return undefined;
+    document.querySelector('#sidebar .nav-item')?.focus();
+    const onKey = (event) => event.key === 'Escape' && setNavOpen(false);
+    addEventListener('keydown', onKey);
+    return () => removeEventListener('keydown', onKey);
+  }, [navOpen]);
+
   let body;
   // Pages reload everything when the credentials change (but Settings keeps its form).
-  const key = Page === SettingsPage ? path : `${path}|${authState.version}`;
-  if (caps.status === 'ready' || Page === SettingsPage) body = html`<${Page} key=${key} params=${params} id=${id} />`;
+  const key = offline ? path : `${path}|${authState.version}`;
+  if (caps.status === 'ready' || offline) body = html`<${Page} key=${key} params=${params} id=${id} />`;
   else if (caps.status === 'loading') body = html`<${Loading} label="Connecting to the API…" />`;
   else if (conn.authError) body = html`<div class="empty"><div class="empty-title">Credentials needed</div><div class="empty-hint">The API refused this browser: ${conn.authError}. <${Link} href="/settings">Enter the admin secret</${Link}> (kept in this tab only).</div></div>`;
   else body = html`<div class="empty"><div class="empty-title">Waiting for the API</div><div class="empty-hint">${caps.error?.message || ''}</div></div>`;
 
   const restricted = caps.status === 'ready' && !can('invocations', 'source_event_payload');
-  return html`<div class="shell">
-    <${Sidebar} path=${path} />
+  return html`<div class=${`shell ${rail ? 'rail' : ''} ${navOpen ? 'nav-open' : ''}`}>
+    <${Sidebar} path=${path} rail=${rail} onRail=${toggleRail} onClose=${() => setNavOpen(false)} />
+    <div class="nav-backdrop" onClick=${() => setNavOpen(false)}></div>
     <div class="main">
       <header class="topbar">
+        <button type="button" class="icon-btn nav-toggle" data-nav-toggle aria-controls="sidebar" aria-expanded=${navOpen} aria-label="Menu" onClick=${() => setNavOpen(!navOpen)}>
+          <svg viewBox="0 0 16 16" aria-hidden="true"><path d="M2 4h12M2 8h12M2 12h12" /></svg></button>
         <h1 class="page-title">${title}</h1>
         <${SearchBox} />
-        <div class="topbar-right">
-          ${restricted ? html`<span class="chip" title="Your role cannot read payloads, contexts, options, results or stacks" data-restricted="1">restricted role</span>` : null}
-          ${noRange ? null : html`<${RangePicker} params=${params} key=${`${params.range}|${params.from}|${params.to}`} />`}
-          <${LiveIndicator} />
-        </div>
+        ${restricted || !noRange
+          ? html`<div class="topbar-range">
+              ${restricted ? html`<span class="chip" title="Your role cannot read payloads, contexts, options, results or stacks" data-restricted="1">restricted role</span>` : null}
+              ${noRange ? null : html`<${RangePicker} params=${params} key=${`${params.range}|${params.from}|${params.to}`} />`}
+            </div>`
+          : null}
+        <${LiveIndicator} />
       </header>
       <${Banners} params=${params} />
       <main class=${`content ${wide ? 'wide' : ''}`}>${body}</main>

@@ -33,8 +33,9 @@ class Writer(Protocol):
     async def open(self) -> None:
         """Connect and check the schema (raise `SchemaMissing` with what to do)."""
 
-    async def write(self, batch: Batch) -> None:
-        """Upsert the execution patches and insert the log lines, atomically."""
+    async def write(self, batch: Batch, instance: dict[str, Any] | None = None) -> None:
+        """Upsert the execution patches and insert the log lines, atomically, and the
+        health row `instance` (`plugin_instances`) with them when given."""
 
     async def write_quarantined(self, rows: list[dict[str, Any]]) -> None:
         """Insert rows into `quarantined_records`."""
@@ -45,11 +46,25 @@ class Writer(Protocol):
     async def close(self) -> None:
         """Release connections; `open` may be called again later."""
 
+    # Optional: `abort()` drops connections at once, failing the operation in progress
+    # (called on the writer's thread when a shutdown's deadline passes; without it the
+    # plugin cancels the write); `forget()` drops references to connections without
+    # touching them (in a forked child, they belong to the parent).
+
 
 def writer_for(
-    database_url: str | None, graphql_url: str | None, admin_secret: str | None = None
+    database_url: str | None,
+    graphql_url: str | None,
+    admin_secret: str | None = None,
+    *,
+    auto_migrate: bool | None = None,
+    transaction_pooling: bool = False,
 ) -> Writer:
-    """The writer for a configured store."""
+    """The writer for a configured store. `auto_migrate`: create or upgrade the schema
+    when the writer connects (default: SQLite yes, PostgreSQL no). `transaction_pooling`:
+    PostgreSQL is reached through a pooler in transaction mode (no prepared statement kept).
+
+    Only the chosen writer's module is imported, and with it only its driver's needs."""
     if graphql_url:
         from .graphql import GraphQLWriter
 
@@ -58,10 +73,12 @@ def writer_for(
     if database_url.startswith("sqlite:"):
         from .sqlite import SQLiteWriter
 
-        return SQLiteWriter(database_url)
+        return SQLiteWriter(database_url, auto_migrate=auto_migrate is not False)
     from .postgres import PostgresWriter
 
-    return PostgresWriter(database_url)
+    return PostgresWriter(
+        database_url, auto_migrate=bool(auto_migrate), transaction_pooling=transaction_pooling
+    )
 
 
 __all__ = [

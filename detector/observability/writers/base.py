@@ -1,12 +1,12 @@
-"""Shared pieces of the writers: errors and the column kinds read from the models."""
+"""Shared pieces of the writers: errors, and the column kinds of the light table
+description (`tables`: no SQLAlchemy on a writer's path)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from ..buffer import Patch
-from ..models import metadata
-from ..sqltypes import pg_type_name
+from ..tables import COLUMNS, TABLES_WITH_UPDATED_AT
 
 
 class WriteError(Exception):
@@ -25,16 +25,20 @@ class RecordsRejected(WriteError):
     """The store refused some of the records (constraint, type): isolate and quarantine."""
 
 
-COLUMN_KINDS: dict[str, dict[str, str]] = {
-    table.name: {column.name: pg_type_name(column.type) for column in table.columns}
-    for table in metadata.sorted_tables
-}
-"""table → column → PostgreSQL type name, derived from the models (one source of truth)."""
+COLUMN_KINDS = COLUMNS
+"""table → column → PostgreSQL type name (`tables.COLUMNS`, checked against the models)."""
 
-TABLES_WITH_UPDATED_AT = frozenset(
-    t for t, columns in COLUMN_KINDS.items() if "updated_at" in columns
-)
-"""Tables whose upserts stamp `updated_at` when a patch does not set it."""
+__all__ = [
+    "COLUMN_KINDS",
+    "NEVER_UPDATED",
+    "TABLES_WITH_UPDATED_AT",
+    "RecordsRejected",
+    "SchemaMissing",
+    "StoreUnavailable",
+    "WriteError",
+    "group_by_columns",
+    "short_error",
+]
 
 # Columns an upsert never changes once the row exists.
 NEVER_UPDATED = frozenset({"id", "created_at"})

@@ -114,6 +114,10 @@ class GraphQLWriter:
         if client is not None:
             await client.aclose()
 
+    def forget(self) -> None:
+        """In a forked child: drop the parent's HTTP client without touching it."""
+        self._client = None
+
     async def _post(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         import httpx
 
@@ -145,8 +149,9 @@ class GraphQLWriter:
             raise StoreUnavailable(f"graphql: HTTP {response.status_code}")
         return body.get("data") or {}
 
-    async def write(self, batch: Batch) -> None:
-        """Send one batch as one mutation (executions in FK order, then log lines)."""
+    async def write(self, batch: Batch, instance: dict[str, Any] | None = None) -> None:
+        """Send one batch as one mutation (executions in FK order, then log lines, then
+        the health row `instance` when given)."""
         await self.open()
         now = datetime.now(UTC).isoformat()
         groups = []
@@ -157,6 +162,8 @@ class GraphQLWriter:
             groups.append((table, updates, [_object(p, now) for p in patches]))
         if batch.logs:
             groups.append(("job_logs", [], [_object(p, now) for p in batch.logs]))
+        if instance is not None:
+            groups.append(_instance_group(instance, now))
         if groups:
             await self._post(*build_mutation(groups))
 
@@ -170,8 +177,12 @@ class GraphQLWriter:
 
     async def write_instance(self, row: dict[str, Any]) -> None:
         await self.open()
-        patch = Patch("plugin_instances", row["id"], row)
         now = datetime.now(UTC).isoformat()
-        updates = [c for c in row if c not in NEVER_UPDATED]
-        updates.append("updated_at")
-        await self._post(*build_mutation([("plugin_instances", updates, [_object(patch, now)])]))
+        await self._post(*build_mutation([_instance_group(row, now)]))
+
+
+def _instance_group(row: dict[str, Any], now: str) -> tuple[str, list[str], list[dict[str, Any]]]:
+    patch = Patch("plugin_instances", row["id"], row)
+    updates = [c for c in row if c not in NEVER_UPDATED]
+    updates.append("updated_at")
+    return ("plugin_instances", updates, [_object(patch, now)])

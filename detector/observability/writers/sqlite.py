@@ -1,9 +1,8 @@
 """SQLiteWriter: executemany upserts through the standard library's sqlite3.
 
-WAL mode (readers such as the service never block the writer), a busy timeout for
-concurrent writers, foreign keys on, and checkpoints and a page cache sized for bulk
-writes. SQLite has no trigger for `updated_at`, so the
-writer sets it on every upsert. Values are stored in the formats `sqltypes` defines
+Its connection follows the SQLite connection policy (`sqlite_policy`: WAL, busy timeout,
+foreign keys), with checkpoints and a page cache sized for bulk writes on top. SQLite has
+no trigger for `updated_at`, so the writer sets it on every upsert. Values are stored in the formats `sqltypes` defines
 (canonical uuid text, fixed-width UTC timestamps, JSON text).
 
 The writer runs on the plugin's dedicated thread, so blocking calls are fine here.
@@ -16,11 +15,14 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
+from .. import sqlite_policy
 from ..buffer import Batch, Patch
-from ..migrate import sqlite_path, upgrade
-from ..sqltypes import SQLITE_TIMESTAMP_FORMAT, timestamp_to_sqlite
+from ..formats import SQLITE_TIMESTAMP_FORMAT, timestamp_to_sqlite
+from ..tables import HEAD_REVISION
+from ..urls import sqlite_path
 from .base import (
     COLUMN_KINDS,
     NEVER_UPDATED,
@@ -62,6 +64,15 @@ def _announce_commit(path: str) -> None:
             listener(path)
         except Exception:
             log.exception("observability: a commit listener failed")
+
+
+def _revision(conn: sqlite3.Connection) -> str | None:
+    """The migration revision the file is at (None: never migrated)."""
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else str(row[0])
 
 
 def upsert_sql(table: str, columns: tuple[str, ...], *, ignore: bool = False) -> str:
@@ -123,27 +134,26 @@ class SQLiteWriter:
 
     name = "sqlite"
 
-    def __init__(self, url: str, *, auto_migrate: bool = True, busy_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         self.url = url
         self.path = sqlite_path(url)
         self.auto_migrate = auto_migrate
-        self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self.statements = 0
 
     async def open(self) -> None:
+        """Connect; with `auto_migrate`, create or upgrade the schema first if the file is
+        not at the newest revision (alembic and SQLAlchemy load only then). Raises
+        `StoreUnavailable`, or `SchemaMissing` without `auto_migrate`."""
         if self._conn is not None:
             return
+        conn: sqlite3.Connection | None = None
         try:
-            if self.auto_migrate:
-                upgrade(self.url)
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            if self.auto_migrate and self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite_policy.connect(self.path)
+            if self.auto_migrate and _revision(conn) != HEAD_REVISION:
+                self._upgrade()
             # Bulk writing: checkpoint every ~40 MB of WAL instead of SQLite's 4 MB (each
             # checkpoint fsyncs, and index pages changed by many batches are copied once),
             # truncate the WAL file back to 64 MB after a checkpoint, and cache 16 MB of
@@ -154,8 +164,12 @@ class SQLiteWriter:
             present = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'invocations'"
             ).fetchone()
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open {self.path}: {short_error(exc)}") from None
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise StoreUnavailable(f"cannot open {self.path}: {short_error(exc)}") from None
+            raise
         if not present:
             conn.close()
             raise SchemaMissing(
@@ -164,10 +178,24 @@ class SQLiteWriter:
             )
         self._conn = conn
 
+    def _upgrade(self) -> None:
+        from ..migrate import upgrade
+
+        try:
+            upgrade(self.url)
+        except Exception as exc:
+            raise StoreUnavailable(
+                f"migration failed: {short_error(exc)}: {str(exc)[:150]}"
+            ) from None
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's connection without touching it."""
+        self._conn = None
 
     def _transaction(self, work: Any) -> None:
         assert self._conn is not None
@@ -196,8 +224,9 @@ class SQLiteWriter:
         if _commit_listeners:
             _announce_commit(self.path)
 
-    async def write(self, batch: Batch) -> None:
-        """Write one batch in one transaction (BEGIN IMMEDIATE)."""
+    async def write(self, batch: Batch, instance: dict[str, Any] | None = None) -> None:
+        """Write one batch, and the health row `instance` with it, in one transaction
+        (BEGIN IMMEDIATE)."""
         await self.open()
         now = datetime.now(UTC).strftime(SQLITE_TIMESTAMP_FORMAT)
 
@@ -211,6 +240,9 @@ class SQLiteWriter:
                     upsert_sql("job_logs", columns, ignore=True),
                     _rows("job_logs", columns, batch.logs, now),
                 )
+                self.statements += 1
+            if instance is not None:
+                _upsert_instance(conn, instance, now)
                 self.statements += 1
 
         self._transaction(work)
@@ -239,11 +271,12 @@ class SQLiteWriter:
     async def write_instance(self, row: dict[str, Any]) -> None:
         await self.open()
         now = datetime.now(UTC).strftime(SQLITE_TIMESTAMP_FORMAT)
-        columns = tuple(row)
-        patch = Patch("plugin_instances", row["id"], row)
-        self._transaction(
-            lambda conn: conn.execute(
-                upsert_sql("plugin_instances", columns),
-                _rows("plugin_instances", columns, [patch], now)[0],
-            )
-        )
+        self._transaction(lambda conn: _upsert_instance(conn, row, now))
+
+
+def _upsert_instance(conn: sqlite3.Connection, row: dict[str, Any], now: str) -> None:
+    columns = tuple(row)
+    patch = Patch("plugin_instances", row["id"], row)
+    conn.execute(
+        upsert_sql("plugin_instances", columns), _rows("plugin_instances", columns, [patch], now)[0]
+    )

@@ -19,6 +19,13 @@ import sqlalchemy as sa
 import yaml
 
 from service.graphql.catalog.computed import FUNCTIONS, ComputedFunction
+from service.graphql.catalog.naming import (
+    ROOT_FIELD_KINDS,
+    CustomizationError,
+    Naming,
+    SourceCustomization,
+    is_graphql_name,
+)
 from service.graphql.catalog.scalars import scalar_name_for
 
 ADMIN_ROLE = "admin"
@@ -34,9 +41,12 @@ class ColumnInfo:
 
     name: str
     field: str
+    """The field under Hasura's default naming (the engine's internal name for it)."""
     scalar: str
     nullable: bool
     sa_column: sa.Column[Any]
+    custom_name: str | None = None
+    """`column_config.<column>.custom_name`, used as given whatever the naming convention."""
 
 
 @dataclass(frozen=True)
@@ -83,23 +93,6 @@ class SelectPermission:
     subscription_root_fields: frozenset[str] | None = None
 
 
-@dataclass(frozen=True)
-class RootFieldNames:
-    """The names of a table's root fields (Hasura's `custom_root_fields`, with defaults)."""
-
-    select: str
-    select_by_pk: str
-    select_aggregate: str
-    select_stream: str
-    insert: str
-    insert_one: str
-    update: str
-    update_by_pk: str
-    update_many: str
-    delete: str
-    delete_by_pk: str
-
-
 @dataclass
 class TableInfo:
     """A tracked table as the engine serves it."""
@@ -112,7 +105,12 @@ class TableInfo:
     primary_key: tuple[str, ...]
     read_only: bool
     unique_constraints: dict[str, tuple[str, ...]]
-    root_fields: RootFieldNames
+    custom_name: str | None = None
+    """`configuration.custom_name`: the table's GraphQL name, used as given."""
+    custom_root_fields: dict[str, str] = field(default_factory=dict)
+    """`configuration.custom_root_fields`, by kind (`select`, `select_by_pk`, ...)."""
+    apollo_federation: bool = False
+    """`apollo_federation_config: {enable: v1}`: an entity when federation is on."""
     comment: str | None = None
     object_relationships: dict[str, Relationship] = field(default_factory=dict)
     array_relationships: dict[str, Relationship] = field(default_factory=dict)
@@ -133,13 +131,32 @@ class TableInfo:
 
 @dataclass
 class Catalog:
-    """Every tracked table, by SQL table name, and every role that has permissions."""
+    """Every tracked table, by SQL table name, and every role that has permissions.
+
+    `customization` is the source's (from `databases.yaml`); `naming` gives every
+    GraphQL name under it. `customized(...)` is the same catalog with other names.
+    """
 
     tables: dict[str, TableInfo]
     roles: frozenset[str]
+    customization: SourceCustomization = field(default_factory=SourceCustomization)
+
+    def __post_init__(self) -> None:
+        self.naming = Naming(self.customization)
 
     def table(self, name: str) -> TableInfo:
         return self.tables[name]
+
+    def customized(self, **overrides: str | None) -> Catalog:
+        """This catalog with customization keys replaced (see
+        `SourceCustomization.overridden`: None keeps the metadata's value, "" removes it).
+
+        Raises `CustomizationError` naming a key whose value Hasura would refuse.
+        """
+        customization = self.customization.overridden(**overrides)
+        if customization == self.customization:
+            return self
+        return Catalog(tables=self.tables, roles=self.roles, customization=customization)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -194,6 +211,18 @@ def load_catalog(metadata_dir: Path, sa_metadata: sa.MetaData) -> Catalog:
     entries: list[dict[str, Any]] = []
     for source in sources:
         entries.extend(source.get("tables") or [])
+    customizations = [source.get("customization") for source in sources]
+    customizations = [c for c in customizations if c]
+    if len(customizations) > 1:
+        raise MetadataError(
+            f"{databases_file}: the engine serves one source; only one may have a customization"
+        )
+    try:
+        customization = SourceCustomization.from_metadata(
+            customizations[0] if customizations else None
+        )
+    except CustomizationError as error:
+        raise MetadataError(f"{databases_file}: {error}") from error
 
     tables: dict[str, TableInfo] = {}
     for entry in entries:
@@ -214,7 +243,7 @@ def load_catalog(metadata_dir: Path, sa_metadata: sa.MetaData) -> Catalog:
         for rule in table.select_permissions.values():
             _check_filter(table, rule.filter, tables, f"{table.name} select permission")
     roles.discard(ADMIN_ROLE)
-    return Catalog(tables=tables, roles=frozenset(roles))
+    return Catalog(tables=tables, roles=frozenset(roles), customization=customization)
 
 
 def _sa_table(schema: str, name: str, sa_metadata: sa.MetaData) -> sa.Table:
@@ -228,27 +257,38 @@ def _sa_table(schema: str, name: str, sa_metadata: sa.MetaData) -> sa.Table:
 
 def _table_info(entry: Mapping[str, Any], sa_metadata: sa.MetaData) -> TableInfo:
     schema, name = _table_ref(entry["table"])
+    where = f"{schema}.{name}"
     sa_table = _sa_table(schema, name, sa_metadata)
     configuration = entry.get("configuration") or {}
-    type_name = configuration.get("custom_name") or name
+    custom_name = configuration.get("custom_name")
+    if custom_name is not None and not is_graphql_name(str(custom_name)):
+        raise MetadataError(f"{where}: custom_name {custom_name!r} is not a GraphQL name")
+    # Hasura's default type name: the custom name, else the table prefixed by its
+    # schema unless the schema is public.
+    type_name = custom_name or (name if schema == "public" else f"{schema}_{name}")
     column_config = configuration.get("column_config") or {}
     columns: dict[str, ColumnInfo] = {}
     for column in sa_table.columns:
         custom = (column_config.get(column.name) or {}).get("custom_name")
+        if custom is not None and not is_graphql_name(str(custom)):
+            raise MetadataError(
+                f"{where}.{column.name}: custom_name {custom!r} is not a GraphQL name"
+            )
         try:
             scalar = scalar_name_for(column.type)
         except TypeError as error:
-            raise MetadataError(f"{schema}.{name}.{column.name}: {error}") from error
+            raise MetadataError(f"{where}.{column.name}: {error}") from error
         columns[column.name] = ColumnInfo(
             name=column.name,
             field=custom or column.name,
             scalar=scalar,
             nullable=bool(column.nullable),
             sa_column=column,
+            custom_name=custom,
         )
     for configured in column_config:
         if configured not in columns:
-            raise MetadataError(f"{schema}.{name}: column_config names unknown column {configured}")
+            raise MetadataError(f"{where}: column_config names unknown column {configured}")
     read_only = bool(sa_table.info.get("materialized_view") or sa_table.info.get("view"))
     primary_key = () if read_only else tuple(column.name for column in sa_table.primary_key)
     unique: dict[str, tuple[str, ...]] = {}
@@ -257,24 +297,16 @@ def _table_info(entry: Mapping[str, Any], sa_metadata: sa.MetaData) -> TableInfo
     for constraint in sa_table.constraints:
         if isinstance(constraint, sa.UniqueConstraint) and not read_only:
             unique[str(constraint.name)] = tuple(column.name for column in constraint.columns)
-    custom_roots = configuration.get("custom_root_fields") or {}
-
-    def root(kind: str, default: str) -> str:
-        return _root_field_name(custom_roots.get(kind)) or default
-
-    roots = RootFieldNames(
-        select=root("select", type_name),
-        select_by_pk=root("select_by_pk", f"{type_name}_by_pk"),
-        select_aggregate=root("select_aggregate", f"{type_name}_aggregate"),
-        select_stream=root("select_stream", f"{type_name}_stream"),
-        insert=root("insert", f"insert_{type_name}"),
-        insert_one=root("insert_one", f"insert_{type_name}_one"),
-        update=root("update", f"update_{type_name}"),
-        update_by_pk=root("update_by_pk", f"update_{type_name}_by_pk"),
-        update_many=root("update_many", f"update_{type_name}_many"),
-        delete=root("delete", f"delete_{type_name}"),
-        delete_by_pk=root("delete_by_pk", f"delete_{type_name}_by_pk"),
-    )
+    custom_roots: dict[str, str] = {}
+    for kind, value in (configuration.get("custom_root_fields") or {}).items():
+        if kind not in ROOT_FIELD_KINDS:
+            raise MetadataError(f"{where}: custom_root_fields has unknown kind {kind}")
+        root_name = _root_field_name(value)
+        if root_name is None:
+            continue
+        if not is_graphql_name(root_name):
+            raise MetadataError(f"{where}: custom root field {root_name!r} is not a GraphQL name")
+        custom_roots[kind] = root_name
     table = TableInfo(
         name=name,
         schema=schema,
@@ -284,7 +316,9 @@ def _table_info(entry: Mapping[str, Any], sa_metadata: sa.MetaData) -> TableInfo
         primary_key=primary_key,
         read_only=read_only,
         unique_constraints=unique,
-        root_fields=roots,
+        custom_name=custom_name,
+        custom_root_fields=custom_roots,
+        apollo_federation=_apollo_federation(entry.get("apollo_federation_config"), where),
         comment=sa_table.comment,
     )
     for computed in entry.get("computed_fields") or []:
@@ -305,6 +339,17 @@ def _table_info(entry: Mapping[str, Any], sa_metadata: sa.MetaData) -> TableInfo
             name=computed["name"], function=function, comment=computed.get("comment")
         )
     return table
+
+
+def _apollo_federation(value: Any, where: str) -> bool:
+    """Hasura's `apollo_federation_config`: `{enable: v1}` makes the table an entity."""
+    if value is None:
+        return False
+    if not isinstance(value, Mapping) or value.get("enable") != "v1":
+        raise MetadataError(
+            f"{where}: apollo_federation_config must be {{enable: v1}}, got {value!r}"
+        )
+    return True
 
 
 def _single_column(value: Any, where: str) -> str:

@@ -14,6 +14,10 @@ Rules (as Hasura):
   (`json`/`stringified_json`), `audience`, `issuer`, `allowed_skew`): the claims give
   `x-hasura-allowed-roles`, `x-hasura-default-role` and session variables; the
   `x-hasura-role` header may pick any allowed role.
+- Beyond Hasura: a browser request from a page of another origin (`cross_site`, see
+  `service.graphql.transport.origin`) is admin only with the admin secret; a JWT gives its
+  roles as always. Without either it gets the unauthorized role, or is refused, even when
+  no admin secret is configured: a foreign page must not act as the visitor's admin.
 """
 
 from __future__ import annotations
@@ -137,10 +141,13 @@ class Authenticator:
         if self.jwt is not None and self.admin_secret is None:
             raise AuthConfigurationError("a JWT secret needs an admin secret too (as in Hasura)")
 
-    def authenticate(self, headers: Mapping[str, str]) -> Session:
-        """The session for a request with `headers` (any case)."""
+    def authenticate(self, headers: Mapping[str, str], *, cross_site: bool = False) -> Session:
+        """The session for a request with `headers` (any case); `cross_site` for a browser
+        request from a page of another origin (see the module docstring)."""
         lowered = {str(k).lower(): str(v) for k, v in headers.items()}
         if self.admin_secret is None:
+            if cross_site:
+                return self._cross_site_without_secret()
             return self._admin(lowered)
         given = lowered.get("x-hasura-admin-secret", lowered.get("x-hasura-access-key"))
         if given is not None:
@@ -161,6 +168,16 @@ class Authenticator:
             return Session(self.unauthorized_role, {"x-hasura-role": self.unauthorized_role})
         raise AuthError(
             ACCESS_DENIED, "x-hasura-admin-secret/x-hasura-access-key required, but not found"
+        )
+
+    def _cross_site_without_secret(self) -> Session:
+        if self.unauthorized_role:
+            return Session(self.unauthorized_role, {"x-hasura-role": self.unauthorized_role})
+        raise AuthError(
+            ACCESS_DENIED,
+            "a request from a page of another origin needs credentials, and this service "
+            "has no admin secret to check: set an admin secret (and send "
+            "x-hasura-admin-secret), or an unauthorized role for anonymous access",
         )
 
     @staticmethod

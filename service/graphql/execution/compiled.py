@@ -58,7 +58,9 @@ from sqlalchemy.sql.elements import BindParameter
 
 from service.graphql.catalog.metadata import Catalog, TableInfo
 from service.graphql.execution.reads import root_tables
-from service.graphql.plan import Planner
+from service.graphql.execution.resolvers import root_path
+from service.graphql.plan import AggregatePlan, Planner, RowPlan
+from service.graphql.sql.budget import ResponseBudget
 from service.graphql.sql.compiling import NotParametric, ParamRef, missing_session_variable
 from service.graphql.sql.dberrors import translate
 from service.graphql.sql.dialect import SQLDialect
@@ -67,6 +69,7 @@ from service.graphql.sql.documents import (
     NotBuildable,
     aggregate_document,
     exceeds_row_cap,
+    least_object_bytes,
     list_document,
     nested_array_counts,
     nested_arrays,
@@ -74,7 +77,7 @@ from service.graphql.sql.documents import (
 )
 from service.graphql.sql.filters import read_session_value
 from service.graphql.sql.multiplex import BatchStatement, batch_statement
-from service.graphql.sql.selects import row_cap_error
+from service.graphql.sql.selects import response_size, row_cap_error
 
 if TYPE_CHECKING:
     from service.graphql.execution.auth import Session
@@ -108,6 +111,10 @@ class CompiledField:
     """Tables the field reads (what live queries watch)."""
     nested: list[NestedArray]
     max_rows: int | None
+    plan: RowPlan | AggregatePlan
+    """The field's plan (what the response budget counts in an answer)."""
+    least_bytes: int
+    """The fewest characters an object the budget counts takes (`least_object_bytes`)."""
     _batch: BatchStatement | None = None
 
     def batch(self, dialect: SQLDialect) -> BatchStatement:
@@ -166,6 +173,23 @@ class CompiledField:
             for array, count in nested_array_counts(self.nested, orjson.loads(text)):
                 if count > self.max_rows:
                     raise row_cap_error(self.max_rows, array.table, array.path)
+
+    def charge(self, budget: ResponseBudget, text: str | None) -> None:
+        """Charge the answer `text` to the request's response budget, refusing it (as the
+        row-by-row path does) if it holds more rows and objects than the budget has left.
+
+        An answer too short to hold more than what is left is charged that upper bound
+        (its length over `least_bytes`) without being parsed; a longer one is parsed and
+        counted exactly. The bound may overcharge: only a batch's later operations can
+        feel it, and only near the limit.
+        """
+        if text is None:
+            return
+        bound = len(text) // self.least_bytes
+        if bound <= budget.limit - budget.used:
+            budget.charge(bound, self.path)
+            return
+        budget.charge(response_size(self.plan, orjson.loads(text)), self.path)
 
 
 @dataclass
@@ -312,28 +336,31 @@ class CompiledOperations:
         node = info.field_nodes[0]
         field_def = info.parent_type.fields[info.field_name]
         args = planner.arguments(field_def, node)
-        path = f"$.selectionSet.{info.path.key}"
+        path = root_path(engine, info)
         object_type = get_named_type(info.return_type)
         nested: list[NestedArray] = []
         if kind == "select":
-            select_args = planner.select_args(table, args, node, path)
+            select_args = planner.select_args(table, args, node, path, field_def)
             plan = planner.row_plan(object_type, table, info.field_nodes, path)
             statement = list_document(ctx, plan, select_args)
             nested = nested_arrays(plan)
             plan_path = plan.path
+            field_plan: RowPlan | AggregatePlan = plan
         elif kind == "select_by_pk":
             plan = planner.row_plan(object_type, table, info.field_nodes, path)
             primary_key = {table.columns_by_field[name].name: value for name, value in args.items()}
             statement = object_document(ctx, plan, primary_key_condition(primary_key))
             nested = nested_arrays(plan)
             plan_path = plan.path
+            field_plan = plan
         else:
-            select_args = planner.select_args(table, args, node, path)
+            select_args = planner.select_args(table, args, node, path, field_def)
             aggregate_plan = planner.aggregate_plan(object_type, table, info.field_nodes, path)
             statement = aggregate_document(ctx, aggregate_plan, select_args)
             nested = nested_arrays(aggregate_plan)
             plan_path = aggregate_plan.path
-        tables = frozenset(root_tables(planner, ctx, field_def, info.field_nodes, info.path.key))
+            field_plan = aggregate_plan
+        tables = frozenset(root_tables(planner, ctx, field_def, info.field_nodes, path))
         statement, parameters = _named_parameters(statement)
         return CompiledField(
             key=key,
@@ -345,6 +372,8 @@ class CompiledOperations:
             tables=tables,
             nested=nested,
             max_rows=ctx.max_rows,
+            plan=field_plan,
+            least_bytes=least_object_bytes(field_plan),
         )
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from graphql import GraphQLResolveInfo, parse
+from graphql import GraphQLResolveInfo, get_named_type, parse
 from graphql.execution.values import get_variable_values
 from graphql.language import DocumentNode, FragmentDefinitionNode, OperationDefinitionNode
 from graphql.validation import validate
@@ -34,6 +34,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionResult
 
 from service.graphql.catalog.metadata import ADMIN_ROLE, Catalog
+from service.graphql.catalog.naming import CUSTOMIZATION_KEYS
 from service.graphql.catalog.permissions import RolePermissions
 from service.graphql.config import EngineConfig, EngineDatabase
 from service.graphql.errors import format_errors, validation_failed
@@ -41,9 +42,13 @@ from service.graphql.execution.auth import ADMIN_SESSION, Authenticator, Session
 from service.graphql.execution.compiled import CompiledOperations
 from service.graphql.execution.context import RequestContext
 from service.graphql.execution.limits import validation_rules
+from service.graphql.execution.namespace import is_namespace
 from service.graphql.execution.reads import root_tables
+from service.graphql.execution.resolvers import root_path
 from service.graphql.plan import Planner
 from service.graphql.schema.builder import build_schema
+from service.graphql.schema.names import name_map
+from service.graphql.sql.budget import current_budget
 from service.graphql.sql.compiling import CompileContext
 from service.graphql.sql.dialect import dialect_named
 from service.graphql.transport.strawberry import EngineSchema, RoleSchemas, engine_extensions
@@ -59,7 +64,7 @@ class GraphQLEngine:
     def __init__(self, config: EngineConfig, database: EngineDatabase) -> None:
         self.config = config
         self.database = database
-        self.catalog: Catalog = config.catalog
+        self.catalog: Catalog = config.customized_catalog()
         self.dialect = dialect_named(database.dialect)
         self.authenticator = Authenticator(
             admin_secret=config.admin_secret,
@@ -77,9 +82,11 @@ class GraphQLEngine:
             self.validation_rules,
             max_tokens=config.max_tokens,
             cache_size=config.parser_cache_size,
+            max_response_nodes=config.max_response_nodes,
         )
         self._schemas: dict[str, EngineSchema] = {}
         self._permissions: dict[str, RolePermissions] = {}
+        self._name_maps: dict[str, dict[str, Any]] = {}
         self.schemas = RoleSchemas(self)
         self.subscription_events = _single_event
         """Events that (re-)run a subscription root field: `(info, args) -> AsyncIterator`."""
@@ -97,11 +104,25 @@ class GraphQLEngine:
     def schema(self, role: str) -> EngineSchema:
         """The Strawberry schema of `role` (built on first use)."""
         if role not in self._schemas:
-            graphql_schema = build_schema(self.catalog, self.permissions(role))
+            graphql_schema = build_schema(
+                self.catalog, self.permissions(role), federation=self.config.apollo_federation
+            )
             self._schemas[role] = EngineSchema(
                 graphql_schema, extensions=self.extensions, config=self.strawberry_config
             )
         return self._schemas[role]
+
+    def name_map(self, role: str) -> dict[str, Any]:
+        """The names `role`'s schema serves, by Hasura's default names (JSON; see
+        `service.graphql.schema.names`): how a client written in the default names, like
+        the web console, adapts its operations to any customization."""
+        if role not in self._name_maps:
+            default = self.catalog.customized(**dict.fromkeys(CUSTOMIZATION_KEYS, ""))
+            default_schema = build_schema(default, RolePermissions(default, role))
+            self._name_maps[role] = name_map(
+                default_schema, self.schema(role)._schema, self.catalog.naming.namespace
+            )
+        return self._name_maps[role]
 
     def warm_up(self) -> None:
         """Build the schema of admin and of every role in the metadata now."""
@@ -120,13 +141,15 @@ class GraphQLEngine:
             session_variables=session.variables,
             stringify_numeric=self.config.stringify_numeric_types,
             max_rows=self.config.max_rows,
+            budget=current_budget.get(),
         )
 
     # --- execution -------------------------------------------------------------------------------
 
-    def authenticate(self, headers: Mapping[str, str]) -> Session:
-        """The session for request headers; raises `AuthError`."""
-        return self.authenticator.authenticate(headers)
+    def authenticate(self, headers: Mapping[str, str], *, cross_site: bool = False) -> Session:
+        """The session for request headers (`cross_site`: a browser request from a page of
+        another origin, see `Authenticator.authenticate`); raises `AuthError`."""
+        return self.authenticator.authenticate(headers, cross_site=cross_site)
 
     def context(self, session: Session | None = None, **kwargs: Any) -> RequestContext:
         return RequestContext(engine=self, session=session or ADMIN_SESSION, **kwargs)
@@ -196,13 +219,25 @@ class GraphQLEngine:
         assert root_type is not None
         tables: set[str] = set()
         # collect() walks the selection sets of the nodes it is given; so does an operation.
-        for key, nodes in planner.collect(root_type, [operation]).items():  # type: ignore[list-item]
-            node = nodes[0]
-            if node.name.value.startswith("__"):
-                continue
-            field_def = root_type.fields[node.name.value]
-            tables |= root_tables(planner, ctx, field_def, nodes, key)
+        for nodes in planner.collect(root_type, [operation]).values():  # type: ignore[list-item]
+            tables |= self._fields_tables(planner, ctx, root_type, nodes, "$")
         return frozenset(tables)
+
+    def _fields_tables(
+        self, planner: Planner, ctx: CompileContext, parent: Any, nodes: list[Any], path: str
+    ) -> set[str]:
+        name = nodes[0].name.value
+        if name.startswith("__"):
+            return set()
+        field_def = parent.fields[name]
+        here = f"{path}.selectionSet.{name}"
+        if is_namespace(field_def):
+            inner = get_named_type(field_def.type)
+            tables: set[str] = set()
+            for inner_nodes in planner.collect(inner, nodes).values():
+                tables |= self._fields_tables(planner, ctx, inner, inner_nodes, here)
+            return tables
+        return root_tables(planner, ctx, field_def, nodes, here)
 
     def field_tables(
         self, info: GraphQLResolveInfo, session: Session | None = None
@@ -219,4 +254,5 @@ class GraphQLEngine:
         ctx = self.compile_context(session)
         planner = Planner(info.schema, info.fragments, info.variable_values, ctx)
         field_def = info.parent_type.fields[info.field_name]
-        return frozenset(root_tables(planner, ctx, field_def, info.field_nodes, info.path.key))
+        path = root_path(self, info)
+        return frozenset(root_tables(planner, ctx, field_def, info.field_nodes, path))

@@ -22,21 +22,22 @@ from service.graphql.sql.filters import referenced_tables
 
 
 def root_tables(
-    planner: Planner, ctx: CompileContext, field_def: Any, nodes: list[Any], key: str
+    planner: Planner, ctx: CompileContext, field_def: Any, nodes: list[Any], path: str
 ) -> set[str]:
-    """Names of the tables the root field `field_def` (selected by `nodes`) reads."""
-    table_name = (field_def.extensions or {}).get("table")
-    table = ctx.catalog.tables.get(table_name) if table_name else None
+    """Names of the tables the root field `field_def` (selected by `nodes`, at the
+    request path `path`) reads."""
+    extensions = field_def.extensions or {}
+    table = ctx.catalog.tables.get(extensions.get("table", ""))
     if table is None:
         return set()
     tables = {table.name}
     args = planner.arguments(field_def, nodes[0])
     tables |= referenced_tables(ctx, table, args.get("where"))
     output = get_named_type(field_def.type)
-    path = f"$.selectionSet.{key}"
-    if output.name == f"{table.type_name}_aggregate":
+    root = extensions.get("root")
+    if root == "select_aggregate":
         tables |= _aggregate_tables(ctx, planner.aggregate_plan(output, table, nodes, path))
-    elif output.name == table.type_name:
+    elif root in ("select", "select_by_pk", "select_stream"):
         tables |= _plan_tables(ctx, planner.row_plan(output, table, nodes, path))
     return tables
 

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from graphql import GraphQLResolveInfo, get_named_type
+from graphql import FieldNode, FragmentSpreadNode, GraphQLResolveInfo, get_named_type
 
 from service.graphql.catalog.metadata import TableInfo
 from service.graphql.errors import validation_failed
-from service.graphql.execution.compiled import primary_key_condition
+from service.graphql.execution.batching import load_rows, selection_signature
 from service.graphql.plan import ColumnOut, Planner, SelectArgs
+from service.graphql.sql.budget import current_budget
 from service.graphql.sql.selects import Fetcher, aggregate, select_rows
 
 if TYPE_CHECKING:
@@ -52,7 +53,20 @@ def runtime(info: GraphQLResolveInfo) -> tuple[GraphQLEngine, CompileContext, Pl
     engine = context.engine
     ctx = engine.compile_context(context.session)
     planner = Planner(info.schema, info.fragments, info.variable_values, ctx)
-    return engine, ctx, planner, f"$.selectionSet.{info.path.key}"
+    return engine, ctx, planner, root_path(engine, info)
+
+
+def root_path(engine: GraphQLEngine, info: GraphQLResolveInfo) -> str:
+    """Hasura's request path of a root field: field names (not aliases), through the
+    namespace field when the root fields are namespaced."""
+    path = f"$.selectionSet.{info.field_name}"
+    if info.path.prev is not None:
+        return f"$.selectionSet.{engine.catalog.naming.namespace}" + path[1:]
+    return path
+
+
+def _field_def(info: GraphQLResolveInfo) -> Any:
+    return info.parent_type.fields[info.field_name]
 
 
 def _object_type(info: GraphQLResolveInfo) -> Any:
@@ -77,9 +91,37 @@ async def _from_database_json(info: GraphQLResolveInfo, kind: FieldKind, table: 
     async with engine.database.read() as conn:
         text = await compiled.fetch(conn, values, engine.catalog)
     compiled.check(text)
+    budget = current_budget.get()
+    if budget is not None:
+        compiled.charge(budget, text)
     if text is None:
         return None
     return Completed(orjson.Fragment(text) if context.json_text else orjson.loads(text))
+
+
+def _selected_more_than_once(info: GraphQLResolveInfo) -> bool:
+    """Whether the operation selects the root field being resolved more than once (under
+    aliases, directly, in fragments or in the namespace field)."""
+    name, namespace = info.field_name, info.context.engine.catalog.naming.namespace
+    found = 0
+
+    def walk(selection_set: Any) -> None:
+        nonlocal found
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                if selection.name.value == name:
+                    found += 1
+                elif selection.name.value == namespace and selection.selection_set:
+                    walk(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = info.fragments.get(selection.name.value)
+                if fragment is not None:
+                    walk(fragment.selection_set)
+            else:
+                walk(selection.selection_set)
+
+    walk(info.operation.selection_set)
+    return found > 1
 
 
 def select(table: TableInfo) -> Resolver:
@@ -90,7 +132,7 @@ def select(table: TableInfo) -> Resolver:
         if answer is not _ROW_BY_ROW:
             return answer  # type: ignore[no-any-return]
         engine, ctx, planner, path = runtime(info)
-        select_args = planner.select_args(table, args, info.field_nodes[0], path)
+        select_args = planner.select_args(table, args, info.field_nodes[0], path, _field_def(info))
         plan = planner.row_plan(_object_type(info), table, info.field_nodes, path)
         async with engine.database.read() as conn:
             rows = await select_rows(Fetcher(ctx, conn), plan, select_args)
@@ -100,19 +142,25 @@ def select(table: TableInfo) -> Resolver:
 
 
 def select_by_pk(table: TableInfo) -> Resolver:
-    """Resolver of `t_by_pk(<primary key columns>)`."""
+    """Resolver of `t_by_pk(<primary key columns>)`.
+
+    A field the operation selects once is answered by its compiled statement; aliased
+    `t_by_pk` fields of one execution with the same selection are answered by one
+    statement (`execution.batching`).
+    """
 
     async def resolve(root: Any, info: GraphQLResolveInfo, **args: Any) -> Completed | None:
-        answer = await _from_database_json(info, "select_by_pk", table)
-        if answer is not _ROW_BY_ROW:
-            return answer  # type: ignore[no-any-return]
+        if not _selected_more_than_once(info):
+            answer = await _from_database_json(info, "select_by_pk", table)
+            if answer is not _ROW_BY_ROW:
+                return answer  # type: ignore[no-any-return]
         engine, ctx, planner, path = runtime(info)
         plan = planner.row_plan(_object_type(info), table, info.field_nodes, path)
-        key = {table.columns_by_field[name].name: value for name, value in args.items()}
-        matches = primary_key_condition(key)
-        async with engine.database.read() as conn:
-            rows = await select_rows(Fetcher(ctx, conn), plan, SelectArgs(path=path), matches)
-        return Completed(rows[0]) if rows else None
+        by_name = {table.columns_by_field[name].name: value for name, value in args.items()}
+        key = tuple(by_name[name] for name in table.primary_key)
+        signature = selection_signature(table, info.field_nodes, "by_pk")
+        [row] = await load_rows(engine, ctx, signature, plan, [key])
+        return Completed(row) if row is not None else None
 
     return resolve
 
@@ -125,7 +173,7 @@ def select_aggregate(table: TableInfo) -> Resolver:
         if answer is not _ROW_BY_ROW:
             return answer  # type: ignore[no-any-return]
         engine, ctx, planner, path = runtime(info)
-        select_args = planner.select_args(table, args, info.field_nodes[0], path)
+        select_args = planner.select_args(table, args, info.field_nodes[0], path, _field_def(info))
         plan = planner.aggregate_plan(_object_type(info), table, info.field_nodes, path)
         async with engine.database.read() as conn:
             result = await aggregate(Fetcher(ctx, conn), plan, select_args)

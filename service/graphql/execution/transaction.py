@@ -3,11 +3,14 @@
 `MutationTransaction` (a Strawberry extension) opens a `MutationScope` per execution;
 mutation resolvers take their connection from `mutation_connection(info)`. The
 transaction is opened on the first mutation field and committed only when the whole
-execution succeeded; otherwise it is rolled back.
+execution succeeded; otherwise it is rolled back. The fields use the connection one at a
+time, in the order graphql-core starts them: root mutation fields run one after another
+anyway, and fields inside a namespace (started together) then run in document order too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 from collections.abc import AsyncIterator
@@ -26,6 +29,8 @@ class MutationScope:
         self.database = database
         self.conn: AsyncConnection | None = None
         self.transaction: AsyncTransaction | None = None
+        self.turn = asyncio.Lock()
+        """Held by the field using the connection (asyncio locks are fair: FIFO)."""
 
     async def connection(self) -> AsyncConnection:
         if self.conn is None:
@@ -76,7 +81,8 @@ async def mutation_connection(info: GraphQLResolveInfo) -> AsyncIterator[AsyncCo
     """The request's mutation transaction, or a transaction of this field alone."""
     scope = _current_scope.get()
     if scope is not None:
-        yield await scope.connection()
+        async with scope.turn:
+            yield await scope.connection()
         return
     # Executed without the extension (e.g. a bare graphql-core call): own transaction.
     own = MutationScope(info.context.engine.database)

@@ -9,6 +9,15 @@ role, the mutation inputs (`t_insert_input`, `t_on_conflict`, `t_constraint`,
 `t_mutation_response` and the jsonb operator inputs). Shared: `order_by`,
 `cursor_ordering`, `<scalar>_comparison_exp`, `jsonb_cast_exp`.
 
+Those are the `hasura-default` names; every name comes from the catalog's `Naming`
+(`catalog/naming.py`), so the source customization (naming convention, prefixes,
+suffixes, namespace) applies everywhere. A renamed argument or input field keeps its
+default name as graphql-core's `out_name` and a renamed enum value its default value:
+resolvers, the planner and the SQL layer see Hasura's default names whatever the
+customization. With a namespace, the root fields move under one field per root type
+(`execution/namespace.py`). With Apollo Federation on, `_service` and `_entities` join
+the query root (`schema/federation.py`).
+
 Fields a role may not see are left out, as Hasura does. Every field carries a
 `FieldSpec` (see `plan.py`) in `extensions["engine"]`; root fields carry resolvers.
 """
@@ -40,8 +49,10 @@ from graphql import (
     specified_directives,
 )
 
+import service.graphql.execution.namespace as namespace
 import service.graphql.execution.resolvers as resolvers
 from service.graphql.catalog.metadata import Catalog, ColumnInfo, TableInfo
+from service.graphql.catalog.naming import TableNames
 from service.graphql.catalog.permissions import RolePermissions, TableAccess
 from service.graphql.catalog.scalars import (
     BUILT_IN,
@@ -105,13 +116,35 @@ def _list_of(type_: Any) -> GraphQLNonNull[Any]:
 
 
 class SchemaBuilder:
-    """Builds the schema of one role. Use `build()` once per builder."""
+    """Builds the schema of one role. Use `build()` once per builder.
 
-    def __init__(self, catalog: Catalog, permissions: RolePermissions) -> None:
+    `federation` adds the Apollo Federation 2 fields (`_service`, `_entities`).
+    """
+
+    def __init__(
+        self, catalog: Catalog, permissions: RolePermissions, *, federation: bool = False
+    ) -> None:
         self.catalog = catalog
+        self.naming = catalog.naming
         self.permissions = permissions
+        self.federation = federation
         self.scalars: dict[str, GraphQLScalarType] = {**BUILT_IN, **build_custom_scalars()}
         self.types: dict[str, GraphQLNamedType] = {}
+
+    def names(self, table: TableInfo) -> TableNames:
+        """The GraphQL names of `table`'s types and root fields."""
+        return self.naming.table(table)
+
+    def column_arguments(
+        self, columns: Any, type_of: Callable[[ColumnInfo], Any]
+    ) -> dict[str, GraphQLInputField]:
+        """Input fields for columns, by public name, coerced under their default names."""
+        return _sorted(
+            {
+                self.naming.column(c): GraphQLInputField(type_of(c), out_name=c.field)
+                for c in columns
+            }
+        )
 
     # --- shared types --------------------------------------------------------------------------
 
@@ -124,23 +157,25 @@ class SchemaBuilder:
         return self.scalars[name]
 
     def order_by_enum(self) -> GraphQLEnumType:
+        name = self.naming.order_by
         return self._cached(
-            "order_by",
+            name,
             lambda: GraphQLEnumType(
-                "order_by",
+                name,
                 {
-                    name: GraphQLEnumValue(name, description=text)
-                    for name, text in ORDER_BY_DESCRIPTIONS.items()
+                    self.naming.enum_value(value): GraphQLEnumValue(value, description=text)
+                    for value, text in ORDER_BY_DESCRIPTIONS.items()
                 },
                 description="column ordering options",
             ),
         )
 
     def cursor_ordering(self) -> GraphQLEnumType:
+        name = self.naming.cursor_ordering
         return self._cached(
-            "cursor_ordering",
+            name,
             lambda: GraphQLEnumType(
-                "cursor_ordering",
+                name,
                 {
                     "ASC": GraphQLEnumValue("ASC", description="ascending ordering of the cursor"),
                     "DESC": GraphQLEnumValue(
@@ -152,12 +187,22 @@ class SchemaBuilder:
         )
 
     def comparison_exp(self, scalar: str) -> GraphQLInputObjectType:
-        name = f"{scalar}_comparison_exp"
+        name = self.naming.comparison_exp(scalar)
 
         def make() -> GraphQLInputObjectType:
             value = self.scalar(scalar)
 
             def fields() -> dict[str, GraphQLInputField]:
+                return _sorted(
+                    {
+                        self.naming.operator(operator): GraphQLInputField(
+                            field.type, description=field.description, out_name=operator
+                        )
+                        for operator, field in operators().items()
+                    }
+                )
+
+            def operators() -> dict[str, GraphQLInputField]:
                 result: dict[str, GraphQLInputField] = {
                     "_is_null": GraphQLInputField(GraphQLBoolean),
                 }
@@ -201,7 +246,7 @@ class SchemaBuilder:
                         GraphQLList(GraphQLNonNull(GraphQLString)),
                         description="do any of these strings exist as top-level keys in the column",
                     )
-                return _sorted(result)
+                return result
 
             return GraphQLInputObjectType(
                 name,
@@ -215,10 +260,11 @@ class SchemaBuilder:
         return self._cached(name, make)
 
     def jsonb_cast_exp(self) -> GraphQLInputObjectType:
+        name = self.naming.jsonb_cast_exp
         return self._cached(
-            "jsonb_cast_exp",
+            name,
             lambda: GraphQLInputObjectType(
-                "jsonb_cast_exp",
+                name,
                 lambda: {"String": GraphQLInputField(self.comparison_exp("String"))},
             ),
         )
@@ -228,17 +274,23 @@ class SchemaBuilder:
     def access(self, table_name: str) -> TableAccess | None:
         return self.permissions.access(table_name)
 
+    def column_values(self, columns: Any) -> dict[str, GraphQLEnumValue]:
+        """Enum values for columns: public names, valued with their default names."""
+        return _sorted(
+            {
+                self.naming.column(c): GraphQLEnumValue(c.field, description="column name")
+                for c in columns
+            }
+        )
+
     def select_column_enum(self, access: TableAccess) -> GraphQLEnumType:
         table = access.table
-        name = f"{table.type_name}_select_column"
+        name = self.names(table).select_column
         return self._cached(
             name,
             lambda: GraphQLEnumType(
                 name,
-                {
-                    column.field: GraphQLEnumValue(column.field, description="column name")
-                    for column in sorted(access.columns, key=lambda c: c.field)
-                },
+                self.column_values(access.columns),
                 description=f'select columns of table "{table.type_name}"',
             ),
         )
@@ -248,43 +300,49 @@ class SchemaBuilder:
         columns = [c for c in access.columns if c.scalar == "Boolean"]
         if not columns:
             return None
-        name = f"{table.type_name}_select_column_{table.type_name}_aggregate_bool_exp_{function}_arguments_columns"
+        names = self.names(table)
+        name = names.bool_columns_enum(function)
+        subject = names.bool_columns_enum_subject(function)
         return self._cached(
             name,
             lambda: GraphQLEnumType(
                 name,
-                {
-                    c.field: GraphQLEnumValue(c.field, description="column name")
-                    for c in sorted(columns, key=lambda c: c.field)
-                },
-                description=f'select "{table.type_name}_aggregate_bool_exp_{function}_arguments_columns" columns of table "{table.type_name}"',
+                self.column_values(columns),
+                description=f'select "{subject}" columns of table "{table.type_name}"',
             ),
         )
 
     def select_arguments(self, access: TableAccess) -> dict[str, GraphQLArgument]:
         table = access.table
-        return {
-            "distinct_on": GraphQLArgument(
-                GraphQLList(GraphQLNonNull(self.select_column_enum(access))),
-                description="distinct select on columns",
-            ),
-            "limit": GraphQLArgument(GraphQLInt, description="limit the number of rows returned"),
-            "offset": GraphQLArgument(
-                GraphQLInt, description="skip the first n rows. Use only with order_by"
-            ),
-            "order_by": GraphQLArgument(
-                GraphQLList(GraphQLNonNull(self.order_by_input(access))),
-                description="sort the rows by one or more columns",
-            ),
-            "where": GraphQLArgument(
-                self.bool_exp(table.name), description="filter the rows returned"
-            ),
-        }
+        field = self.naming.field
+        return _sorted(
+            {
+                field("distinct_on"): GraphQLArgument(
+                    GraphQLList(GraphQLNonNull(self.select_column_enum(access))),
+                    description="distinct select on columns",
+                    out_name="distinct_on",
+                ),
+                "limit": GraphQLArgument(
+                    GraphQLInt, description="limit the number of rows returned"
+                ),
+                "offset": GraphQLArgument(
+                    GraphQLInt, description="skip the first n rows. Use only with order_by"
+                ),
+                field("order_by"): GraphQLArgument(
+                    GraphQLList(GraphQLNonNull(self.order_by_input(access))),
+                    description="sort the rows by one or more columns",
+                    out_name="order_by",
+                ),
+                "where": GraphQLArgument(
+                    self.bool_exp(table.name), description="filter the rows returned"
+                ),
+            }
+        )
 
     def object_type(self, table_name: str) -> GraphQLObjectType:
         access = self.permissions.require(table_name)
         table = access.table
-        name = table.type_name
+        name = self.names(table).object
 
         def fields() -> dict[str, GraphQLField]:
             result: dict[str, GraphQLField] = {}
@@ -295,7 +353,7 @@ class SchemaBuilder:
                 args = {}
                 if column.scalar == "jsonb":
                     args["path"] = GraphQLArgument(GraphQLString, description="JSON select path")
-                result[column.field] = GraphQLField(
+                result[self.naming.column(column)] = GraphQLField(
                     type_,
                     args=args,
                     extensions={"engine": ColumnSpec(column)},
@@ -330,7 +388,7 @@ class SchemaBuilder:
                     extensions={"engine": ArrayRelationshipSpec(relationship)},
                 )
                 if target_access.allow_aggregations:
-                    result[f"{relationship.name}_aggregate"] = GraphQLField(
+                    result[self.naming.array_aggregate_field(relationship.name)] = GraphQLField(
                         GraphQLNonNull(self.aggregate_type(relationship.target)),
                         args=self.select_arguments(target_access),
                         description=relationship.comment or "An aggregate relationship",
@@ -341,14 +399,16 @@ class SchemaBuilder:
         return self._cached(
             name,
             lambda: GraphQLObjectType(
-                name, fields, description=table.comment or f'columns and relationships of "{name}"'
+                name,
+                fields,
+                description=table.comment or f'columns and relationships of "{table.type_name}"',
             ),
         )
 
     def bool_exp(self, table_name: str) -> GraphQLInputObjectType:
         access = self.permissions.require(table_name)
         table = access.table
-        name = f"{table.type_name}_bool_exp"
+        name = self.names(table).bool_exp
 
         def fields() -> dict[str, GraphQLInputField]:
             this = self.types[name]
@@ -357,8 +417,9 @@ class SchemaBuilder:
                 "_not": GraphQLInputField(this),
                 "_or": GraphQLInputField(GraphQLList(GraphQLNonNull(this))),
             }
-            for column in access.columns:
-                result[column.field] = GraphQLInputField(self.comparison_exp(column.scalar))
+            result.update(
+                self.column_arguments(access.columns, lambda c: self.comparison_exp(c.scalar))
+            )
             for computed in access.computed_fields:
                 result[computed.name] = GraphQLInputField(self.comparison_exp(computed.scalar))
             for relationship in table.relationships.values():
@@ -367,8 +428,11 @@ class SchemaBuilder:
                     continue
                 result[relationship.name] = GraphQLInputField(self.bool_exp(relationship.target))
                 if relationship.kind == "array" and target_access.allow_aggregations:
-                    result[f"{relationship.name}_aggregate"] = GraphQLInputField(
-                        self.aggregate_bool_exp(relationship.target)
+                    result[self.naming.aggregate_input_field(relationship.name)] = (
+                        GraphQLInputField(
+                            self.aggregate_bool_exp(relationship.target),
+                            out_name=f"{relationship.name}_aggregate",
+                        )
                     )
             return _sorted(result)
 
@@ -386,13 +450,12 @@ class SchemaBuilder:
 
     def aggregate_bool_exp(self, table_name: str) -> GraphQLInputObjectType:
         access = self.permissions.require(table_name)
-        table = access.table
-        base = table.type_name
-        name = f"{base}_aggregate_bool_exp"
+        names = self.names(access.table)
+        name = names.aggregate_bool_exp
 
         def fields() -> dict[str, GraphQLInputField]:
             result: dict[str, GraphQLInputField] = {}
-            count_name = f"{base}_aggregate_bool_exp_count"
+            count_name = names.aggregate_bool_exp_function("count")
             result["count"] = GraphQLInputField(
                 self._cached(
                     count_name,
@@ -415,7 +478,7 @@ class SchemaBuilder:
                 columns_enum = self._bool_columns_enum(access, function)
                 if columns_enum is None:
                     continue
-                type_name = f"{base}_aggregate_bool_exp_{function}"
+                type_name = names.aggregate_bool_exp_function(function)
                 result[function] = GraphQLInputField(
                     self._cached(
                         type_name,
@@ -440,13 +503,11 @@ class SchemaBuilder:
 
     def order_by_input(self, access: TableAccess) -> GraphQLInputObjectType:
         table = access.table
-        name = f"{table.type_name}_order_by"
+        name = self.names(table).order_by
 
         def fields() -> dict[str, GraphQLInputField]:
             order = self.order_by_enum()
-            result: dict[str, GraphQLInputField] = {
-                column.field: GraphQLInputField(order) for column in access.columns
-            }
+            result = self.column_arguments(access.columns, lambda c: order)
             for computed in access.computed_fields:
                 result[computed.name] = GraphQLInputField(order)
             for relationship in table.object_relationships.values():
@@ -458,8 +519,11 @@ class SchemaBuilder:
             for relationship in table.array_relationships.values():
                 target_access = self.access(relationship.target)
                 if target_access is not None and target_access.allow_aggregations:
-                    result[f"{relationship.name}_aggregate"] = GraphQLInputField(
-                        self.aggregate_order_by(target_access)
+                    result[self.naming.aggregate_input_field(relationship.name)] = (
+                        GraphQLInputField(
+                            self.aggregate_order_by(target_access),
+                            out_name=f"{relationship.name}_aggregate",
+                        )
                     )
             return _sorted(result)
 
@@ -478,7 +542,8 @@ class SchemaBuilder:
 
     def aggregate_order_by(self, access: TableAccess) -> GraphQLInputObjectType:
         table = access.table
-        name = f"{table.type_name}_aggregate_order_by"
+        names = self.names(table)
+        name = names.aggregate_order_by
 
         def fields() -> dict[str, GraphQLInputField]:
             order = self.order_by_enum()
@@ -487,21 +552,20 @@ class SchemaBuilder:
                 columns = self._family(access, operation)
                 if not columns:
                     continue
-                type_name = f"{table.type_name}_{operation}_order_by"
-                result[operation] = GraphQLInputField(
+                type_name = names.operation_order_by(operation)
+                public = self.naming.aggregate_operation(operation)
+                result[public] = GraphQLInputField(
                     self._cached(
                         type_name,
-                        lambda type_name=type_name, columns=columns, operation=operation: (
+                        lambda type_name=type_name, columns=columns, public=public: (
                             GraphQLInputObjectType(
                                 type_name,
-                                {
-                                    c.field: GraphQLInputField(order)
-                                    for c in sorted(columns, key=lambda c: c.field)
-                                },
-                                description=f'order by {operation}() on columns of table "{table.type_name}"',
+                                self.column_arguments(columns, lambda c: order),
+                                description=f'order by {public}() on columns of table "{table.type_name}"',
                             )
                         ),
-                    )
+                    ),
+                    out_name=operation,
                 )
             return _sorted(result)
 
@@ -515,12 +579,12 @@ class SchemaBuilder:
     def aggregate_type(self, table_name: str) -> GraphQLObjectType:
         access = self.permissions.require(table_name)
         table = access.table
+        names = self.names(table)
         base = table.type_name
-        name = f"{base}_aggregate"
+        name = names.aggregate
+        fields_name = names.aggregate_fields
 
         def aggregate_fields() -> GraphQLObjectType:
-            fields_name = f"{base}_aggregate_fields"
-
             def fields() -> dict[str, GraphQLField]:
                 result: dict[str, GraphQLField] = {
                     "count": GraphQLField(
@@ -538,8 +602,8 @@ class SchemaBuilder:
                     columns = self._family(access, operation)
                     if not columns:
                         continue
-                    result[operation] = GraphQLField(
-                        self._operation_fields(base, operation, columns),
+                    result[self.naming.aggregate_operation(operation)] = GraphQLField(
+                        self._operation_fields(names, operation, columns),
                         extensions={"engine": OperationSpec(operation)},
                     )
                 return _sorted(result)
@@ -549,7 +613,7 @@ class SchemaBuilder:
             )
 
         def make() -> GraphQLObjectType:
-            fields_type = self._cached(f"{base}_aggregate_fields", aggregate_fields)
+            fields_type = self._cached(fields_name, aggregate_fields)
             return GraphQLObjectType(
                 name,
                 lambda: {
@@ -567,15 +631,16 @@ class SchemaBuilder:
         return self._cached(name, make)
 
     def _operation_fields(
-        self, base: str, operation: str, columns: list[ColumnInfo]
+        self, names: TableNames, operation: str, columns: list[ColumnInfo]
     ) -> GraphQLObjectType:
-        name = f"{base}_{operation}_fields"
+        name = names.operation_fields(operation)
+        public = self.naming.aggregate_operation(operation)
 
         def fields() -> dict[str, GraphQLField]:
             result: dict[str, GraphQLField] = {}
             for column in columns:
                 scalar = result_scalar(operation, column.scalar)
-                result[column.field] = GraphQLField(
+                result[self.naming.column(column)] = GraphQLField(
                     self.scalar(scalar),
                     extensions={"engine": OperationColumnSpec(operation, column, scalar)},
                 )
@@ -583,25 +648,19 @@ class SchemaBuilder:
 
         return self._cached(
             name,
-            lambda: GraphQLObjectType(
-                name, fields, description=f"aggregate {operation} on columns"
-            ),
+            lambda: GraphQLObjectType(name, fields, description=f"aggregate {public} on columns"),
         )
 
     def stream_cursor_input(self, access: TableAccess) -> GraphQLInputObjectType:
         table = access.table
-        name = f"{table.type_name}_stream_cursor_input"
-        value_name = f"{table.type_name}_stream_cursor_value_input"
+        names = self.names(table)
+        name = names.stream_cursor_input
+        value_name = names.stream_cursor_value_input
 
         def value_type() -> GraphQLInputObjectType:
             return GraphQLInputObjectType(
                 value_name,
-                lambda: _sorted(
-                    {
-                        column.field: GraphQLInputField(self.scalar(column.scalar))
-                        for column in access.columns
-                    }
-                ),
+                lambda: self.column_arguments(access.columns, lambda c: self.scalar(c.scalar)),
                 description="Initial value of the column from where the streaming should start",
             )
 
@@ -610,9 +669,10 @@ class SchemaBuilder:
             lambda: GraphQLInputObjectType(
                 name,
                 lambda: {
-                    "initial_value": GraphQLInputField(
+                    self.naming.field("initial_value"): GraphQLInputField(
                         GraphQLNonNull(self._cached(value_name, value_type)),
                         description="Stream column input with initial value",
+                        out_name="initial_value",
                     ),
                     "ordering": GraphQLInputField(
                         self.cursor_ordering(), description="cursor ordering"
@@ -624,8 +684,9 @@ class SchemaBuilder:
 
     def _pk_arguments(self, table: TableInfo) -> dict[str, GraphQLArgument]:
         return {
-            table.columns[name].field: GraphQLArgument(
-                GraphQLNonNull(self.scalar(table.columns[name].scalar))
+            self.naming.column(table.columns[name]): GraphQLArgument(
+                GraphQLNonNull(self.scalar(table.columns[name].scalar)),
+                out_name=table.columns[name].field,
             )
             for name in table.primary_key
         }
@@ -636,7 +697,7 @@ class SchemaBuilder:
         fields: dict[str, GraphQLField] = {}
         for access in self.permissions.tables:
             table = access.table
-            roots = table.root_fields
+            roots = self.names(table).root_fields
             allowed = access.subscription_root_fields if subscription else access.query_root_fields
 
             def permitted(kind: str, allowed: frozenset[str] | None = allowed) -> bool:
@@ -674,9 +735,10 @@ class SchemaBuilder:
                 fields[roots.select_stream] = GraphQLField(
                     _list_of(self.object_type(table.name)),
                     args={
-                        "batch_size": GraphQLArgument(
+                        self.naming.field("batch_size"): GraphQLArgument(
                             GraphQLNonNull(GraphQLInt),
                             description="maximum number of rows returned in a single batch",
+                            out_name="batch_size",
                         ),
                         "cursor": GraphQLArgument(
                             GraphQLNonNull(GraphQLList(self.stream_cursor_input(access))),
@@ -688,38 +750,66 @@ class SchemaBuilder:
                     },
                     description=f'fetch data from the table in a streaming manner: "{table.type_name}"',
                     **resolvers.live(resolvers.select_stream(table)),
-                    extensions={"table": table.name, "stream": True},
+                    extensions={"table": table.name, "stream": True, "root": "select_stream"},
                 )
         return _sorted(fields)
+
+    def root_type(
+        self, name: str, operation: str, fields: Callable[[], dict[str, GraphQLField]]
+    ) -> GraphQLObjectType:
+        """A root type holding `fields`, under the namespace field when there is one."""
+        ns = self.naming.namespace
+        if ns is None:
+            return GraphQLObjectType(name, fields)
+        inner = GraphQLObjectType(self.naming.namespace_type(operation), fields)
+        return GraphQLObjectType(name, lambda: {ns: namespace.field(inner, operation)})
 
     def build(self) -> GraphQLSchema:
         """The role's schema (query, subscription and, for admin, mutation roots)."""
         directives = [*specified_directives, CACHED_DIRECTIVE]
+        federation = None
+        if self.federation:
+            from service.graphql.schema.federation import FederationTypes
+
+            federation = FederationTypes(self)
         if not self.permissions.tables:
-            query = GraphQLObjectType(
-                "query_root",
-                {
-                    "no_queries_available": GraphQLField(
-                        GraphQLNonNull(GraphQLString), resolve=lambda *_: NO_QUERIES
-                    )
-                },
-            )
+            query_fields: dict[str, GraphQLField] = {
+                "no_queries_available": GraphQLField(
+                    GraphQLNonNull(GraphQLString), resolve=lambda *_: NO_QUERIES
+                )
+            }
+            if federation is not None:
+                query_fields.update(federation.root_fields())
+            query = GraphQLObjectType("query_root", query_fields)
             return GraphQLSchema(query=query, directives=directives)
-        query = GraphQLObjectType("query_root", lambda: self.query_fields(subscription=False))
-        subscription = GraphQLObjectType(
-            "subscription_root", lambda: self.query_fields(subscription=True)
+        query = self.root_type("query_root", "query", lambda: self.query_fields(subscription=False))
+        if federation is not None:
+            query = federation.with_root_fields(query)
+        subscription = self.root_type(
+            "subscription_root", "subscription", lambda: self.query_fields(subscription=True)
         )
         mutation = None
         if self.permissions.is_admin and any(not t.read_only for t in self.catalog.tables.values()):
             from service.graphql.schema.mutation_types import MutationTypes
 
-            mutation = GraphQLObjectType("mutation_root", lambda: MutationTypes(self).root_fields())
+            mutation = self.root_type(
+                "mutation_root", "mutation", lambda: MutationTypes(self).root_fields()
+            )
         schema = GraphQLSchema(
-            query=query, mutation=mutation, subscription=subscription, directives=directives
+            query=query,
+            mutation=mutation,
+            subscription=subscription,
+            directives=directives,
+            types=federation.extra_types() if federation is not None else None,
         )
         return schema
 
 
-def build_schema(catalog: Catalog, permissions: RolePermissions) -> GraphQLSchema:
-    """The GraphQL schema Hasura would serve to `permissions.role`."""
-    return SchemaBuilder(catalog, permissions).build()
+def build_schema(
+    catalog: Catalog, permissions: RolePermissions, *, federation: bool = False
+) -> GraphQLSchema:
+    """The GraphQL schema Hasura would serve to `permissions.role`.
+
+    `federation` makes it an Apollo Federation 2 subgraph (`_service`, `_entities`).
+    """
+    return SchemaBuilder(catalog, permissions, federation=federation).build()

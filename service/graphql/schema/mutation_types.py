@@ -5,7 +5,9 @@ Root fields per writable table `t` (views such as `dashboard_stats` get none):
 `update_t(where, _set, _inc, _append, _prepend, _delete_key, _delete_elem,
 _delete_at_path)`, `update_t_by_pk(pk_columns, ...)`, `update_t_many(updates)`,
 `delete_t(where)`, `delete_t_by_pk(<pk>)`. Their resolvers are in
-`service.graphql.sql.mutations`.
+`service.graphql.sql.mutations`. These are the `hasura-default` names: every name comes
+from the catalog's `Naming`, renamed arguments and input fields keeping their default
+name as `out_name` (see `schema/builder.py`).
 """
 
 from __future__ import annotations
@@ -49,38 +51,33 @@ from service.graphql.sql.mutations import (
     update_many,
 )
 
-# Hasura's jsonb update operators, in its order: argument, input type suffix, description
-# (the argument's and its input type's), value type given the jsonb scalar.
+# Hasura's jsonb update operators, in its order: argument, description (the argument's
+# and its input type's), value type given the jsonb scalar.
 _JSONB_OPERATOR_INPUTS: tuple[
-    tuple[str, str, str, Callable[[GraphQLInputType], GraphQLInputType]], ...
+    tuple[str, str, Callable[[GraphQLInputType], GraphQLInputType]], ...
 ] = (
     (
         "_append",
-        "append_input",
         "append existing jsonb value of filtered columns with new jsonb value",
         lambda json_type: json_type,
     ),
     (
         "_prepend",
-        "prepend_input",
         "prepend existing jsonb value of filtered columns with new jsonb value",
         lambda json_type: json_type,
     ),
     (
         "_delete_key",
-        "delete_key_input",
         "delete key/value pair or string element. key/value pairs are matched based on their key value",
         lambda json_type: GraphQLString,
     ),
     (
         "_delete_elem",
-        "delete_elem_input",
         "delete the array element with specified index (negative integers count from the end). throws an error if top level container is not an array",
         lambda json_type: GraphQLInt,
     ),
     (
         "_delete_at_path",
-        "delete_at_path_input",
         "delete the field or element with specified path (for JSON arrays, negative integers count from the end)",
         lambda json_type: GraphQLList(GraphQLNonNull(GraphQLString)),
     ),
@@ -103,32 +100,25 @@ class MutationTypes:
 
     def columns_input(
         self,
-        table: TableInfo,
-        suffix: str,
+        name: str,
         description: str,
         columns: Sequence[ColumnInfo],
         type_of: Any,
     ) -> GraphQLInputObjectType:
         return self._input(
-            f"{table.type_name}_{suffix}",
-            lambda: {
-                c.field: GraphQLInputField(type_of(c))
-                for c in sorted(columns, key=lambda c: c.field)
-            },
-            description,
+            name, lambda: self.builder.column_arguments(columns, type_of), description
         )
 
     def insert_input(self, table: TableInfo) -> GraphQLInputObjectType:
         return self.columns_input(
-            table,
-            "insert_input",
+            self.builder.names(table).insert_input,
             f'input type for inserting data into table "{table.type_name}"',
             list(table.columns.values()),
             lambda c: self.builder.scalar(c.scalar),
         )
 
     def constraint_enum(self, table: TableInfo) -> GraphQLEnumType:
-        name = f"{table.type_name}_constraint"
+        name = self.builder.names(table).constraint
         return self.builder._cached(
             name,
             lambda: GraphQLEnumType(
@@ -145,22 +135,19 @@ class MutationTypes:
         )
 
     def update_column_enum(self, table: TableInfo) -> GraphQLEnumType:
-        name = f"{table.type_name}_update_column"
+        name = self.builder.names(table).update_column
         return self.builder._cached(
             name,
             lambda: GraphQLEnumType(
                 name,
-                {
-                    c.field: GraphQLEnumValue(c.field, description="column name")
-                    for c in sorted(table.columns.values(), key=lambda c: c.field)
-                },
+                self.builder.column_values(table.columns.values()),
                 description=f'update columns of table "{table.type_name}"',
             ),
         )
 
     def on_conflict(self, table: TableInfo) -> GraphQLInputObjectType:
         return self._input(
-            f"{table.type_name}_on_conflict",
+            self.builder.names(table).on_conflict,
             lambda: {
                 "constraint": GraphQLInputField(GraphQLNonNull(self.constraint_enum(table))),
                 "update_columns": GraphQLInputField(
@@ -174,51 +161,56 @@ class MutationTypes:
 
     def update_arguments(self, table: TableInfo) -> dict[str, GraphQLArgument]:
         scalar = self.builder.scalar
+        names = self.builder.names(table)
+        operator = self.builder.naming.operator
         columns = list(table.columns.values())
         numeric = [c for c in columns if c.scalar in NUMERIC_SCALARS]
         jsonb = [c for c in columns if c.scalar == "jsonb"]
         args = {
-            "_set": GraphQLArgument(
+            operator("_set"): GraphQLArgument(
                 self.columns_input(
-                    table,
-                    "set_input",
+                    names.update_input("_set"),
                     f'input type for updating data in table "{table.type_name}"',
                     columns,
                     lambda c: scalar(c.scalar),
                 ),
                 description="sets the columns of the filtered rows to the given values",
+                out_name="_set",
             )
         }
         if numeric:
-            args["_inc"] = GraphQLArgument(
+            args[operator("_inc")] = GraphQLArgument(
                 self.columns_input(
-                    table,
-                    "inc_input",
+                    names.update_input("_inc"),
                     f'input type for incrementing numeric columns in table "{table.type_name}"',
                     numeric,
                     lambda c: scalar(c.scalar),
                 ),
                 description="increments the numeric columns with given value of the filtered values",
+                out_name="_inc",
             )
         if jsonb:
             json_type = scalar("jsonb")
-            for argument, suffix, description, value_type in _JSONB_OPERATOR_INPUTS:
+            for argument, description, value_type in _JSONB_OPERATOR_INPUTS:
                 value = value_type(json_type)
                 # `value` bound now: the input's fields are built lazily, after the loop.
-                args[argument] = GraphQLArgument(
-                    self.columns_input(table, suffix, description, jsonb, lambda c, v=value: v),
+                args[operator(argument)] = GraphQLArgument(
+                    self.columns_input(
+                        names.update_input(argument), description, jsonb, lambda c, v=value: v
+                    ),
                     description=description,
+                    out_name=argument,
                 )
         return args
 
     def mutation_response(self, table: TableInfo) -> GraphQLObjectType:
-        name = f"{table.type_name}_mutation_response"
+        name = self.builder.names(table).mutation_response
         return self.builder._cached(
             name,
             lambda: GraphQLObjectType(
                 name,
                 lambda: {
-                    "affected_rows": GraphQLField(
+                    self.builder.naming.field("affected_rows"): GraphQLField(
                         GraphQLNonNull(GraphQLInt),
                         description="number of rows affected by the mutation",
                         extensions={"engine": AffectedRowsSpec()},
@@ -240,13 +232,16 @@ class MutationTypes:
         for table in self.builder.catalog.tables.values():
             if table.read_only:
                 continue
-            names = table.root_fields
+            table_names = self.builder.names(table)
+            names = table_names.root_fields
             object_type = self.builder.object_type(table.name)
             response = self.mutation_response(table)
             conflict = (
                 {
-                    "on_conflict": GraphQLArgument(
-                        self.on_conflict(table), description="upsert condition"
+                    self.builder.naming.field("on_conflict"): GraphQLArgument(
+                        self.on_conflict(table),
+                        description="upsert condition",
+                        out_name="on_conflict",
                     )
                 }
                 if table.unique_constraints
@@ -264,7 +259,7 @@ class MutationTypes:
                 },
                 description=f'insert data into the table: "{table.type_name}"',
                 resolve=insert(table, many=True),
-                extensions={"table": table.name},
+                extensions={"table": table.name, "root": "insert"},
             )
             fields[names.insert_one] = GraphQLField(
                 object_type,
@@ -277,7 +272,7 @@ class MutationTypes:
                 },
                 description=f'insert a single row into the table: "{table.type_name}"',
                 resolve=insert(table, many=False),
-                extensions={"table": table.name},
+                extensions={"table": table.name, "root": "insert_one"},
             )
             update_args = self.update_arguments(table)
             fields[names.update] = GraphQLField(
@@ -291,14 +286,15 @@ class MutationTypes:
                 },
                 description=f'update data of the table: "{table.type_name}"',
                 resolve=update(table),
-                extensions={"table": table.name},
+                extensions={"table": table.name, "root": "update"},
             )
-            updates_name = f"{table.type_name}_updates"
             updates_type = self._input(
-                updates_name,
+                table_names.updates,
                 lambda update_args=update_args, bool_exp=bool_exp: {
                     **{
-                        name: GraphQLInputField(arg.type, description=arg.description)
+                        name: GraphQLInputField(
+                            arg.type, description=arg.description, out_name=arg.out_name
+                        )
                         for name, arg in update_args.items()
                     },
                     "where": GraphQLInputField(
@@ -317,7 +313,7 @@ class MutationTypes:
                 },
                 description=f'update multiples rows of table: "{table.type_name}"',
                 resolve=update_many(table),
-                extensions={"table": table.name},
+                extensions={"table": table.name, "root": "update_many"},
             )
             fields[names.delete] = GraphQLField(
                 response,
@@ -329,18 +325,15 @@ class MutationTypes:
                 },
                 description=f'delete data from the table: "{table.type_name}"',
                 resolve=delete(table),
-                extensions={"table": table.name},
+                extensions={"table": table.name, "root": "delete"},
             )
             if table.primary_key:
-                pk_name = f"{table.type_name}_pk_columns_input"
                 pk_input = self._input(
-                    pk_name,
-                    lambda table=table: {
-                        table.columns[c].field: GraphQLInputField(
-                            GraphQLNonNull(self.builder.scalar(table.columns[c].scalar))
-                        )
-                        for c in table.primary_key
-                    },
+                    table_names.pk_columns_input,
+                    lambda table=table: self.builder.column_arguments(
+                        [table.columns[c] for c in table.primary_key],
+                        lambda c: GraphQLNonNull(self.builder.scalar(c.scalar)),
+                    ),
                     f"primary key columns input for table: {table.type_name}",
                 )
                 fields[names.update_by_pk] = GraphQLField(
@@ -348,13 +341,13 @@ class MutationTypes:
                     args={**update_args, "pk_columns": GraphQLArgument(GraphQLNonNull(pk_input))},
                     description=f'update single row of the table: "{table.type_name}"',
                     resolve=update_by_pk(table),
-                    extensions={"table": table.name},
+                    extensions={"table": table.name, "root": "update_by_pk"},
                 )
                 fields[names.delete_by_pk] = GraphQLField(
                     object_type,
                     args=self.builder._pk_arguments(table),
                     description=f'delete single row from the table: "{table.type_name}"',
                     resolve=delete_by_pk(table),
-                    extensions={"table": table.name},
+                    extensions={"table": table.name, "root": "delete_by_pk"},
                 )
         return dict(sorted(fields.items()))

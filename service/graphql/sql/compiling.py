@@ -13,6 +13,7 @@ from sqlalchemy.sql.selectable import FromClause
 from service.graphql.catalog.metadata import Catalog, TableInfo
 from service.graphql.catalog.permissions import RolePermissions, SessionVariable, TableAccess
 from service.graphql.errors import ACCESS_DENIED, EngineError
+from service.graphql.sql.budget import ResponseBudget
 from service.graphql.sql.dialect import SQLDialect
 
 
@@ -28,6 +29,8 @@ class CompileContext:
     max_rows: int | None = None
     session_parameters: bool = False
     """Compiling once for many sessions: session variables become `ParamRef`s."""
+    budget: ResponseBudget | None = None
+    """The request's response budget (`sql.budget`); None: unbounded."""
     _aliases_used: dict[str, int] = field(default_factory=dict)
 
     def alias(self, table: TableInfo) -> FromClause:

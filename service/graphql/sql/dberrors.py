@@ -4,8 +4,10 @@ PostgreSQL's error class (SQLSTATE) picks the code: integrity violations are
 `constraint-violation` with Hasura's prefix ("Uniqueness violation. duplicate key value
 violates unique constraint \"invocations_pkey\""), data errors `data-exception`.
 SQLite's messages are rewritten into PostgreSQL's wording, naming the constraint where
-the catalog can tell which one it is. Anything else is `unexpected` and logged; its
-text never reaches the client.
+the catalog can tell which one it is. A statement cut by the database's time limit
+(PostgreSQL's `statement_timeout`, SQLite's progress handler; see
+`service.storage.database`) is `timeout`, saying so. Anything else is `unexpected` and
+logged; its text never reaches the client.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from service.graphql.catalog.metadata import Catalog
-from service.graphql.errors import CONSTRAINT_VIOLATION, DATA_EXCEPTION, UNEXPECTED, EngineError
+from service.graphql.errors import (
+    CONSTRAINT_VIOLATION,
+    DATA_EXCEPTION,
+    TIMEOUT,
+    UNEXPECTED,
+    EngineError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +36,15 @@ _PREFIX = {
     "23502": "Not-NULL violation",
     "23P01": "Exclusion violation",
 }
+
+
+QUERY_CANCELED = "57014"
+
+STATEMENT_TIMEOUT_MESSAGE = (
+    "the query was cancelled: one of its statements ran longer than the server's "
+    "statement time limit (its statement_timeout setting); narrow it with 'where' or "
+    "'limit', or ask for fewer rows"
+)
 
 
 def translate(error: sa_exc.DBAPIError, catalog: Catalog, path: str = "$") -> EngineError:
@@ -51,6 +68,8 @@ def _first_line(text: str) -> str:
 
 
 def _postgres(sqlstate: str, message: str, path: str) -> EngineError:
+    if sqlstate == QUERY_CANCELED:
+        return EngineError(TIMEOUT, STATEMENT_TIMEOUT_MESSAGE, path)
     if sqlstate in _PREFIX:
         return EngineError(CONSTRAINT_VIOLATION, f"{_PREFIX[sqlstate]}. {message}", path)
     if sqlstate.startswith("23"):
@@ -94,6 +113,8 @@ def _sqlite(error: sa_exc.DBAPIError, message: str, catalog: Catalog, path: str)
                 path,
             )
         return EngineError(CONSTRAINT_VIOLATION, f"Integrity violation. {message}", path)
+    if message == "interrupted":
+        return EngineError(TIMEOUT, STATEMENT_TIMEOUT_MESSAGE, path)
     if "user-defined function raised exception" in message or isinstance(error, sa_exc.DataError):
         return EngineError(DATA_EXCEPTION, _function_error(error) or message, path)
     logger.error("database error: %s", message)

@@ -28,7 +28,7 @@ from sqlalchemy.sql.selectable import FromClause
 from detector.observability.sqltypes import UUID
 from service.graphql.catalog.metadata import ColumnInfo
 from service.graphql.catalog.scalars import STRINGIFIABLE
-from service.graphql.errors import DATA_EXCEPTION, EngineError
+from service.graphql.errors import DATA_EXCEPTION, EngineError, validation_failed
 from service.graphql.sql import sqlite_functions
 
 # Hasura's pattern operators: PostgreSQL's operator, and (SQLite) the emulating function
@@ -368,26 +368,32 @@ class SQLiteDialect(SQLDialect):
         self, expression: ColumnElement[Any], operator: str, pattern: str, path: str
     ) -> ColumnElement[bool]:
         _, function, negate = PATTERN_OPERATORS[operator]
-        self._check_pattern(function, pattern, path)
+        self._check_pattern(function, operator, pattern, path)
         matched = getattr(sa.func, function)(expression, _text(pattern), type_=sa.Boolean) == 1
         return sa.not_(matched) if negate else matched
 
     @staticmethod
-    def _check_pattern(function: str, pattern: str, path: str) -> None:
-        """Refuse a pattern the emulation cannot compile, as PostgreSQL refuses it.
+    def _check_pattern(function: str, operator: str, pattern: str, path: str) -> None:
+        """Refuse, up front, a pattern the emulation will not evaluate.
 
-        Inside SQLite the emulation's error would surface as "user-defined function
-        raised exception" (and only when some row is compared); this names the problem
-        up front.
+        An invalid pattern is `data-exception` with PostgreSQL's wording, as PostgreSQL
+        answers; a valid one using a construct RE2 cannot run in linear time
+        (back-references, look-around) is `validation-failed` naming the operator. Inside
+        SQLite either would surface as "user-defined function raised exception", and
+        only once some row is compared.
         """
         try:
-            if function == "pg_similar":
-                sqlite_functions.similar_regex(pattern)
-            elif function in ("pg_regex", "pg_iregex"):
-                sqlite_functions.posix_regex_or_error(pattern, function == "pg_iregex")
-        except re.error as error:
+            sqlite_functions.PATTERN_COMPILERS[function](pattern)
+        except sqlite_functions.UnsupportedPattern as error:
+            raise validation_failed(
+                f"the pattern of '{operator}' uses {error.construct}, which this server's "
+                "SQLite backend does not evaluate: its patterns run on RE2, in time linear "
+                "in the text (PostgreSQL backends take it)",
+                path,
+            ) from None
+        except sqlite_functions.InvalidPattern as error:
             raise EngineError(
-                DATA_EXCEPTION, f"invalid regular expression: {error.msg}", path
+                DATA_EXCEPTION, f"invalid regular expression: {error}", path
             ) from None
 
     def bool_aggregate(self, function: str, argument: ColumnElement[Any]) -> ColumnElement[Any]:

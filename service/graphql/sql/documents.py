@@ -18,8 +18,14 @@ of a root `_aggregate`) reads at most `max_rows` + 1 rows and answers the JSON s
 `max_rows` + 1 rows per parent, and `nested_array_counts` totals each nested level over
 all parents so the caller can refuse what the row-by-row path refuses.
 
-`NotBuildable` is raised for the few selections built row by row only (a jsonb column's
-`path` argument): the caller then uses `sql.selects`.
+`NotBuildable` is raised for the selections built row by row only: a jsonb column's
+`path` argument, and selections that could amplify. The database builds every place a
+row appears, where the row-by-row path loads each level once and shares its rows, so a
+relationship that leads back to a table already on its path (`invocation { events {
+invocation … } }`), or one selected twice under one parent (aliases), could make a small
+query describe a huge answer that only the response budget would refuse, after the
+database built it. Those go row by row, where the budget refuses before anything is
+built (`sql.budget`); without them the answer is bounded by the data's own fan-out.
 """
 
 from __future__ import annotations
@@ -144,7 +150,20 @@ def nested_arrays(plan: RowPlan | AggregatePlan) -> list[NestedArray]:
     return found
 
 
-def _least_bytes(plan: RowPlan) -> int:
+def least_object_bytes(plan: RowPlan | AggregatePlan) -> int:
+    """The fewest characters any object the response budget counts (a row, an aggregate
+    object) takes in the answer of `plan`: an answer of n characters holds at most n over
+    this many of them."""
+    least = _least_bytes(plan)
+    for output in plan.outputs:
+        if isinstance(output, ObjectRelationshipOut | ArrayRelationshipOut | NodesOut):
+            least = min(least, least_object_bytes(output.plan))
+        elif isinstance(output, ArrayAggregateOut):
+            least = min(least, least_object_bytes(output.plan))
+    return least
+
+
+def _least_bytes(plan: RowPlan | AggregatePlan) -> int:
     # `{}`, and per key `"key":` and a value of at least one character, commas between.
     if not plan.outputs:
         return 2
@@ -179,6 +198,8 @@ class _Builder:
     def __init__(self, ctx: CompileContext) -> None:
         self.ctx = ctx
         self.dialect = ctx.dialect
+        self._path: list[str] = []
+        """Tables of the row objects being built, from the root down."""
 
     # --- rows ----------------------------------------------------------------------------
 
@@ -214,9 +235,24 @@ class _Builder:
         return statement.subquery()
 
     def row_object(self, plan: RowPlan, alias: FromClause) -> ColumnElement[Any]:
-        return self.dialect.json_object(
-            [(output.key, self.value(output, alias)) for output in plan.outputs]
-        )
+        name = plan.table.name
+        if name in self._path:
+            raise NotBuildable(f"a relationship back to {name} (rows shared row by row)")
+        selected: set[tuple[str, type]] = set()
+        for output in plan.outputs:
+            relationship = getattr(output, "relationship", None)
+            if relationship is not None and _lists_rows(output):
+                kind = (relationship.name, type(output))
+                if kind in selected:
+                    raise NotBuildable(f"{relationship.name} selected twice (aliases)")
+                selected.add(kind)
+        self._path.append(name)
+        try:
+            return self.dialect.json_object(
+                [(output.key, self.value(output, alias)) for output in plan.outputs]
+            )
+        finally:
+            self._path.pop()
 
     def value(self, output: Any, alias: FromClause) -> ColumnElement[Any]:
         ctx, dialect = self.ctx, self.dialect
@@ -285,6 +321,9 @@ class _Builder:
         value = dialect.json_object(pairs)
         if root and nodes:
             value = self.capped(value)
+        elif not nodes and not _aggregates_anything(plan):
+            # Only `__typename`s: a select with no aggregate answers no row over no rows.
+            value = sa.case((sa.func.count() >= 0, value))
         return sa.select(value).select_from(rows)
 
     def block(self, block: AggregateFieldsOut, rows: Subquery) -> ColumnElement[Any]:
@@ -362,6 +401,27 @@ def _aggregate_columns(plan: AggregatePlan) -> list[str]:
                         )
                     )
     return list(names) or [_any_column(plan.table)]
+
+
+def _lists_rows(output: Any) -> bool:
+    """Whether a relationship output answers rows (an aggregate only with `nodes`)."""
+    if isinstance(output, ArrayAggregateOut):
+        return any(isinstance(member, NodesOut) for member in output.plan.outputs)
+    return True
+
+
+def _aggregates_anything(plan: AggregatePlan) -> bool:
+    """Whether an aggregate's blocks measure something (more than `__typename`s)."""
+    for output in plan.outputs:
+        if isinstance(output, AggregateFieldsOut):
+            for member in output.outputs:
+                if isinstance(member, CountOut):
+                    return True
+                if isinstance(member, OperationOut) and any(
+                    not isinstance(item, ConstOut) for item in member.outputs
+                ):
+                    return True
+    return False
 
 
 def _any_column(table: TableInfo) -> str:

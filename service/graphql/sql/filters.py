@@ -56,10 +56,13 @@ def compile_where(
     if bool_exp is None:
         return TRUE
     conditions: list[ColumnElement[bool]] = []
+    naming = ctx.catalog.naming
     for key, value in bool_exp.items():
-        here = f"{path}.{key}"
+        # Paths and messages name the field the client wrote (the naming convention's).
+        public = naming.bool_exp_key(table, key)
+        here = f"{path}.{public}"
         if value is None:
-            raise validation_failed(f"unexpected null value for field '{key}'", here)
+            raise validation_failed(f"unexpected null value for field '{public}'", here)
         if key in _CONNECTIVES:
             # The identity element first: an empty `_and` is true, an empty `_or` false.
             combine, identity = _CONNECTIVES[key]
@@ -251,7 +254,7 @@ def compile_comparison(
         raise validation_failed(f"expected an object of operators, got {operators!r}", path)
     conditions: list[ColumnElement[bool]] = []
     for operator, raw in operators.items():
-        here = f"{path}.{operator}"
+        here = f"{path}.{ctx.catalog.naming.operator(operator)}"
         if raw is None:
             raise validation_failed(f"unexpected null value for type '{scalar}'", here)
         value = resolve_value(ctx, raw, scalar, here)

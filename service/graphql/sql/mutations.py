@@ -39,7 +39,13 @@ from service.graphql.plan import (
 from service.graphql.sql.compiling import CompileContext
 from service.graphql.sql.dberrors import translate
 from service.graphql.sql.filters import compile_where
-from service.graphql.sql.selects import Fetcher, build_rows_query, complete_rows, row_columns
+from service.graphql.sql.selects import (
+    Fetcher,
+    build_rows_query,
+    charge_response,
+    complete_rows,
+    row_columns,
+)
 
 if TYPE_CHECKING:
     pass
@@ -97,8 +103,9 @@ async def _returning_rows(
         ctx, table, columns_for, SelectArgs(), extra_condition=condition
     )
     fetcher = Fetcher(ctx, conn)
-    rows = await fetcher.rows(statement)
+    rows = await fetcher.rows(statement, plan.path)
     shaped = await complete_rows(fetcher, plan, rows, labels)
+    charge_response(fetcher, plan, shaped, 0)
     positions = [labels.index(f"c_{c.name}") for c in pk]
     return {
         _pk_key([row[p] for p in positions]): value for row, value in zip(rows, shaped, strict=True)

@@ -67,20 +67,92 @@ class Partition:
 
 
 class Fetcher:
-    """Runs one root field's statements on one connection."""
+    """Runs one root field's statements on one connection.
+
+    Every row fetched is charged to the request's response budget at once (each shows
+    in the response at least once), so what a request holds in memory stays within the
+    budget while it loads; `charge_response` charges the rest once the result is shaped.
+    """
 
     def __init__(self, ctx: CompileContext, conn: AsyncConnection) -> None:
         self.ctx = ctx
         self.conn = conn
         self.statements = 0
+        self.fetched = 0
 
-    async def rows(self, statement: Select[Any]) -> Sequence[sa.Row[Any]]:
+    async def rows(self, statement: Select[Any], path: str = "$") -> Sequence[sa.Row[Any]]:
         self.statements += 1
         try:
             result = await self.conn.execute(statement)
         except DBAPIError as error:
             raise translate(error, self.ctx.catalog) from error
-        return result.all()
+        rows = result.all()
+        if self.ctx.budget is not None:
+            self.ctx.budget.charge(len(rows), path)
+            self.fetched += len(rows)
+        return rows
+
+
+def charge_response(
+    fetcher: Fetcher, plan: RowPlan | AggregatePlan, value: Any, fetched_before: int
+) -> None:
+    """Charge a root field's shaped `value` (rows, a row or an aggregate) to the budget.
+
+    Its size counts shared relationship rows once per place they appear, as the encoded
+    response will (`response_size`); the rows fetched for it (since `fetcher.fetched`
+    was `fetched_before`) were charged already and are deducted.
+    """
+    budget = fetcher.ctx.budget
+    if budget is None:
+        return
+    size = response_size(plan, value)
+    already = fetcher.fetched - fetched_before
+    budget.charge(max(0, size - already), plan.path)
+    fetcher.fetched = fetched_before + max(size, already)
+
+
+def response_size(plan: RowPlan | AggregatePlan, value: Any) -> int:
+    """Row objects in `value` as encoded: one per row and per aggregate object, nested
+    relationships expanded (each shared list is measured once, so this costs what the
+    distinct rows cost, not what the expansion would)."""
+    measured: dict[int, int] = {}
+    nested: dict[int, list[tuple[str, Any]]] = {}
+
+    def outputs_of(plan: RowPlan | AggregatePlan) -> list[tuple[str, Any]]:
+        found = nested.get(id(plan))
+        if found is None:
+            found = [
+                (output.key, output)
+                for output in plan.outputs
+                if isinstance(
+                    output,
+                    ObjectRelationshipOut | ArrayRelationshipOut | ArrayAggregateOut | NodesOut,
+                )
+            ]
+            nested[id(plan)] = found
+        return found
+
+    def size_of(plan: RowPlan | AggregatePlan, obj: dict[str, Any]) -> int:
+        size = 1
+        for key, output in outputs_of(plan):
+            value = obj.get(key)
+            if not value:
+                continue
+            known = measured.get(id(value))
+            if known is None:
+                if isinstance(value, list):
+                    known = sum(size_of(output.plan, item) for item in value)
+                else:
+                    known = size_of(output.plan, value)
+                measured[id(value)] = known
+            size += known
+        return size
+
+    if value is None:
+        return 0
+    if isinstance(value, list):
+        return sum(size_of(plan, row) for row in value)
+    return size_of(plan, value)
 
 
 # --- building row queries --------------------------------------------------------------------
@@ -276,6 +348,7 @@ async def select_rows(
 ) -> list[dict[str, Any]]:
     """The rows of a root list field (or `_by_pk` with `extra_condition`), shaped by `plan`."""
     ctx = fetcher.ctx
+    fetched_before = fetcher.fetched
     statement, labels = build_rows_query(
         ctx,
         plan.table,
@@ -284,9 +357,11 @@ async def select_rows(
         extra_condition=extra_condition,
         cap=ctx.max_rows,
     )
-    rows = await fetcher.rows(statement)
+    rows = await fetcher.rows(statement, plan.path)
     _check_cap(ctx, plan.table, rows, plan.path)
-    return await complete_rows(fetcher, plan, rows, labels)
+    shaped = await complete_rows(fetcher, plan, rows, labels)
+    charge_response(fetcher, plan, shaped, fetched_before)
+    return shaped
 
 
 async def complete_rows(
@@ -439,7 +514,7 @@ async def _related_objects(
         SelectArgs(path=plan.path),
         partition,
     )
-    rows = await fetcher.rows(statement)
+    rows = await fetcher.rows(statement, plan.path)
     shaped = await complete_rows(fetcher, plan, rows, labels)
     position = labels.index(PARTITION)
     related: dict[Any, dict[str, Any]] = {}
@@ -457,7 +532,7 @@ async def _related_lists(
     statement, labels = build_rows_query(
         ctx, plan.table, row_columns(plan, ctx), args, Partition(column, keys), cap=ctx.max_rows
     )
-    rows = await fetcher.rows(statement)
+    rows = await fetcher.rows(statement, plan.path)
     _check_cap(ctx, plan.table, rows, plan.path)
     shaped = await complete_rows(fetcher, plan, rows, labels)
     position = labels.index(PARTITION)
@@ -526,6 +601,19 @@ def _blocks(plan: AggregatePlan) -> list[AggregateFieldsOut]:
     return [output for output in plan.outputs if isinstance(output, AggregateFieldsOut)]
 
 
+def _measures_anything(blocks: list[AggregateFieldsOut]) -> bool:
+    """Whether the blocks ask for a measure, not only `__typename` (Apollo adds it)."""
+    return any(
+        isinstance(member, CountOut)
+        or (
+            isinstance(member, OperationOut)
+            and any(not isinstance(item, ConstOut) for item in member.outputs)
+        )
+        for block in blocks
+        for member in block.outputs
+    )
+
+
 def measurable_together(args: SelectArgs) -> bool:
     """Whether aggregate blocks under `args` can share a statement with siblings."""
     return args.limit is None and not args.offset and not args.distinct_on
@@ -571,7 +659,7 @@ async def measure_together(
         .where(*conditions)
         .group_by(key_column)
     )
-    for row in await fetcher.rows(statement):
+    for row in await fetcher.rows(statement, requests[0][0].path):
         for index, (plan, _) in enumerate(requests):
             start, width, slots = layout[index]
             measured = row[1 + start : 1 + start + width]
@@ -596,9 +684,11 @@ async def aggregate(
     table = plan.table
     if partition is not None and not partition.keys:
         return {}
+    fetched_before = fetcher.fetched
     blocks = _blocks(plan)
     values: dict[Any, dict[str, Any]] = dict(measured or {})
-    if blocks and measured is None:
+    # Blocks of `__typename` alone need no statement: their shape is the same over any rows.
+    if measured is None and _measures_anything(blocks):
         columns = _aggregate_columns(plan)
 
         def columns_for(alias: FromClause) -> list[tuple[str, ColumnElement[Any]]]:
@@ -612,7 +702,7 @@ async def aggregate(
         statement = sa.select(*selected).select_from(source)
         if partition is not None:
             statement = sa.select(source.c[PARTITION], *selected).group_by(source.c[PARTITION])
-        for row in await fetcher.rows(statement):
+        for row in await fetcher.rows(statement, plan.path):
             parent = row[0] if partition is not None else None
             measured_row = row[1:] if partition is not None else row
             values[parent] = _shape_blocks(blocks, slots, measured_row)
@@ -631,6 +721,8 @@ async def aggregate(
     for parent in parents:
         parent_nodes = {key: listed.get(parent, []) for key, listed in nodes.items()}
         results[parent] = _aggregate_result(plan, values.get(parent), parent_nodes)
+    if partition is None:
+        charge_response(fetcher, plan, results[None], fetched_before)
     return results
 
 

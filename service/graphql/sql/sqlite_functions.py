@@ -4,7 +4,8 @@
 engine compiles one filter to SQL that answers the same on both backends:
 
 - pattern matching: `LIKE` is case-sensitive in PostgreSQL (SQLite's is not),
-  `ILIKE`, `SIMILAR TO` and POSIX regular expressions do not exist in SQLite;
+  `ILIKE`, `SIMILAR TO` and POSIX regular expressions do not exist in SQLite; all of them
+  run on RE2 (linear time in the text, whatever the pattern);
 - jsonb operators: containment (`@>`), key existence (`?`, `?|`, `?&`), ordering and
   equality of jsonb values, the text form of a jsonb value (`::text`) and the
   mutation operators (`||`, `-`, `#-`);
@@ -23,21 +24,121 @@ import functools
 import json
 import math
 import re
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import orjson
+import re2
 
 from detector.observability.sqltypes import jsonb_order
 from service.graphql.catalog.scalars import STRINGIFIABLE, serializer_for
 
 # --- pattern matching --------------------------------------------------------------------
+#
+# Every pattern operator runs on RE2, whose matching time is linear in the text: a pattern
+# like `^(.|.){0,26}X`, which makes a backtracking engine (Python's `re`) take seconds per
+# row while holding the GIL and the connection, costs microseconds. RE2 has no
+# back-references and no look-around (PostgreSQL has both); a pattern using them is refused
+# by name (`UnsupportedPattern`) instead of being evaluated differently.
+
+
+class PatternError(ValueError):
+    """A pattern the SQLite emulation will not evaluate; `str()` says why."""
+
+
+class InvalidPattern(PatternError):
+    """A pattern PostgreSQL would refuse too (its message follows PostgreSQL's wording)."""
+
+
+class UnsupportedPattern(PatternError):
+    """A valid PostgreSQL pattern using a construct RE2 cannot evaluate in linear time."""
+
+    def __init__(self, construct: str) -> None:
+        super().__init__(construct)
+        self.construct = construct
+
+
+# PostgreSQL's escapes that mean something else (or nothing) in RE2, outside brackets.
+_ARE_ESCAPES = {"y": r"\b", "Y": r"\B", "Z": r"\z", "b": r"\x08"}
+_UNSUPPORTED_ESCAPES = {"m": "the word-start anchor \\m", "M": "the word-end anchor \\M"}
+_LOOK_AROUND = ("(?=", "(?!", "(?<=", "(?<!")
+
+
+def posix_to_re2(pattern: str) -> str:
+    """A PostgreSQL (ARE) regular expression in RE2's syntax.
+
+    Rewrites the escapes whose meaning differs (`\\y` word boundary, `\\Z` end, `\\b`
+    backspace) and raises `UnsupportedPattern` for back-references, look-around and the
+    `\\m`/`\\M` anchors. Everything else (POSIX classes such as `[[:alpha:]]`, bounds,
+    non-greedy quantifiers) is the same in both.
+    """
+    out: list[str] = []
+    position, length = 0, len(pattern)
+    in_bracket = False
+    while position < length:
+        char = pattern[position]
+        pair = pattern[position : position + 2]
+        if in_bracket:
+            if pair == "[:":
+                close = pattern.find(":]", position + 2)
+                if close != -1:
+                    out.append(pattern[position : close + 2])
+                    position = close + 2
+                    continue
+            if char == "\\":
+                out.append(pair)
+                position += 2
+                continue
+            in_bracket = char != "]"
+            out.append(char)
+            position += 1
+            continue
+        if char == "\\":
+            escaped = pair[1:]
+            if escaped.isdigit() and escaped != "0":
+                raise UnsupportedPattern(f"a back-reference (\\{escaped})")
+            if escaped in _UNSUPPORTED_ESCAPES:
+                raise UnsupportedPattern(_UNSUPPORTED_ESCAPES[escaped])
+            out.append(_ARE_ESCAPES.get(escaped, pair))
+            position += 2
+            continue
+        if char == "(" and pattern.startswith(_LOOK_AROUND, position):
+            construct = next(p for p in _LOOK_AROUND if pattern.startswith(p, position))
+            raise UnsupportedPattern(f"look-around ({construct}...)")
+        out.append(char)
+        position += 1
+        if char == "[":
+            # A leading `^`, then a leading `]`, belong to the set.
+            in_bracket = True
+            for member in ("^", "]"):
+                if pattern.startswith(member, position):
+                    out.append(member)
+                    position += 1
+    return "".join(out)
+
+
+def _compile(pattern: str, *, case_insensitive: bool = False) -> Any:
+    """`pattern` (RE2 syntax) compiled; raises `PatternError` when RE2 refuses it."""
+    options = re2.Options()
+    options.case_sensitive = not case_insensitive
+    options.dot_nl = True  # PostgreSQL's `.` matches a newline too
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        reason = error.args[0] if error.args else "invalid pattern"
+        message = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+        if message.startswith(("invalid repetition size", "pattern too large")):
+            raise UnsupportedPattern(
+                f"repetitions beyond RE2's bound ({message}; nested counts multiply, at most "
+                "1000 in all)"
+            ) from None
+        raise InvalidPattern(message) from None
 
 
 @functools.lru_cache(maxsize=512)
-def like_regex(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
-    """A compiled regex for a PostgreSQL LIKE pattern (`%`, `_`, backslash escapes)."""
+def like_regex(pattern: str, case_insensitive: bool) -> Any:
+    """A compiled RE2 regex for a PostgreSQL LIKE pattern (`%`, `_`, backslash escapes)."""
     out: list[str] = []
     chars = iter(pattern)
     for char in chars:
@@ -49,23 +150,27 @@ def like_regex(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
             out.append(".")
         else:
             out.append(re.escape(char))
-    flags = re.DOTALL | (re.IGNORECASE if case_insensitive else 0)
-    return re.compile("".join(out), flags)
+    return _compile("".join(out), case_insensitive=case_insensitive)
 
 
 @functools.lru_cache(maxsize=512)
-def similar_regex(pattern: str) -> re.Pattern[str]:
-    """A compiled regex for a SQL `SIMILAR TO` pattern (matched against the whole value)."""
+def similar_regex(pattern: str) -> Any:
+    """A compiled RE2 regex for a SQL `SIMILAR TO` pattern (matched against the whole value)."""
     out: list[str] = []
     chars = iter(pattern)
-    in_bracket = False
+    in_bracket = in_class = False
     for char in chars:
         if char == "\\":
             out.append(re.escape(next(chars, "\\")))
         elif in_bracket:
-            out.append(char)
-            if char == "]":
+            # `[:alpha:]` inside a set is a POSIX class: its `]` does not close the set.
+            if char == ":" and out[-1] == "[":
+                in_class = True
+            elif char == "]" and out[-1] == ":" and in_class:
+                in_class = False
+            elif char == "]":
                 in_bracket = False
+            out.append(char)
         elif char == "[":
             in_bracket = True
             out.append(char)
@@ -81,33 +186,23 @@ def similar_regex(pattern: str) -> re.Pattern[str]:
             out.append(char)
         else:
             out.append(re.escape(char))
-    return _compile("".join(out), re.DOTALL)
-
-
-def posix_regex_or_error(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
-    """`posix_regex`, raising `re.error` (with its message) for an invalid pattern."""
-    compiled = posix_regex(pattern, case_insensitive)
-    if compiled is None:
-        _compile(pattern, re.IGNORECASE if case_insensitive else 0)  # raises re.error
-    assert compiled is not None
-    return compiled
+    return _compile("".join(out))
 
 
 @functools.lru_cache(maxsize=512)
-def posix_regex(pattern: str, case_insensitive: bool) -> re.Pattern[str] | None:
-    """A compiled regex for a POSIX pattern, or None when Python cannot compile it."""
-    try:
-        return _compile(pattern, re.IGNORECASE if case_insensitive else 0)
-    except re.error:
-        return None
+def posix_regex(pattern: str, case_insensitive: bool) -> Any:
+    """A compiled RE2 regex for a PostgreSQL POSIX pattern; raises `PatternError`."""
+    return _compile(posix_to_re2(pattern), case_insensitive=case_insensitive)
 
 
-def _compile(pattern: str, flags: int) -> re.Pattern[str]:
-    # Python warns (FutureWarning) about sets like `[[` whose meaning may change in a
-    # future Python; a user's filter is not the place to say so.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return re.compile(pattern, flags)
+PATTERN_COMPILERS: dict[str, Callable[[str], Any]] = {
+    "pg_like": lambda pattern: like_regex(pattern, False),
+    "pg_ilike": lambda pattern: like_regex(pattern, True),
+    "pg_similar": similar_regex,
+    "pg_regex": lambda pattern: posix_regex(pattern, False),
+    "pg_iregex": lambda pattern: posix_regex(pattern, True),
+}
+"""Registered pattern function → its compiler (which raises `PatternError`)."""
 
 
 def sql_like(value: str | None, pattern: str | None) -> int | None:
@@ -135,20 +230,14 @@ def sql_regex(value: str | None, pattern: str | None) -> int | None:
     """`value ~ pattern` (unanchored search)."""
     if value is None or pattern is None:
         return None
-    compiled = posix_regex(pattern, False)
-    if compiled is None:
-        raise ValueError(f"invalid regular expression: {pattern!r}")
-    return int(compiled.search(str(value)) is not None)
+    return int(posix_regex(pattern, False).search(str(value)) is not None)
 
 
 def sql_iregex(value: str | None, pattern: str | None) -> int | None:
     """`value ~* pattern`."""
     if value is None or pattern is None:
         return None
-    compiled = posix_regex(pattern, True)
-    if compiled is None:
-        raise ValueError(f"invalid regular expression: {pattern!r}")
-    return int(compiled.search(str(value)) is not None)
+    return int(posix_regex(pattern, True).search(str(value)) is not None)
 
 
 # --- jsonb ---------------------------------------------------------------------------------

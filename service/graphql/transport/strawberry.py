@@ -20,6 +20,12 @@ with a message that names the hook when a release moves it:
   parser token limit (`execution_context.validation_rules`, `parse_options`);
 - `EngineValidationCache`: validation results kept per parsed document by identity
   (Strawberry's `validate_document`, which adds its own rules to ours).
+- `UndeclaredVariables`: an extension that refuses variables the operation does not
+  declare, as Hasura does, once the document is validated (it reads
+  `execution_context.pre_execution_errors`, `graphql_document`, `operation_name` and
+  `variables`, and sets `pre_execution_errors`);
+- `ResponseBudgetScope`: an extension that opens each operation's response budget
+  (`sql.budget`) when no HTTP request opened one for a whole batch.
 """
 
 from __future__ import annotations
@@ -39,10 +45,15 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, vali
 from strawberry.types import ExecutionResult
 
 from service.graphql.catalog.metadata import ADMIN_ROLE
+from service.graphql.errors import validation_failed
 from service.graphql.execution.auth import ADMIN_SESSION
+from service.graphql.execution.batching import RowBatching
 from service.graphql.execution.context import RequestContext
+from service.graphql.execution.limits import undeclared_variables
+from service.graphql.execution.namespace import is_namespace
 from service.graphql.execution.resolvers import Completed, SharedResult
 from service.graphql.execution.transaction import MutationTransaction
+from service.graphql.sql.budget import budget_scope
 
 if TYPE_CHECKING:
     from service.graphql.execution.engine import GraphQLEngine
@@ -67,7 +78,12 @@ class EngineExecutor(StrawberryGraphQLCoreExecutionContext):
         path: Any,
         position_context: Any,
     ) -> Any:
-        if type(source) is SharedResult and source.error is None:
+        if (
+            type(source) is SharedResult
+            and source.error is None
+            # A namespace field passes the event down to the root field inside it.
+            and not is_namespace(parent_type.fields[field_details_list[0].node.name.value])
+        ):
             # A subscription event the live-query engine resolved once for a whole cohort:
             # the value is final. Skipping the field's argument coercion matters, as it
             # would otherwise run for every subscriber at every change.
@@ -274,14 +290,54 @@ class EngineValidationCache(SchemaExtension):
         yield
 
 
+class UndeclaredVariables(SchemaExtension):
+    """Refuse variables the operation does not declare (`unexpected variables in
+    variableValues: y`, validation-failed at `$`), as Hasura does.
+
+    Listed after `EngineValidationCache`, whose `on_validate` has set the document's validation
+    errors by then: a document that is invalid keeps its own error.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if not context.pre_execution_errors and context.graphql_document is not None:
+            names = undeclared_variables(
+                context.graphql_document, context.operation_name, context.variables
+            )
+            if names:
+                message = f"unexpected variables in variableValues: {', '.join(names)}"
+                context.pre_execution_errors = [validation_failed(message).to_graphql()]
+        yield
+
+
+class ResponseBudgetScope(SchemaExtension):
+    """Open the operation's response budget, unless its HTTP request opened one."""
+
+    def __init__(self, limit: int | None) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def on_operation(self) -> Iterator[None]:
+        with budget_scope(self.limit):
+            yield
+
+
 def engine_extensions(
-    rules: tuple[type[ASTValidationRule], ...], *, max_tokens: int, cache_size: int
+    rules: tuple[type[ASTValidationRule], ...],
+    *,
+    max_tokens: int,
+    cache_size: int,
+    max_response_nodes: int | None = None,
 ) -> list[Any]:
-    """Extension factories for a schema: limits, then the parser and validation caches."""
+    """Extension factories for a schema: limits, then the parser and validation caches,
+    then the check of variables (which needs the validation's outcome)."""
     validated = ValidatedDocuments(cache_size)
     return [
         lambda: EngineValidationRules(rules, max_tokens),
+        lambda: ResponseBudgetScope(max_response_nodes),
         lambda: ParserCache(maxsize=cache_size),
         lambda: EngineValidationCache(validated),
+        UndeclaredVariables,
         MutationTransaction,
+        RowBatching,
     ]

@@ -4,6 +4,8 @@ import { html } from 'htm/preact';
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import { fmtAbsolute } from '../lib/format.js';
+import { cssColor, theme } from '../lib/theme.js';
+import { useStore } from '../lib/store.js';
 
 /**
  * `x`: bucket starts (ms); `series`: [{ label, values, color, kind: 'bars' | 'line' }].
@@ -13,12 +15,16 @@ import { fmtAbsolute } from '../lib/format.js';
 export function TimeChart({ x, series, height = 220, format = (v) => String(v), name, bucketMs }) {
   const box = useRef(null);
   const plot = useRef(null);
+  const { theme: scheme } = useStore(theme);
 
   useEffect(() => {
     const element = box.current;
     if (!element) return undefined;
     // Bars stand in the middle of their bucket.
     const data = [x.map((t) => (t + (bucketMs || 0) / 2) / 1000), ...series.map((s) => s.values)];
+    // The canvas does not read CSS: take the theme's colours now (redrawn on a change).
+    const axisText = cssColor('--muted');
+    const gridLine = cssColor('--border-soft');
     const barWidth = bucketMs ? Math.max(0.45, Math.min(0.8, 1 - 6 / Math.max(1, element.clientWidth / x.length))) : 0.7;
     const options = {
       width: element.clientWidth || 600,
@@ -29,8 +35,8 @@ export function TimeChart({ x, series, height = 220, format = (v) => String(v), 
         // Room for the first and last bars.
         x: { time: true, range: (u, min, max) => [min - (bucketMs || 0) / 2000, max + (bucketMs || 0) / 2000] }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [
-        { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' } },
-        { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' }, values: (u, ticks) => ticks.map(format), size: 64 },
+        { stroke: axisText, grid: { stroke: gridLine }, ticks: { stroke: gridLine } },
+        { stroke: axisText, grid: { stroke: gridLine }, ticks: { stroke: gridLine }, values: (u, ticks) => ticks.map(format), size: 64 },
       ],
       series: [
         // Away from the plot the legend sums the bars over the whole range (a line's
@@ -62,7 +68,7 @@ export function TimeChart({ x, series, height = 220, format = (v) => String(v), 
       plot.current?.destroy();
       plot.current = null;
     };
-  }, [JSON.stringify([x, series.map((s) => [s.label, s.values, s.color, s.kind])]), height]);
+  }, [JSON.stringify([x, series.map((s) => [s.label, s.values, s.color, s.kind])]), height, scheme]);
 
   return html`<div class="chart" data-chart=${name}>
     <div ref=${box} class="chart-canvas"></div>

@@ -6,10 +6,11 @@ import { fmtClock, fmtNumber, toDate } from '../lib/format.js';
 
 export const LEVELS = ['debug', 'info', 'warn', 'error'];
 
-export function LogViewer({ logs, total, t0, eventNames, jobNames, job, onJob }) {
+/** `line`: a log line id to bring into view and mark (a link from a log search). */
+export function LogViewer({ logs, total, t0, eventNames, jobNames, job, line: target, onJob }) {
   const [levels, setLevels] = useState(new Set(LEVELS));
   const [text, setText] = useState('');
-  const [flash, setFlash] = useState(null);
+  const [flash, setFlash] = useState(target || null);
   const [open, setOpen] = useState(new Set());
   const list = useRef(null);
 
@@ -75,7 +76,7 @@ export function LogViewer({ logs, total, t0, eventNames, jobNames, job, onJob })
       ${shown.length === 0
         ? html`<div class="muted pad">${logs.length ? 'No line matches these filters.' : 'No log line was captured for this invocation.'}</div>`
         : shown.map(
-            (line) => html`<div class=${`log-line level-${line.level} ${flash === line.id ? 'flash' : ''}`} data-log=${line.id} data-level=${line.level}>
+            (line) => html`<div class=${`log-line level-${line.level} ${flash === line.id ? 'flash' : ''} ${target === line.id ? 'target' : ''}`} data-log=${line.id} data-level=${line.level}>
               <span class="log-time mono" title=${fmtClock(line.created_at)}>+${Math.max(0, toDate(line.created_at).getTime() - t0)} ms</span>
               <span class=${`log-level level-${line.level}`}>${line.level}</span>
               ${origin(line)}

@@ -117,7 +117,7 @@ export function RerunDialog({ ids, leftOut = 0, max = 0, onClose, onDone }) {
       </p>
       ${redacted.length
         ? html`<div class="notice warn" data-rerun-redacted=${redactedValues}>
-            <strong>Redacted values:</strong> ${redactedOwner(redacted.length, ready.length)} ${plural(redactedValues, 'value')} replaced by
+            <strong>Redacted values:</strong> ${redactedOwner(redacted.length, ready.length)} ${plural(redactedValues, 'value')} replaced by${' '}
             <code>"[redacted]"</code> when recorded: detectors and jobs will see that text, not the original values.
           </div>`
         : null}

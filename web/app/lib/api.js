@@ -78,9 +78,10 @@ export class Batch {
   }
 }
 
-/** `{_and: [...]}` of the filters given (falsy ones left out). */
+/** `{_and: [...]}` of the filters given (falsy ones left out); `{}` (all rows) for none. */
 export function and(...filters) {
   const parts = filters.filter(Boolean);
+  if (!parts.length) return {};
   return parts.length === 1 ? parts[0] : { _and: parts };
 }
 

@@ -30,20 +30,20 @@ export function toDate(value) {
   return value instanceof Date ? value : new Date(value);
 }
 
-/** "12 s ago", "5 min ago", "3 h ago", "2 d ago" (or "in …" for the future). */
+/**
+ * "just now", "12 s ago", "5 min ago", "3 h ago", "2 d ago". Never in the future: a row
+ * that arrived after the page's clock last ticked (or a server clock a little ahead)
+ * reads "just now", not "in 7 s".
+ */
 export function fmtRelative(value, now = Date.now()) {
   const date = toDate(value);
   if (!date) return '—';
-  const seconds = Math.round((now - date.getTime()) / 1000);
-  const future = seconds < 0;
-  const s = Math.abs(seconds);
-  let text;
+  const s = Math.round((now - date.getTime()) / 1000);
   if (s < 5) return 'just now';
-  if (s < 60) text = `${s} s`;
-  else if (s < 3600) text = `${Math.floor(s / 60)} min`;
-  else if (s < 86_400) text = `${Math.floor(s / 3600)} h`;
-  else text = `${Math.floor(s / 86_400)} d`;
-  return future ? `in ${text}` : `${text} ago`;
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86_400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86_400)} d ago`;
 }
 
 const dayTime = new Intl.DateTimeFormat('en-US', {
@@ -105,4 +105,11 @@ export function fmtValue(value) {
 
 export function plural(count, one, many = `${one}s`) {
   return `${fmtNumber(count)} ${count === 1 ? one : many}`;
+}
+
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether `text` is a uuid (what every recorded id is). */
+export function isUuid(text) {
+  return UUID_TEXT.test(String(text || ''));
 }

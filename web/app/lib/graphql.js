@@ -9,7 +9,9 @@
 import { createClient } from 'graphql-ws';
 import { createStore } from './store.js';
 
-export const GRAPHQL_PATH = '/v1/graphql';
+// Relative to the page's base: the API is where the page was served, under any prefix.
+export const GRAPHQL_PATH = new URL('v1/graphql', document.baseURI).pathname;
+const HEALTH_PATH = new URL('healthz', document.baseURI).pathname;
 const AUTH_KEY = 'event-detector.auth';
 const AUTH_CODES = new Set(['access-denied', 'invalid-headers', 'invalid-jwt']);
 
@@ -96,7 +98,7 @@ function httpDown(message) {
   if (!probe) {
     probe = setInterval(async () => {
       try {
-        if ((await fetch('/healthz', { cache: 'no-store' })).ok) httpOk();
+        if ((await fetch(HEALTH_PATH, { cache: 'no-store' })).ok) httpOk();
       } catch {
         // still unreachable
       }
@@ -152,11 +154,42 @@ function socketClient() {
     connectionParams: () => ({ headers: authHeaders() }),
     on: {
       connected: () => connection.set({ ws: 'open' }),
-      closed: () => connection.set({ ws: 'closed' }),
+      closed: () => {
+        clearTimeout(pongTimer);
+        connection.set({ ws: 'closed' });
+      },
+      // A socket whose network went away can stay "open" without a word: a ping left
+      // unanswered for PONG_TIMEOUT_MS means it is dead (graphql-ws's own recipe).
+      ping: (received) => {
+        if (received) return;
+        const client = socket;
+        clearTimeout(pongTimer);
+        pongTimer = setTimeout(() => client?.terminate(), PONG_TIMEOUT_MS);
+      },
+      pong: (received) => {
+        if (received) clearTimeout(pongTimer);
+      },
     },
   });
   return socket;
 }
+
+const PONG_TIMEOUT_MS = 5000;
+let pongTimer = null;
+
+// The browser knows first when the network is gone: say so at once, and stop trusting the
+// socket (it reconnects, retrying, when the network is back).
+addEventListener('offline', () => {
+  httpDown('the browser is offline');
+  socket?.terminate();
+});
+addEventListener('online', async () => {
+  try {
+    if ((await fetch(HEALTH_PATH, { cache: 'no-store' })).ok) httpOk();
+  } catch {
+    // not yet: the probe keeps asking
+  }
+});
 
 function resetSocket() {
   const old = socket;

@@ -113,3 +113,12 @@ export function useDebounced(value, delayMs = 300) {
   }, [value, delayMs]);
   return settled;
 }
+
+export const APP_NAME = 'Event Detector';
+
+/** Name the browser tab after the page (`text · Event Detector`), so tabs and bookmarks differ. */
+export function useTitle(text) {
+  useEffect(() => {
+    document.title = text ? `${text} · ${APP_NAME}` : APP_NAME;
+  }, [text]);
+}

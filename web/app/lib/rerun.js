@@ -6,7 +6,7 @@
 import { authHeaders } from './graphql.js';
 import { createStore } from './store.js';
 
-export const RERUN_PATH = '/v1/rerun';
+export const RERUN_PATH = new URL('v1/rerun', document.baseURI).pathname;
 
 export const RERUN_OFF = { status: 'off', enabled: false, max: 0, message: null };
 // status: 'off' (the server does not take this tab as admin) | 'loading' | 'ready' | 'error'

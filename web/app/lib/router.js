@@ -3,8 +3,21 @@
 import { html } from 'htm/preact';
 import { createStore, useStore } from './store.js';
 
+// Where the app is served (its <base href>, set by the server): '/', or '/prefix/' when
+// mounted under a prefix. Pages are named by their path under it ('/invocations').
+const BASE = new URL(document.baseURI).pathname;
+
+function appPath(pathname) {
+  return pathname.startsWith(BASE) ? `/${pathname.slice(BASE.length)}` : pathname;
+}
+
+/** The URL of a page path ('/invocations?q=x') or of any URL, under the app's base. */
+function locate(href) {
+  return new URL(href.startsWith('/') ? `.${href}` : href, document.baseURI);
+}
+
 function current() {
-  return { path: location.pathname, search: location.search };
+  return { path: appPath(location.pathname), search: location.search };
 }
 
 export const route = createStore(current());
@@ -13,7 +26,7 @@ addEventListener('popstate', () => route.set(current()));
 
 /** Go to `href` (path and query); `replace` keeps the history entry. */
 export function navigate(href, { replace = false } = {}) {
-  const url = new URL(href, location.href);
+  const url = locate(href);
   const target = url.pathname + url.search + url.hash;
   if (target === location.pathname + location.search + location.hash) return;
   if (replace) history.replaceState(null, '', target);
@@ -42,7 +55,7 @@ export function hrefWith(path, params) {
 /** Change some query parameters of the current page. */
 export function updateParams(patch, { replace = false } = {}) {
   const params = { ...Object.fromEntries(new URLSearchParams(location.search)), ...patch };
-  navigate(hrefWith(location.pathname, params), { replace });
+  navigate(hrefWith(current().path, params), { replace });
 }
 
 // The time range travels with every link between pages.
@@ -57,7 +70,7 @@ export function keptParams() {
 
 /** A link handled by the router (plain clicks), keeping the time range. */
 export function Link({ href, keep = true, children, ...rest }) {
-  const url = new URL(href, location.origin);
+  const url = locate(href);
   if (keep) {
     for (const [key, value] of Object.entries(keptParams())) {
       if (!url.searchParams.has(key)) url.searchParams.set(key, value);
@@ -69,7 +82,7 @@ export function Link({ href, keep = true, children, ...rest }) {
     if (event.defaultPrevented || event.button !== 0) return;
     if (event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
     event.preventDefault();
-    navigate(target);
+    navigate(url.href);
   };
   return html`<a ...${rest} href=${target} onClick=${onClick}>${children}</a>`;
 }

@@ -5,12 +5,17 @@
 //   corr:<id>              a correlation id (all time)
 //   user:<text>            user email containing text, or that role
 //   event:<name>           invocations where that event was detected
+//   log:<text>             invocations with a captured log line containing text
 //   <table>:<id>           the row with that primary key in the payload (orders:ord_123,
 //                          public.orders:42), old or new
-//   anything else          text in the correlation id, user, event id, error or payload
+//   anything else          text in the correlation id, user, event id, error, payload or
+//                          a log line
+// Log-line searches also list the matching lines themselves (`logSearchText`).
+//
+// Every filter composes with the search and with the others; all live in the URL.
 import { BAD_STATUSES, and, can } from './api.js';
+import { isUuid } from './format.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const PREFIXED = /^([A-Za-z_][\w.-]*):(.+)$/;
 
 export const STATUSES = ['completed', 'failed', 'timeout', 'rejected', 'running'];
@@ -32,8 +37,25 @@ export function readFilters(params) {
     detected: params.detected === '1',
     hideChildren: params.children === 'hide',
     errors: params.errors === '1',
+    minMs: /^\d+$/.test(params.min_ms || '') ? Number(params.min_ms) : null,
+    job: params.job || '',
+    errorType: params.error || '',
     q: (params.q || '').trim(),
   };
+}
+
+/** Whether any filter or the search is set. */
+export function anyFilter(filters) {
+  const { status, fn, table, op, detected, hideChildren, errors, minMs, job, errorType, q } = filters;
+  return Boolean(status.length || fn || table || op || detected || hideChildren || errors || minMs !== null || job || errorType || q);
+}
+
+/** The text to look for in log lines, or '' when the search `q` is not about text. */
+export function logSearchText(q) {
+  if (!q || isUuid(q)) return '';
+  const prefixed = q.match(PREFIXED);
+  if (!prefixed) return q;
+  return prefixed[1].toLowerCase() === 'log' ? prefixed[2].trim() : '';
 }
 
 /**
@@ -42,7 +64,7 @@ export function readFilters(params) {
  */
 export function parseSearch(q) {
   if (!q) return { where: null, allTime: false, description: '' };
-  if (UUID.test(q)) {
+  if (isUuid(q)) {
     return {
       where: { _or: [{ id: { _eq: q } }, { correlation_id: { _eq: q } }, { source_job_id: { _eq: q } }, { source_event_id: { _eq: q } }] },
       allTime: true,
@@ -66,6 +88,9 @@ export function parseSearch(q) {
     if (lower === 'event') {
       return { where: { event_executions: { event_name: { _eq: value }, detected: { _eq: true } } }, description: `event ${value} detected` };
     }
+    if (lower === 'log') {
+      return { where: { logs: { message: { _ilike: containing(value) } } }, description: `log lines containing “${value}”` };
+    }
     if (lower === 'fn' || lower === 'function') {
       return { where: { source_function: { _eq: value } }, description: `function ${value}` };
     }
@@ -88,12 +113,13 @@ export function parseSearch(q) {
     { source_user_email: { _ilike: pattern } },
     { source_event_id: { _ilike: pattern } },
     { error_message: { _ilike: pattern } },
+    { logs: { message: { _ilike: pattern } } },
   ];
   const payloads = can('invocations', 'source_event_payload');
   if (payloads) text.push({ source_event_payload: { _cast: { String: { _ilike: pattern } } } });
   return {
     where: { _or: text },
-    description: `“${q}” in correlation id, user, event id, error${payloads ? ' or payload' : ''}`,
+    description: `“${q}” in correlation id, user, event id, error, log lines${payloads ? ' or payload' : ''}`,
     warning: payloads ? null : 'Your role cannot read payloads: text inside payloads is not searched.',
   };
 }
@@ -110,6 +136,11 @@ export function invocationWhere(filters, within) {
     filters.detected ? { events_detected_count: { _gt: 0 } } : null,
     filters.hideChildren ? { source_job_id: { _is_null: true } } : null,
     filters.errors ? { status: { _in: BAD_STATUSES } } : null,
+    filters.minMs !== null ? { total_duration_ms: { _gte: filters.minMs } } : null,
+    // Job name and error type together mean one job: that job failed with that error.
+    filters.job || filters.errorType
+      ? { job_executions: and(filters.job ? { job_name: { _eq: filters.job } } : null, filters.errorType ? { error_type: { _eq: filters.errorType } } : null) }
+      : null,
     search.where,
   ) || {};
 }

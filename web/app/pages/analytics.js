@@ -4,7 +4,7 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { Batch, CHANGES, JOB_BAD_STATUSES, addPercentiles, and } from '../lib/api.js';
-import { useLive, useNow, useQuery } from '../lib/hooks.js';
+import { useLive, useNow, useQuery, useTitle } from '../lib/hooks.js';
 import { bucketsFor, createdWithin, useTimeRange } from '../lib/timerange.js';
 import { fmtDuration, fmtNumber, fmtPercent } from '../lib/format.js';
 import { Link, updateParams, hrefWith, keptParams } from '../lib/router.js';
@@ -144,6 +144,24 @@ async function fetchPercentileSeries(range, job, signal) {
   };
 }
 
+/**
+ * The counts the page shows, as one version (the names first, then each panel's figures),
+ * so the cards and tables agree after a live update. The duration chart, which counts
+ * nothing they show, loads on its own.
+ */
+async function fetchAnalytics(range, signal) {
+  const names = await fetchNames(range, signal);
+  const jobNames = names.jobs.map((j) => j.job_name).slice(0, MAX_NAMES);
+  const eventNames = names.events.map((e) => e.event_name).slice(0, MAX_NAMES);
+  const types = names.error_types.map((t) => t.error_type);
+  const [jobs, events, failures] = await Promise.all([
+    fetchJobStats(range, jobNames, signal),
+    fetchEventStats(range, eventNames, signal),
+    fetchFailures(range, types, signal),
+  ]);
+  return { names, jobs, events, failures };
+}
+
 function useSorted(rows, initial) {
   const [sort, setSort] = useState(initial);
   const [key, direction] = sort;
@@ -158,26 +176,27 @@ function useSorted(rows, initial) {
 }
 
 export function AnalyticsPage({ params }) {
+  useTitle('Analytics');
   const range = useTimeRange(params);
   const rangeKey = [range.from.toISOString(), range.to?.toISOString()];
   const changes = useLive(CHANGES, { where: createdWithin(range) });
   const opts = { version: changes.version, throttleMs: 10_000 };
-  const names = useQuery((signal) => fetchNames(range, signal), ['names', ...rangeKey], opts);
+  const job = params.job || '';
+  const analytics = useQuery((signal) => fetchAnalytics(range, signal), ['analytics', ...rangeKey], opts);
+  const series = useQuery((signal) => fetchPercentileSeries(range, job, signal), ['pseries', ...rangeKey, job], opts);
+  const names = { data: analytics.data?.names };
+  const jobs = { data: analytics.data?.jobs };
+  const events = { data: analytics.data?.events };
+  const failures = { data: analytics.data?.failures };
   const jobNames = (names.data?.jobs || []).map((j) => j.job_name);
   const eventNames = (names.data?.events || []).map((e) => e.event_name);
-  const types = (names.data?.error_types || []).map((t) => t.error_type);
-  const jobs = useQuery((signal) => fetchJobStats(range, jobNames.slice(0, MAX_NAMES), signal), ['jobs', ...rangeKey, jobNames], { ...opts, enabled: Boolean(names.data) });
-  const events = useQuery((signal) => fetchEventStats(range, eventNames.slice(0, MAX_NAMES), signal), ['events', ...rangeKey, eventNames], { ...opts, enabled: Boolean(names.data) });
-  const failures = useQuery((signal) => fetchFailures(range, types, signal), ['failures', ...rangeKey, types], { ...opts, enabled: Boolean(names.data) });
-  const job = params.job || '';
-  const series = useQuery((signal) => fetchPercentileSeries(range, job, signal), ['pseries', ...rangeKey, job], opts);
   const now = useNow(30_000);
   const jobTable = useSorted(jobs.data, ['runs', 'desc']);
   const eventTable = useSorted(events.data, ['checked', 'desc']);
 
   const totals = names.data;
   return html`<div class="page analytics">
-    <${ErrorBox} error=${names.error || jobs.error || events.error || failures.error || series.error} />
+    <${ErrorBox} error=${analytics.error || series.error} />
     <div class="kpis">
       ${totals
         ? html`<div class="kpi" data-kpi="jobs_run" data-value=${totals.job_totals.aggregate.count}><div class="kpi-label">Jobs run</div><div class="kpi-value">${fmtNumber(totals.job_totals.aggregate.count)}</div><div class="kpi-delta muted">${jobNames.length} distinct jobs</div></div>
@@ -200,7 +219,7 @@ export function AnalyticsPage({ params }) {
       <${Card} title="Jobs" actions=${jobNames.length > MAX_NAMES ? html`<span class="warn-text small">first ${MAX_NAMES} of ${jobNames.length} by name</span>` : null}>
         ${jobs.data
           ? jobs.data.length
-            ? html`<div class="table-scroll"><table class="table" data-table="jobs"><thead><tr>${jobTable.header('Job', 'name', '')}${jobTable.header('Runs', 'runs')}${jobTable.header('Failed', 'failed')}${jobTable.header('Failure rate', 'rate')}${jobTable.header('p50', 'p50')}${jobTable.header('p95', 'p95')}${jobTable.header('Max', 'max')}</tr></thead>
+            ? html`<div class="table-scroll"><table class="table sticky-first" data-table="jobs"><thead><tr>${jobTable.header('Job', 'name', '')}${jobTable.header('Runs', 'runs')}${jobTable.header('Failed', 'failed')}${jobTable.header('Failure rate', 'rate')}${jobTable.header('p50', 'p50')}${jobTable.header('p95', 'p95')}${jobTable.header('Max', 'max')}</tr></thead>
                 <tbody>${jobTable.sorted.map((j) => html`<tr data-job-name=${j.name} data-runs=${j.runs} data-failed=${j.failed} data-p50=${j.p50 ?? ''} data-p95=${j.p95 ?? ''}>
                   <td class="mono"><a href="#" onClick=${(e) => { e.preventDefault(); updateParams({ job: j.name }, { replace: true }); }} title="Show this job's percentiles over time">${j.name}</a></td>
                   <td class="num">${fmtNumber(j.runs)}</td><td class=${`num ${j.failed ? 'bad-text' : ''}`}>${fmtNumber(j.failed)}</td>
@@ -212,7 +231,7 @@ export function AnalyticsPage({ params }) {
       <${Card} title="Events" actions=${eventNames.length > MAX_NAMES ? html`<span class="warn-text small">first ${MAX_NAMES} of ${eventNames.length} by name</span>` : null}>
         ${events.data
           ? events.data.length
-            ? html`<div class="table-scroll"><table class="table" data-table="events"><thead><tr>${eventTable.header('Event', 'name', '')}${eventTable.header('Checked', 'checked')}${eventTable.header('Detected', 'detected')}${eventTable.header('Raised', 'failed')}${eventTable.header('Jobs failed', 'jobsFailed')}${eventTable.header('Avg detector', 'detection')}${eventTable.header('Avg handler', 'handler')}</tr></thead>
+            ? html`<div class="table-scroll"><table class="table sticky-first" data-table="events"><thead><tr>${eventTable.header('Event', 'name', '')}${eventTable.header('Checked', 'checked')}${eventTable.header('Detected', 'detected')}${eventTable.header('Raised', 'failed')}${eventTable.header('Jobs failed', 'jobsFailed')}${eventTable.header('Avg detector', 'detection')}${eventTable.header('Avg handler', 'handler')}</tr></thead>
                 <tbody>${eventTable.sorted.map((e) => html`<tr data-event-name=${e.name} data-checked=${e.checked} data-detected=${e.detected}>
                   <td class="mono"><${Link} href=${hrefWith('/invocations', { ...keptParams(), q: `event:${e.name}` })}>${e.name}</${Link}></td>
                   <td class="num">${fmtNumber(e.checked)}</td>
@@ -230,7 +249,9 @@ export function AnalyticsPage({ params }) {
           ? failures.data.length
             ? html`<ul class="failure-groups" data-failure-groups>${failures.data.map(
                 (g) => html`<li data-failure-group=${g.key} data-count=${g.count}>
-                  <div class="fg-head"><span class="fg-count">${fmtNumber(g.count)}</span><span class="mono strong">${g.label}</span>
+                  <div class="fg-head"><span class="fg-count">${fmtNumber(g.count)}</span>${g.kind === 'job' && g.key !== 'type:'
+                    ? html`<${Link} href=${hrefWith('/invocations', { ...keptParams(), error: g.label })} class="mono strong" title="The invocations with a job that failed this way">${g.label}</${Link}>`
+                    : html`<span class="mono strong">${g.label}</span>`}
                     <span class="fg-names">${g.names.map((n) => html`<span class="event-chip">${n}</span>`)}</span></div>
                   ${g.latest ? html`<div class="fg-latest"><span class="truncate">${g.latest.error_message || ''}</span> <${Link} href=${`/invocations/${g.latest.invocation_id}`} class="nowrap">latest, <${Time} value=${g.latest.created_at} now=${now} /></${Link}></div>` : null}
                 </li>`,
@@ -241,9 +262,9 @@ export function AnalyticsPage({ params }) {
       <${Card} title="Slowest jobs">
         ${totals
           ? totals.slowest.length
-            ? html`<table class="table" data-table="slowest"><thead><tr><th>Job</th><th>Function</th><th>Status</th><th class="num">Duration</th><th>When</th></tr></thead>
+            ? html`<div class="table-scroll"><table class="table sticky-first" data-table="slowest"><thead><tr><th>Job</th><th>Function</th><th>Status</th><th class="num">Duration</th><th>When</th></tr></thead>
                 <tbody>${totals.slowest.map((j) => html`<tr data-job=${j.id}><td class="mono"><${Link} href=${`/invocations/${j.invocation_id}?job=${j.id}`}>${j.job_name}</${Link}>${j.attempts > 1 ? html` <span class="chip small warn">×${j.attempts}</span>` : null}</td>
-                  <td>${j.invocation?.source_function || ''}</td><td><${StatusBadge} status=${j.status} /></td><td class="num strong">${fmtDuration(j.duration_ms)}</td><td class="nowrap"><${Time} value=${j.created_at} now=${now} /></td></tr>`)}</tbody></table>`
+                  <td>${j.invocation?.source_function || ''}</td><td><${StatusBadge} status=${j.status} /></td><td class="num strong">${fmtDuration(j.duration_ms)}</td><td class="nowrap"><${Time} value=${j.created_at} now=${now} /></td></tr>`)}</tbody></table></div>`
             : html`<${Empty} title="No job ran in this range" />`
           : html`<${Loading} />`}
       </${Card}>

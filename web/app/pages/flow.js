@@ -3,11 +3,12 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { Batch, can, readable } from '../lib/api.js';
-import { useLive, useNow, useQuery } from '../lib/hooks.js';
-import { fmtDuration, fmtNumber } from '../lib/format.js';
+import { useLive, useNow, useQuery, useTitle } from '../lib/hooks.js';
+import { fmtDuration, fmtNumber, isUuid } from '../lib/format.js';
 import { Link, updateParams } from '../lib/router.js';
-import { AbsTime, Empty, ErrorBox, Id, JsonBlock, Loading, OpBadge, StatusBadge } from '../components/ui.js';
+import { AbsTime, ErrorBox, EventStatusBadge, Id, JsonBlock, Loading, OpBadge, StatusBadge } from '../components/ui.js';
 import { FlowGraph } from '../components/graph.js';
+import { BadIdPage, MissingInvocationPage } from './invocation.js';
 
 export const FLOW_LIMIT = 60;
 
@@ -56,9 +57,15 @@ async function fetchJob(id, signal) {
 }
 
 export function FlowPage({ id, params }) {
+  if (!isUuid(id)) return html`<${BadIdPage} id=${id} />`;
+  return html`<${Flow} id=${id} params=${params} />`;
+}
+
+function Flow({ id, params }) {
   const live = useLive(VERSION, { id });
   const flow = useQuery((signal) => fetchFlow(id, signal), ['flow', id], { version: live.version });
   const data = flow.data;
+  useTitle(data ? `Flow · ${id.slice(0, 8)} · ${data.root.source_function}` : `Flow · ${id.slice(0, 8)}`);
   const running = data?.invocations.some((i) => i.status === 'running' || i.job_executions.some((j) => j.status === 'running'));
   const now = useNow(250, Boolean(running));
   const [filter, setFilter] = useState('');
@@ -67,7 +74,7 @@ export function FlowPage({ id, params }) {
 
   if (flow.error && !data) return html`<${ErrorBox} error=${flow.error} />`;
   if (!data && flow.loading) return html`<${Loading} />`;
-  if (!data) return html`<${Empty} title="No invocation with this id"><${Link} href="/invocations">Back to the list</${Link}></${Empty}>`;
+  if (!data) return html`<${MissingInvocationPage} id=${id} />`;
 
   const events = data.invocations.flatMap((i) => i.event_executions);
   const jobs = data.invocations.flatMap((i) => i.job_executions);
@@ -81,14 +88,14 @@ export function FlowPage({ id, params }) {
         ${data.root.correlation_id ? html`<span class="muted">correlation <${Id} value=${data.root.correlation_id} label="Copy correlation id" /></span>` : null}
       </div>
       <div class="row-actions">
-        <input type="search" class="input" placeholder="Highlight nodes…" value=${filter} onInput=${(e) => setFilter(e.target.value)} aria-label="Highlight nodes" />
+        <input type="search" class="input flow-filter" placeholder="Highlight nodes…" value=${filter} onInput=${(e) => setFilter(e.target.value)} aria-label="Highlight nodes" />
         <${Link} href=${`/invocations/${id}`} class="btn">Invocation details</${Link}>
       </div>
     </div>
     <div class="flow-body">
       <div class="flow-canvas card">
         <${FlowGraph} invocations=${data.invocations} focusId=${id} selected=${selected} onSelect=${select} now=${now} filter=${filter} />
-        <div class="flow-legend muted small"><i class="ln detected"></i>detected <i class="ln undetected"></i>not detected <i class="ln job"></i>job <i class="ln cascade"></i>triggered invocation <i class="ln rerun"></i>re-run · drag to pan, wheel to zoom</div>
+        <div class="flow-legend muted small"><i class="ln detected"></i>detected <i class="ln undetected"></i>not detected <i class="ln job"></i>job <i class="ln cascade"></i>triggered invocation <i class="ln rerun"></i>re-run · drag to pan, wheel or pinch to zoom</div>
       </div>
       <aside class="flow-side card" data-flow-details>
         <${Details} data=${data} selected=${selected} now=${now} onSelect=${select} />
@@ -125,7 +132,7 @@ function Details({ data, selected, now, onSelect }) {
     const event = invocations.flatMap((i) => i.event_executions).find((e) => e.id === id);
     if (!event) return null;
     return html`<div class="pad" data-detail="event">
-      <div class="detail-title"><span class="mono strong">${event.event_name}</span> <${StatusBadge} status=${event.status} /></div>
+      <div class="detail-title"><span class="mono strong">${event.event_name}</span> <${EventStatusBadge} event=${event} /></div>
       <dl class="meta compact">
         <div><dt>Detector</dt><dd>${fmtDuration(event.detection_duration_ms)}</dd></div>
         <div><dt>Handler</dt><dd>${fmtDuration(event.handler_duration_ms)}</dd></div>

@@ -4,10 +4,10 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { Batch, can, readable } from '../lib/api.js';
-import { useLive, useNow, useQuery } from '../lib/hooks.js';
-import { fmtDuration, fmtNumber, plural } from '../lib/format.js';
+import { useLive, useNow, useQuery, useTitle } from '../lib/hooks.js';
+import { fmtDuration, fmtNumber, isUuid, plural } from '../lib/format.js';
 import { Link, hrefWith, keptParams, navigate, updateParams } from '../lib/router.js';
-import { AbsTime, Card, Empty, ErrorBox, Id, JsonBlock, Loading, OpBadge, StatusBadge, Tabs, Time } from '../components/ui.js';
+import { AbsTime, Card, Empty, ErrorBox, ErrorPage, EventStatusBadge, Id, JsonBlock, Loading, OpBadge, StatusBadge, Tabs, Time } from '../components/ui.js';
 import { Waterfall } from '../components/timeline.js';
 import { RowDiff } from '../components/diff.js';
 import { LogViewer } from '../components/logs.js';
@@ -34,7 +34,7 @@ async function fetchInvocation(id, signal) {
     detection_duration_ms detection_error detection_error_stack handler_duration_ms handler_error
     handler_error_stack jobs_count jobs_succeeded jobs_failed`);
   const job = readable('job_executions', `id event_execution_id job_name job_function_name status created_at
-    updated_at started_at ended_at duration_ms attempts error_type error_message error_stack result job_options`);
+    updated_at started_at ended_at duration_ms attempts attempt_history error_type error_message error_stack result job_options`);
   const log = readable('job_logs', 'id created_at seq level message source line_number event_execution_id job_execution_id data');
   const batch = new Batch('Invocation');
   const ref = batch.variable('uuid!', id);
@@ -68,7 +68,28 @@ async function fetchReruns(id, signal) {
   return (await batch.run(signal)).reruns;
 }
 
+/** The page for an id that cannot be an invocation's (never sent to the API). */
+export function BadIdPage({ id }) {
+  return html`<${ErrorPage} kind="bad-id" title="Not an invocation id">
+    <code>${id}</code> is not an invocation id: invocation ids are UUIDs such as <code>5e18c712-0b1f-4c39-9d62-2f4f3c9e8a10</code>.
+    Search the list instead, by correlation id, user or text.
+  </${ErrorPage}>`;
+}
+
+/** The page for a well-formed id that the store does not hold. */
+export function MissingInvocationPage({ id }) {
+  return html`<${ErrorPage} kind="not-found" title="Invocation not found">
+    No invocation <code>${id}</code> is recorded. It may have been deleted by retention, or written by a process whose
+    records have not been flushed yet.
+  </${ErrorPage}>`;
+}
+
 export function InvocationPage({ id, params }) {
+  if (!isUuid(id)) return html`<${BadIdPage} id=${id} />`;
+  return html`<${InvocationDetail} id=${id} params=${params} />`;
+}
+
+function InvocationDetail({ id, params }) {
   const live = useLive(VERSION, { id });
   const detail = useQuery((signal) => fetchInvocation(id, signal), ['invocation', id], { version: live.version });
   const bodies = useQuery((signal) => fetchBodies(id, signal), ['bodies', id]);
@@ -78,10 +99,11 @@ export function InvocationPage({ id, params }) {
   const inv = detail.data;
   const running = inv?.status === 'running';
   const now = useNow(running ? 250 : 15_000);
+  useTitle(inv ? `Invocation ${id.slice(0, 8)} · ${inv.source_function}` : `Invocation ${id.slice(0, 8)}`);
 
   if (detail.error && !inv) return html`<${ErrorBox} error=${detail.error} />`;
   if (!inv && detail.loading) return html`<${Loading} />`;
-  if (!inv) return html`<${Empty} title="No invocation with this id">It may have been deleted by retention. <${Link} href="/invocations">Back to the list</${Link}></${Empty}>`;
+  if (!inv) return html`<${MissingInvocationPage} id=${id} />`;
 
   const payloadReadable = can('invocations', 'source_event_payload');
   const payload = bodies.data?.source_event_payload;
@@ -168,7 +190,7 @@ export function InvocationPage({ id, params }) {
       ${tab === 'jobs' ? html`<${EventsAndJobs} inv=${inv} /> ` : null}
       ${tab === 'logs'
         ? html`<${Card} title="Logs"><${LogViewer} logs=${inv.logs} total=${inv.logs_aggregate.aggregate.count} t0=${new Date(inv.created_at).getTime()}
-            eventNames=${eventNames} jobNames=${jobNames} job=${selectedJob} onJob=${(jobId) => updateParams({ job: jobId }, { replace: true })} /></${Card}>`
+            eventNames=${eventNames} jobNames=${jobNames} job=${selectedJob} line=${params.line || ''} onJob=${(jobId) => updateParams({ job: jobId }, { replace: true })} /></${Card}>`
         : null}
       ${tab === 'payload'
         ? html`<div class="grid-2">
@@ -207,8 +229,20 @@ function JobPanel({ job, logs, onLogs, onClose }) {
   </${Card}>`;
 }
 
+/** Each attempt of a retried job: when it ran, how it ended. */
+function AttemptList({ job }) {
+  const history = Array.isArray(job.attempt_history) ? job.attempt_history : [];
+  if (history.length < 2) return null;
+  return html`<div class="sub-title">Attempts</div>
+    <ol class="attempt-list" data-attempt-list=${history.length}>${history.map(
+      (a) => html`<li data-attempt=${a.attempt}><${StatusBadge} status=${a.status} /> <span class="muted">attempt ${a.attempt}, ${fmtDuration(a.duration_ms)}</span>
+        ${a.error_message ? html`<div class="mono small attempt-error">${a.error_type ? `${a.error_type}: ` : ''}${a.error_message}</div>` : null}</li>`,
+    )}</ol>`;
+}
+
 function JobBody({ job }) {
   return html`
+    <${AttemptList} job=${job} />
     ${job.error_message || job.error_type ? html`<div class="error-box"><strong>${job.error_type || 'Error'}</strong><div class="mono">${job.error_message || ''}</div>
       ${job.error_stack ? html`<details><summary>Stack</summary><pre class="stack">${job.error_stack}</pre></details>` : null}</div>` : null}
     ${job.result !== undefined && job.result !== null ? html`<div class="sub-title">Result</div><${JsonBlock} value=${job.result} maxHeight=${320} />` : null}
@@ -226,9 +260,10 @@ function EventsAndJobs({ inv }) {
   }
   const events = [...inv.event_executions].sort((a, b) => Number(b.detected) - Number(a.detected) || (a.status === 'not_detected') - (b.status === 'not_detected'));
   const undetected = events.filter((e) => e.status === 'not_detected');
+  const skipped = events.filter((e) => e.status === 'skipped');
   return html`<div class="events-list" data-events>
-    ${events.filter((e) => e.status !== 'not_detected').map(
-      (event) => html`<${Card} title=${html`<span class="mono">${event.event_name}</span> <${StatusBadge} status=${event.status} />`} class="event-card"
+    ${events.filter((e) => e.status !== 'not_detected' && e.status !== 'skipped').map(
+      (event) => html`<${Card} title=${html`<span class="mono">${event.event_name}</span> <${EventStatusBadge} event=${event} />`} class="event-card"
           actions=${html`<span class="muted small">detector ${fmtDuration(event.detection_duration_ms)}${event.detected ? ` · handler ${fmtDuration(event.handler_duration_ms)}` : ''} · ${event.jobs_count} job${event.jobs_count === 1 ? '' : 's'}</span>`}>
         <div data-event=${event.id}>
           ${event.detection_error ? html`<div class="error-box"><strong>Detector raised</strong><div class="mono">${event.detection_error}</div>${event.detection_error_stack ? html`<details><summary>Stack</summary><pre class="stack">${event.detection_error_stack}</pre></details>` : null}</div>` : null}
@@ -250,6 +285,12 @@ function EventsAndJobs({ inv }) {
             <thead><tr><th>Event</th><th class="num">Detector</th><th>Module</th></tr></thead>
             <tbody>${undetected.map((e) => html`<tr><td class="mono">${e.event_name}</td><td class="num">${fmtDuration(e.detection_duration_ms)}</td><td class="muted mono truncate">${e.event_module_path || ''}</td></tr>`)}</tbody>
           </table>
+        </${Card}>`
+      : null}
+    ${skipped.length
+      ? html`<${Card} title=${`${skipped.length} event${skipped.length === 1 ? '' : 's'} skipped`} class="event-card">
+          <p class="muted small">Their modules listen to other tables or operations: their detectors did not run.</p>
+          <div class="mono small" data-skipped>${skipped.map((e) => e.event_name).join(', ')}</div>
         </${Card}>`
       : null}
     ${!inv.event_executions.length ? html`<${Empty} title="No event module was checked" />` : null}

@@ -2,11 +2,11 @@
 // and recent failures. Everything reloads when the live query of the range changes.
 import { html } from 'htm/preact';
 import { Batch, BAD_STATUSES, CHANGES, addPercentiles, and } from '../lib/api.js';
-import { useLive, useNow, useQuery } from '../lib/hooks.js';
+import { useLive, useNow, useQuery, useTitle } from '../lib/hooks.js';
 import { bucketsFor, createdWithin, previousPeriod, useTimeRange } from '../lib/timerange.js';
 import { fmtDuration, fmtNumber, fmtPercent } from '../lib/format.js';
 import { Link } from '../lib/router.js';
-import { Card, Empty, ErrorBox, Kpi, Loading, OpBadge, StatusBadge, Time } from '../components/ui.js';
+import { Card, Empty, ErrorBox, JobCounts, Kpi, Loading, OpBadge, StatusBadge, Time } from '../components/ui.js';
 import { TimeChart } from '../components/chart.js';
 
 const RECENT_FIELDS = `id created_at status source_function source_operation source_table correlation_id
@@ -30,6 +30,7 @@ function readPeriod(data, alias) {
     timed: aggregate.timed,
     jobsRun: Number(aggregate.sum.total_jobs_run || 0),
     jobsFailed: Number(aggregate.sum.total_jobs_failed || 0),
+    finished,
     successRate: finished ? completed / finished : null,
   };
 }
@@ -145,48 +146,72 @@ const relative = (value, previous) => {
 };
 const points = (value, previous) => `${value - previous > 0 ? '+' : ''}${((value - previous) * 100).toFixed(1)} pp`;
 
+const ATTEMPTS = 3;
+
+/**
+ * Everything the overview shows, loaded as one version: the KPI cards, the chart and the
+ * lists change together after a live update, never one before the other. Separate
+ * requests can still see different commits (a row written between two of them), so the
+ * chart must add up to the invocations card; when it does not, all is loaded again.
+ */
+export async function fetchOverview(range, signal) {
+  let last;
+  for (let attempt = 1; attempt <= ATTEMPTS; attempt += 1) {
+    const [kpis, lists, series] = await Promise.all([fetchKpis(range, signal), fetchLists(range, signal), fetchSeries(range, signal)]);
+    last = { kpis, lists, series };
+    if (series.total.reduce((sum, n) => sum + n, 0) === kpis.cur.count) return last;
+  }
+  return last; // still moving after three tries: show the last, the next update follows
+}
+
 export function OverviewPage({ params }) {
+  useTitle('Overview');
   const range = useTimeRange(params);
   const rangeKey = [range.from.toISOString(), range.to?.toISOString()];
   const changes = useLive(CHANGES, { where: createdWithin(range) });
-  const kpis = useQuery((signal) => fetchKpis(range, signal), ['kpis', ...rangeKey], { version: changes.version });
-  const lists = useQuery((signal) => fetchLists(range, signal), ['lists', ...rangeKey], { version: changes.version });
-  const series = useQuery((signal) => fetchSeries(range, signal), ['series', ...rangeKey], { version: changes.version, throttleMs: 5000 });
+  const overview = useQuery((signal) => fetchOverview(range, signal), ['overview', ...rangeKey], { version: changes.version, throttleMs: 2000 });
   const now = useNow(15_000);
 
-  const k = kpis.data;
+  const k = overview.data?.kpis;
+  const lists = overview.data?.lists;
+  const series = overview.data?.series;
   return html`<div class="page overview">
-    <${ErrorBox} error=${kpis.error || lists.error || series.error} />
+    <${ErrorBox} error=${overview.error} />
     <div class="kpis">
       ${k
         ? html`
-          <${Kpi} name="invocations" label="Invocations" value=${k.cur.count} display=${fmtNumber(k.cur.count)} previous=${k.prev.count} deltaDisplay=${relative} better="none" hint="Invocations received in the range" />
-          <${Kpi} name="success_rate" label="Success rate" value=${k.cur.successRate} display=${fmtPercent(k.cur.successRate)} previous=${k.prev.successRate} deltaDisplay=${points} better="up" hint="Completed invocations among those that finished (running ones left out)" />
-          <${Kpi} name="p50" label="p50 duration" value=${k.cur.p50} display=${fmtDuration(k.cur.p50)} previous=${k.prev.p50} deltaDisplay=${relative} better="down" hint="Median invocation duration (continuous percentile)" />
-          <${Kpi} name="p95" label="p95 duration" value=${k.cur.p95} display=${fmtDuration(k.cur.p95)} previous=${k.prev.p95} deltaDisplay=${relative} better="down" hint="95th percentile of invocation durations (continuous)" />
-          <${Kpi} name="failed_jobs" label="Failed jobs" value=${k.cur.jobsFailed} display=${fmtNumber(k.cur.jobsFailed)} previous=${k.prev.jobsFailed} deltaDisplay=${relative} better="down" hint=${`Jobs that did not complete, of ${fmtNumber(k.cur.jobsRun)} run`} />`
+          <${Kpi} name="invocations" label="Invocations" value=${k.cur.count} display=${fmtNumber(k.cur.count)} previous=${k.prev.count} previousDisplay=${fmtNumber}
+            deltaDisplay=${relative} better="none" samples=${[k.cur.count, k.prev.count]} hint="Invocations received in the range" />
+          <${Kpi} name="success_rate" label="Success rate" value=${k.cur.successRate} display=${fmtPercent(k.cur.successRate)} previous=${k.prev.successRate} previousDisplay=${fmtPercent}
+            deltaDisplay=${points} better="up" samples=${[k.cur.finished, k.prev.finished]} noun="finished invocations" hint="Completed invocations among those that finished (running ones left out)" />
+          <${Kpi} name="p50" label="p50 duration" value=${k.cur.p50} display=${fmtDuration(k.cur.p50)} previous=${k.prev.p50} previousDisplay=${fmtDuration}
+            deltaDisplay=${relative} better="down" samples=${[k.cur.timed, k.prev.timed]} noun="timed invocations" hint="Median invocation duration (continuous percentile)" />
+          <${Kpi} name="p95" label="p95 duration" value=${k.cur.p95} display=${fmtDuration(k.cur.p95)} previous=${k.prev.p95} previousDisplay=${fmtDuration}
+            deltaDisplay=${relative} better="down" samples=${[k.cur.timed, k.prev.timed]} noun="timed invocations" hint="95th percentile of invocation durations (continuous)" />
+          <${Kpi} name="failed_jobs" label="Failed jobs" value=${k.cur.jobsFailed} display=${fmtNumber(k.cur.jobsFailed)} previous=${k.prev.jobsFailed} previousDisplay=${fmtNumber}
+            deltaDisplay=${relative} better="down" samples=${[k.cur.jobsRun, k.prev.jobsRun]} noun="jobs run" hint=${`Jobs that did not complete, of ${fmtNumber(k.cur.jobsRun)} run`} />`
         : html`<${Loading} />`}
     </div>
     <${Card} title="Invocations over time" actions=${html`<span class="legend"><i class="sw ok"></i>total <i class="sw bad"></i>failed, timed out or rejected</span>`}>
-      ${series.data
-        ? series.data.total.some((v) => v > 0)
-          ? html`<${TimeChart} name="invocations" x=${series.data.x} bucketMs=${series.data.size} series=${[
-              { label: 'Total', values: series.data.total, color: '#86c79b' },
-              { label: 'Failed', values: series.data.failed, color: '#e5484d' },
+      ${series
+        ? series.total.some((v) => v > 0)
+          ? html`<${TimeChart} name="invocations" x=${series.x} bucketMs=${series.size} series=${[
+              { label: 'Total', values: series.total, color: '#86c79b' },
+              { label: 'Failed', values: series.failed, color: '#e5484d' },
             ]} format=${(v) => fmtNumber(Math.round(v))} />`
           : html`<${Empty} title="No invocations in this range">Pick a longer range, or send Hasura events to the webhook.</${Empty}>`
         : html`<${Loading} />`}
     </${Card}>
     <div class="grid-2-1">
       <${Card} title="Recent invocations" actions=${html`<${Link} href="/invocations">All invocations →</${Link}>`}>
-        ${lists.data ? html`<${RecentTable} rows=${lists.data.recent} now=${now} />` : html`<${Loading} />`}
+        ${lists ? html`<${RecentTable} rows=${lists.recent} now=${now} />` : html`<${Loading} />`}
       </${Card}>
       <${Card} title="Recent failures" actions=${html`<${Link} href="/invocations?errors=1">All failures →</${Link}>`}>
-        ${lists.data
-          ? lists.data.failures.length
-            ? html`<ul class="failure-list">${lists.data.failures.map(
+        ${lists
+          ? lists.failures.length
+            ? html`<ul class="failure-list">${lists.failures.map(
                 (f) => html`<li data-invocation=${f.id}>
-                  <div class="failure-head"><${StatusBadge} status=${f.status} /> <${Link} href=${`/invocations/${f.id}`} class="strong">${f.source_function}</${Link}> <span class="muted"><${Time} value=${f.created_at} now=${now} /></span></div>
+                  <div class="failure-head"><${StatusBadge} status=${f.status} /> <${Link} href=${`/invocations/${f.id}`} class="strong truncate">${f.source_function}</${Link}> <span class="muted nowrap"><${Time} value=${f.created_at} now=${now} /></span></div>
                   <div class="failure-msg">${f.error_message || (f.total_jobs_failed ? `${f.total_jobs_failed} job${f.total_jobs_failed === 1 ? '' : 's'} did not complete` : 'no error message')}</div>
                 </li>`,
               )}</ul>`
@@ -199,17 +224,17 @@ export function OverviewPage({ params }) {
 
 function RecentTable({ rows, now }) {
   if (!rows.length) return html`<${Empty} title="No invocations in this range" />`;
-  return html`<div class="table-scroll"><table class="table" data-table="recent">
+  return html`<div class="table-scroll"><table class="table cards" data-table="recent">
     <thead><tr><th>When</th><th>Function</th><th>Status</th><th class="num">Duration</th><th class="num">Events</th><th class="num">Jobs</th><th>User</th></tr></thead>
     <tbody>${rows.map(
       (row) => html`<tr data-invocation=${row.id}>
-        <td class="nowrap"><${Time} value=${row.created_at} now=${now} /></td>
-        <td class="nowrap"><${Link} href=${`/invocations/${row.id}`} class="strong">${row.source_function}</${Link}> <${OpBadge} op=${row.source_operation} />${row.source_job_id ? html` <span class="chip small" title="Triggered by a job of another invocation">child</span>` : null}</td>
-        <td><${StatusBadge} status=${row.status} /></td>
-        <td class="num">${fmtDuration(row.total_duration_ms)}</td>
-        <td class="num">${row.events_detected_count}</td>
-        <td class="num">${row.total_jobs_run}${row.total_jobs_failed ? html` <span class="bad-text">(${row.total_jobs_failed} failed)</span>` : null}</td>
-        <td class="truncate">${row.source_user_email || html`<span class="muted">${row.source_user_role || 'system'}</span>`}</td>
+        <td class="nowrap c-when"><${Time} value=${row.created_at} now=${now} /></td>
+        <td class="nowrap c-main"><${Link} href=${`/invocations/${row.id}`} class="strong">${row.source_function}</${Link}> <${OpBadge} op=${row.source_operation} />${row.source_job_id ? html` <span class="chip small" title="Triggered by a job of another invocation">child</span>` : null}</td>
+        <td class="c-status"><${StatusBadge} status=${row.status} /></td>
+        <td class="num c-duration">${fmtDuration(row.total_duration_ms)}</td>
+        <td class="num c-events" data-label="events">${row.events_detected_count}</td>
+        <td class="num c-jobs" data-prefix="jobs"><${JobCounts} run=${row.total_jobs_run} failed=${row.total_jobs_failed} /></td>
+        <td class="truncate c-user">${row.source_user_email || html`<span class="muted">${row.source_user_role || 'system'}</span>`}</td>
       </tr>`,
     )}</tbody>
   </table></div>`;

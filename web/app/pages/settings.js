@@ -5,9 +5,21 @@ import { useState } from 'preact/hooks';
 import { auth, connection, setAuth, GRAPHQL_PATH } from '../lib/graphql.js';
 import { can, capabilities } from '../lib/api.js';
 import { useStore } from '../lib/store.js';
+import { useTitle } from '../lib/hooks.js';
+import { THEME_MODES, setThemeMode, theme } from '../lib/theme.js';
 import { Card } from '../components/ui.js';
 
+/** Who the API takes this tab for, from what it sent and the schema it got back. */
+function credentialsLabel(current, caps) {
+  const sent = current.adminSecret ? `admin secret set${current.role ? `, role ${current.role}` : ''}` : current.role ? `role ${current.role}, no secret` : 'none sent';
+  if (caps.status !== 'ready') return `${sent}; waiting for the API`;
+  if (caps.admin) return current.adminSecret ? `${sent}: the API answers as admin` : `${sent}: the API answers as admin (it has no admin secret configured)`;
+  return `${sent}: the API answers with a restricted role`;
+}
+
 export function SettingsPage() {
+  useTitle('Settings');
+  const appearance = useStore(theme);
   const current = useStore(auth);
   const conn = useStore(connection);
   const caps = useStore(capabilities);
@@ -47,9 +59,18 @@ export function SettingsPage() {
           <div><dt>HTTP</dt><dd>${conn.http === 'ok' ? 'reachable' : conn.http === 'down' ? html`<span class="bad-text">${conn.httpError}</span>` : 'not asked yet'}</dd></div>
           <div><dt>WebSocket</dt><dd>${conn.ws}</dd></div>
           <div><dt>Live updates</dt><dd>${conn.live === 'push' ? 'pushed by live queries' : conn.live === 'poll' ? 'polled every second (the server answers subscriptions once)' : 'starting'}</dd></div>
-          <div><dt>Credentials</dt><dd>${current.adminSecret ? `admin secret set${current.role ? `, role ${current.role}` : ''}` : 'none (unauthorized role)'}</dd></div>
+          <div><dt>Credentials</dt><dd data-credentials=${caps.admin ? 'admin' : 'restricted'}>${credentialsLabel(current, caps)}</dd></div>
           <div><dt>Hidden fields</dt><dd>${hidden.length ? hidden.join(', ') : caps.status === 'ready' ? 'none' : '—'}</dd></div>
         </dl>
+      </${Card}>
+      <${Card} title="Appearance">
+        <div class="form" role="radiogroup" aria-label="Theme">
+          ${THEME_MODES.map(
+            (mode) => html`<label class="check"><input type="radio" name="theme" value=${mode} checked=${appearance.mode === mode} onChange=${() => setThemeMode(mode)} data-theme-mode=${mode} />
+              ${mode === 'system' ? `Follow the system (now ${appearance.theme})` : mode === 'light' ? 'Light' : 'Dark'}</label>`,
+          )}
+          <p class="muted small">Kept in this browser (localStorage), like the folded sidebar; credentials never are.</p>
+        </div>
       </${Card}>
     </div>
   </div>`;
