@@ -133,7 +133,9 @@ def test_renamed_fields_are_renamed_back_not_aliased(
     _, customized = servers
     query = "query ($id: uuid!) { invocations_by_pk(id: $id) { created_at detail: status } }"
     [operation] = adapted(names(customized, ADMIN), [(query, {})])
-    assert "obsInvocationsByPk(id: $id) {\n      createdAt\n      detail: status" in operation["query"]
+    assert (
+        "obsInvocationsByPk(id: $id) {\n      createdAt\n      detail: status" in operation["query"]
+    )
 
 
 def test_adapted_variables_use_the_served_names(
@@ -195,3 +197,19 @@ def test_the_map_is_the_callers_and_needs_credentials(
     }
     refused = names(customized, {})
     assert refused["errors"][0]["extensions"]["code"] == "access-denied"
+
+
+def test_the_map_is_compressed_for_clients_that_accept_it(
+    servers: tuple[RunningServer, RunningServer],
+) -> None:
+    default, _ = servers
+    plain = default.client.get(
+        "/v1/graphql/names", headers={**ADMIN, "accept-encoding": "identity"}
+    )
+    compressed = default.client.get(
+        "/v1/graphql/names", headers={**ADMIN, "accept-encoding": "gzip"}
+    )
+    assert "content-encoding" not in plain.headers
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert compressed.json() == plain.json()
+    assert compressed.num_bytes_downloaded * 5 < plain.num_bytes_downloaded
