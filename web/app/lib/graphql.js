@@ -173,11 +173,21 @@ export async function request(query, variables = {}, { signal } = {}) {
 
 let socket = null;
 
+// graphql-ws may send on a socket that has begun to close (a subscription starting as the
+// credentials change and the old client is disposed), which the browser reports as an
+// error. What a closing socket cannot carry is dropped: the close reaches every sink.
+class ClosingAwareWebSocket extends WebSocket {
+  send(data) {
+    if (this.readyState === WebSocket.OPEN) super.send(data);
+  }
+}
+
 function socketClient() {
   if (socket) return socket;
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   socket = createClient({
     url: `${scheme}://${location.host}${GRAPHQL_PATH}`,
+    webSocketImpl: ClosingAwareWebSocket,
     lazy: true,
     keepAlive: 10_000,
     retryAttempts: Infinity,
