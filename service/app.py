@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from detector import Plugin
@@ -307,8 +308,11 @@ class GraphQLAPI:
         for path in GRAPHQL_PATHS:
             routes.append(Route(path, self.view))
             routes.append(WebSocketRoute(path, self.view))
-        # The names this role's schema serves (customization), for clients that adapt.
-        routes.append(Route(f"{GRAPHQL_PATHS[0]}/names", self.view.names, methods=["GET"]))
+        # The names this role's schema serves (customization), for clients that adapt:
+        # the web console asks before its first query, and the map is ~100 KB of JSON
+        # that gzip makes ~8 KB.
+        names = GZipMiddleware(request_response(self.view.names))
+        routes.append(Route(f"{GRAPHQL_PATHS[0]}/names", names, methods=["GET"]))
         return routes
 
     @contextlib.asynccontextmanager

@@ -919,7 +919,7 @@ def test_every_module_and_library_is_served_with_a_javascript_type(server: Runni
     assert server.client.get("/invocations/", headers=html).status_code == 307
     assert server.client.put("/healthz", headers=html).status_code == 405
     # Only the packages the client imports are served; nothing above them.
-    assert server.client.get("/vendor/graphql/package.json").status_code == 404
+    assert server.client.get("/vendor/.package-lock.json").status_code == 404
     assert server.client.get("/vendor/preact/../../package.json").status_code == 404
     assert server.client.get("/app/../../pyproject.toml").status_code == 404
     # The API and health routes are untouched.

@@ -1,23 +1,26 @@
-// What this caller may read (from introspection), and helpers to build batched queries:
-// many aliased root fields in one request, every value passed as a variable.
+// What this caller may read (from the names the server announces), and helpers to build
+// batched queries: many aliased root fields in one request, every value passed as a variable.
 import { createStore } from './store.js';
-import { request } from './graphql.js';
+import { auth, request, serverNames } from './graphql.js';
 
 const TYPES = ['invocations', 'event_executions', 'job_executions', 'job_logs', 'plugin_instances'];
 
-// { status: 'loading' | 'ready' | 'error', fields: {type: Set}, roots: Set, error }
+// { status: 'loading' | 'ready' | 'error', fields: {type: Set}, roots: Set, error }, in
+// Hasura's default names whatever names the server serves.
 // `admin`: the schema this tab gets has mutations, which only the admin role has.
 export const capabilities = createStore({ status: 'loading', fields: {}, roots: new Set(), admin: false, error: null });
 
 export async function loadCapabilities() {
-  const aliases = TYPES.map((type) => `${type}: __type(name: "${type}") { fields { name } }`).join('\n');
+  const version = auth.get().version;
   try {
-    const data = await request(`query Capabilities { __schema { queryType { fields { name } } mutationType { name } } ${aliases} }`);
+    const adapter = await serverNames();
+    if (auth.get().version !== version) return; // credentials changed meanwhile
     const fields = {};
-    for (const type of TYPES) fields[type] = new Set((data[type]?.fields || []).map((f) => f.name));
-    const roots = new Set(data.__schema.queryType.fields.map((f) => f.name));
-    capabilities.set({ status: 'ready', fields, roots, admin: Boolean(data.__schema.mutationType), error: null });
+    for (const type of TYPES) fields[type] = new Set(adapter.readable(type));
+    const roots = new Set(adapter.readable(adapter.queryRoot));
+    capabilities.set({ status: 'ready', fields, roots, admin: adapter.mutationRoot !== null, error: null });
   } catch (error) {
+    if (auth.get().version !== version) return;
     capabilities.set({ status: 'error', fields: {}, roots: new Set(), admin: false, error });
   }
 }

@@ -2,18 +2,27 @@
 // (graphql-transport-ws) for live updates, with a polling fallback when the server does
 // not keep subscriptions open or the socket is down.
 //
+// Operations are written in Hasura's default names. The server announces the names it
+// serves (a deployment may customize them as Hasura does); every operation goes out in
+// those, and every answer comes back in the shape it was written for (./names.js).
+//
 // Nothing secret is built into the page: by default no credential is sent, and the API
 // answers with its unauthorized role (or asks for one). A user who has the admin secret
 // types it on the Settings page; it lives in sessionStorage (this tab only) and is sent as
 // `x-hasura-admin-secret`, like any Hasura client does.
 import { createClient } from 'graphql-ws';
+import { createAdapter } from './names.js';
 import { createStore } from './store.js';
 
 // Relative to the page's base: the API is where the page was served, under any prefix.
 export const GRAPHQL_PATH = new URL('v1/graphql', document.baseURI).pathname;
+const NAMES_PATH = new URL('v1/graphql/names', document.baseURI).pathname;
 const HEALTH_PATH = new URL('healthz', document.baseURI).pathname;
 const AUTH_KEY = 'event-detector.auth';
 const AUTH_CODES = new Set(['access-denied', 'invalid-headers', 'invalid-jwt']);
+
+// The names adapter for this tab's credentials (a promise; see serverNames), or null.
+let names = null;
 
 export class GraphQLRequestError extends Error {
   constructor(errors) {
@@ -50,6 +59,7 @@ export function setAuth({ adminSecret, role }) {
   if (next.adminSecret || next.role) sessionStorage.setItem(AUTH_KEY, JSON.stringify(next));
   else sessionStorage.removeItem(AUTH_KEY);
   auth.set({ ...next, version: auth.get().version + 1 });
+  names = null; // each role has its own map: asked again with the new credentials
   resetSocket();
   connection.set({ authError: null, live: 'unknown' });
   liveSupport = 'unknown';
@@ -108,22 +118,19 @@ function httpDown(message) {
 
 // -- HTTP ---------------------------------------------------------------------------------
 
-export async function request(query, variables = {}, { signal } = {}) {
+/** The JSON body of the API's answer to `fetch(path, init)`; throws NetworkError or
+ * GraphQLRequestError (Hasura's `errors`) as the request fails. */
+async function call(path, init) {
   let response;
   try {
-    response = await fetch(GRAPHQL_PATH, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...authHeaders() },
-      body: JSON.stringify({ query, variables }),
-      signal,
-    });
+    response = await fetch(path, { ...init, headers: { ...init.headers, ...authHeaders() } });
   } catch (error) {
     if (error.name === 'AbortError') throw error;
-    httpDown(`cannot reach ${GRAPHQL_PATH} (${error.message})`);
+    httpDown(`cannot reach ${path} (${error.message})`);
     throw new NetworkError(`The API is unreachable: ${error.message}`);
   }
   if (!response.ok) {
-    const message = `${GRAPHQL_PATH} answered HTTP ${response.status}`;
+    const message = `${path} answered HTTP ${response.status}`;
     httpDown(message);
     throw new NetworkError(message);
   }
@@ -134,18 +141,53 @@ export async function request(query, variables = {}, { signal } = {}) {
     if (AUTH_CODES.has(error.code)) connection.set({ authError: error.message });
     throw error;
   }
-  return body.data;
+  return body;
+}
+
+/** The names the server serves to this tab's credentials, as an adapter (./names.js):
+ * asked once per credentials, and again after a failure. */
+export function serverNames() {
+  if (!names) {
+    const loading = call(NAMES_PATH, { cache: 'no-store' }).then(createAdapter);
+    names = loading;
+    loading.catch(() => {
+      if (names === loading) names = null;
+    });
+  }
+  return names;
+}
+
+/** Run `query` (written in the default names); returns its `data`, in those names. */
+export async function request(query, variables = {}, { signal } = {}) {
+  const adapted = (await serverNames()).operation(query, variables);
+  const body = await call(GRAPHQL_PATH, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query: adapted.query, variables: adapted.variables }),
+    signal,
+  });
+  return adapted.data(body.data);
 }
 
 // -- WebSocket -------------------------------------------------------------------------
 
 let socket = null;
 
+// graphql-ws may send on a socket that has begun to close (a subscription starting as the
+// credentials change and the old client is disposed), which the browser reports as an
+// error. What a closing socket cannot carry is dropped: the close reaches every sink.
+class ClosingAwareWebSocket extends WebSocket {
+  send(data) {
+    if (this.readyState === WebSocket.OPEN) super.send(data);
+  }
+}
+
 function socketClient() {
   if (socket) return socket;
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   socket = createClient({
     url: `${scheme}://${location.host}${GRAPHQL_PATH}`,
+    webSocketImpl: ClosingAwareWebSocket,
     lazy: true,
     keepAlive: 10_000,
     retryAttempts: Infinity,
@@ -259,12 +301,16 @@ export function watch(operation, variables, onData, { pollMs = 1000, onError } =
     poll();
   };
 
-  if (liveSupport === 'poll' || typeof WebSocket === 'undefined') {
-    startPolling();
-  } else {
+  const subscribe = (adapter) => {
+    if (stopped) return;
+    if (liveSupport === 'poll') {
+      startPolling();
+      return;
+    }
     let first = true;
+    const adapted = adapter.operation(operation, variables);
     dispose = socketClient().subscribe(
-      { query: operation, variables },
+      { query: adapted.query, variables: adapted.variables },
       {
         next: (result) => {
           if (result.errors?.length) {
@@ -281,7 +327,7 @@ export function watch(operation, variables, onData, { pollMs = 1000, onError } =
               }
             }, 1500);
           }
-          deliver(result.data);
+          deliver(adapted.data(result.data));
         },
         error: (error) => {
           if (stopped) return;
@@ -300,6 +346,13 @@ export function watch(operation, variables, onData, { pollMs = 1000, onError } =
         },
       },
     );
+  };
+
+  if (liveSupport === 'poll' || typeof WebSocket === 'undefined') {
+    startPolling();
+  } else {
+    // Polling asks for the names again as long as the server cannot tell them.
+    serverNames().then(subscribe, () => !stopped && startPolling());
   }
   return () => {
     stopped = true;
