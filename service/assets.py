@@ -44,7 +44,8 @@ GRAPHIQL_FILES = {
 }
 GRAPHIQL_LICENSES = ("react/LICENSE", "react-dom/LICENSE", "graphiql/LICENSE")
 
-_SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store")
+# TypeScript declarations serve no browser (graphql's alone are ~1 MB).
+_SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store", "*.d.ts")
 
 
 class AssetsMissing(FileNotFoundError):
