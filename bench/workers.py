@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,52 @@ def _serve(url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     return process, base
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """Every process: pid → (parent pid, command name, CPU seconds used so far)."""
+    table: dict[int, tuple[int, str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # After the name: state, ppid, …; utime and stime are fields 14 and 15 of stat.
+        table[int(entry.name)] = (
+            int(fields[1]),
+            name,
+            (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+        )
+    return table
+
+
+def _cpu_split(service_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the service (its process and every descendant) and by
+    PostgreSQL (every process named `postgres`: the bench's server is the only one)."""
+    table = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    service, stack = 0.0, [service_pid]
+    while stack:
+        pid = stack.pop()
+        if pid in table:
+            service += table[pid][2]
+        stack.extend(children.get(pid, ()))
+    postgres = sum(cpu for _, name, cpu in table.values() if name == "postgres")
+    return {"service": service, "postgres": postgres}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _wrk(base: str, script: Path, seconds: float) -> tuple[float, int, int]:
     """Requests per second, requests made and answers that were errors."""
     finished = subprocess.run(
@@ -128,8 +175,10 @@ def _measure(
     scripts: dict[str, Path],
     seconds: float,
     loads: list[float],
+    cpu: dict[tuple[str, int], dict[str, float]],
 ) -> dict[tuple[str, int], tuple[float, int, int]]:
-    """wrk's figures for each operation against `serve --workers <workers>`."""
+    """wrk's figures for each operation against `serve --workers <workers>`; the CPU
+    seconds the service, PostgreSQL and wrk used during each timed run go to `cpu`."""
     results: dict[tuple[str, int], tuple[float, int, int]] = {}
     process, base = _serve(url, workers)
     try:
@@ -144,7 +193,13 @@ def _measure(
             assert "errors" not in answer, answer
             _wrk(base, scripts[name], 3)  # warm-up: every worker's caches
             loads.append(os.getloadavg()[0])
+            before, wrk_before = _cpu_split(process.pid), _children_cpu()
             results[(name, workers)] = _wrk(base, scripts[name], seconds)
+            after, wrk_after = _cpu_split(process.pid), _children_cpu()
+            cpu[(name, workers)] = {
+                **{part: after[part] - before[part] for part in after},
+                "wrk": wrk_after - wrk_before,
+            }
             time.sleep(1)
     finally:
         process.terminate()
@@ -159,6 +214,7 @@ async def run(quick: bool) -> Section:
     random.seed(5)
     results: dict[tuple[str, int], tuple[float, int, int]] = {}
     loads: list[float] = []
+    cpu: dict[tuple[str, int], dict[str, float]] = {}
     with running_postgres() as server, tempfile.TemporaryDirectory() as scratch:
         url = await db.create_postgres_database(server.url())
         await db.prepare_database(url)
@@ -174,7 +230,7 @@ async def run(quick: bool) -> Section:
             scripts[name] = Path(scratch) / f"{len(scripts)}.lua"
             scripts[name].write_text(WRK_SCRIPT.replace("{BODIES}", _lua_bodies(bodies)))
         for workers in (1, 2):
-            results.update(_measure(url, workers, operations, scripts, seconds, loads))
+            results.update(_measure(url, workers, operations, scripts, seconds, loads, cpu))
     lines = [
         f"Store: {INVOCATIONS:,} invocations over {DAYS} days. Service: `event-detector serve "
         f"--workers N` (uvicorn workers) on PostgreSQL 15, over loopback; load: wrk, 2 threads, "
@@ -187,6 +243,31 @@ async def run(quick: bool) -> Section:
         "|---|---|---|---|---|---|",
     ]
     targets: list[Target] = []
+    cpu_lines = [
+        "",
+        "Where the two cores went during each timed run (CPU time from /proc and wrk's "
+        "rusage, per request), and what that allows: with one worker's cost per request, "
+        "two fully busy cores serve at most 2 s / (CPU per request) a second.",
+        "",
+        "| operation | workers | service ms | PostgreSQL ms | wrk ms | cores busy | "
+        "ceiling on 2 cores, vs 1 worker |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in OPERATIONS:
+        for workers in (1, 2):
+            rate, made, _ = results[(name, workers)]
+            parts = cpu[(name, workers)]
+            per_request = {part: used / made * 1000 for part, used in parts.items()}
+            busy = sum(parts.values()) / seconds
+            ceiling = ""
+            if workers == 1:
+                most = 2000 / sum(per_request.values())
+                ceiling = f"{most:,.0f} req/s ({most / rate:.2f}x)"
+            cpu_lines.append(
+                f"| {name} | {workers} | {per_request['service']:.2f} | "
+                f"{per_request['postgres']:.2f} | {per_request['wrk']:.2f} | {busy:.2f} | "
+                f"{ceiling} |"
+            )
     for name, label in OPERATIONS.items():
         one, two = results[(name, 1)], results[(name, 2)]
         ratio = two[0] / one[0]
@@ -202,4 +283,5 @@ async def run(quick: bool) -> Section:
                 None if quick else ratio >= 1.6 and one[2] + two[2] == 0,
             )
         )
+    lines += cpu_lines
     return Section(key=KEY, title=TITLE, body="\n".join(lines), targets=targets, quick=quick)

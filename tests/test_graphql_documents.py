@@ -304,3 +304,23 @@ async def test_shapes_that_could_amplify_are_built_row_by_row(engines: Engines) 
         await engines.json.execute(query)
         statements = engines.database.statements_executed - before
         assert (statements == 1) == compiles, (query, statements)
+
+
+async def test_answers_are_counted_exactly_near_the_limit(engines: Engines) -> None:
+    """Root fields charge an upper bound of what they hold until the bounds would overrun
+    the budget; then they are counted exactly: a request that fits exactly is answered."""
+    # Thirty aliases: an answer's bound (its length over the 8 characters of the
+    # smallest object, `{"id":x}`) is several times what it holds, so the bounds of the
+    # first few alone reach the limit.
+    query = "{ " + " ".join(
+        f"a{n}: job_logs {{ id message invocation {{ id }} }}" for n in range(30)
+    )
+    query += " }"
+    whole = await engines.both(query)
+    size = sum(1 + (row["invocation"] is not None) for a in whole["data"].values() for row in a)
+    for limit, refused in ((size, False), (size - 1, True)):
+        with budget_scope(limit) as budget:
+            body = engines.json.format(await engines.json.execute(query))
+        assert ("errors" in body) == refused, (limit, body.get("errors"))
+        if not refused:
+            assert body == whole and budget is not None and budget.used + budget.pending >= size

@@ -178,18 +178,18 @@ class CompiledField:
         """Charge the answer `text` to the request's response budget, refusing it (as the
         row-by-row path does) if it holds more rows and objects than the budget has left.
 
-        An answer too short to hold more than what is left is charged that upper bound
-        (its length over `least_bytes`) without being parsed; a longer one is parsed and
-        counted exactly. The bound may overcharge: only a batch's later operations can
-        feel it, and only near the limit.
+        The answer holds at most its length over `least_bytes` of them; it is parsed and
+        counted only when that bound, with the others of the request, would overrun the
+        budget (`ResponseBudget.charge_at_most`).
         """
         if text is None:
             return
-        bound = len(text) // self.least_bytes
-        if bound <= budget.limit - budget.used:
-            budget.charge(bound, self.path)
-            return
-        budget.charge(response_size(self.plan, orjson.loads(text)), self.path)
+        plan = self.plan
+        budget.charge_at_most(
+            len(text) // self.least_bytes,
+            lambda: response_size(plan, orjson.loads(text)),
+            self.path,
+        )
 
 
 @dataclass

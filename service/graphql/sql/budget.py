@@ -21,7 +21,7 @@ layer through `CompileContext.budget`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
 from service.graphql.errors import validation_failed
@@ -34,14 +34,20 @@ class ResponseBudget:
     and charge happens between two awaits.
     """
 
-    __slots__ = ("limit", "used")
+    __slots__ = ("_counts", "limit", "pending", "used")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        """Nodes counted exactly."""
+        self.pending = 0
+        """Upper bounds of answers charged with `charge_at_most`, not counted yet."""
+        self._counts: list[Callable[[], int]] = []
 
     def check(self, nodes: int, path: str) -> None:
         """Raise `EngineError` (validation-failed) if `nodes` more would overrun the budget."""
+        if self.used + self.pending + nodes > self.limit:
+            self._count_pending()
         if self.used + nodes > self.limit:
             raise validation_failed(
                 f"the response would hold more than {self.limit} rows and objects (nested "
@@ -55,6 +61,22 @@ class ResponseBudget:
         """Count `nodes` against the budget (raising as `check` does when they overrun it)."""
         self.check(nodes, path)
         self.used += nodes
+
+    def charge_at_most(self, bound: int, count: Callable[[], int], path: str) -> None:
+        """Charge an answer known to hold at most `bound` nodes, whose exact number
+        `count()` tells at a cost (parsing a compiled answer): it is counted only when the
+        bounds would overrun the budget, so the budget stays exact and cheap."""
+        if self.used + self.pending + bound <= self.limit:
+            self.pending += bound
+            self._counts.append(count)
+            return
+        self.charge(count(), path)
+
+    def _count_pending(self) -> None:
+        for count in self._counts:
+            self.used += count()
+        self._counts.clear()
+        self.pending = 0
 
 
 current_budget: ContextVar[ResponseBudget | None] = ContextVar("response_budget", default=None)
