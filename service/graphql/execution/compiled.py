@@ -77,6 +77,7 @@ from service.graphql.sql.documents import (
 )
 from service.graphql.sql.filters import read_session_value
 from service.graphql.sql.multiplex import BatchStatement, batch_statement
+from service.graphql.sql.prepared import DriverStatements
 from service.graphql.sql.selects import response_size, row_cap_error
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ class CompiledField:
     least_bytes: int
     """The fewest characters an object the budget counts takes (`least_object_bytes`)."""
     _batch: BatchStatement | None = None
+    _driver: DriverStatements | None = None
 
     def batch(self, dialect: SQLDialect) -> BatchStatement:
         """The statement running this field for many parameter sets at once."""
@@ -155,8 +157,10 @@ class CompiledField:
 
         Raises `EngineError` for a database error (in Hasura's shape, see `dberrors`).
         """
+        if self._driver is None:
+            self._driver = DriverStatements(self.statement)
         try:
-            result = await conn.execute(self.statement, dict(values))
+            result = await self._driver.execute(conn, values)
         except DBAPIError as error:
             raise translate(error, catalog) from error
         return result.scalar()
