@@ -89,11 +89,7 @@ class LiveEvent:
         key, after the namespace field's when the root fields are namespaced."""
         data = value.value if isinstance(value, Completed) else value
         encoded = orjson.dumps(data, default=str)
-        body = encoded
-        for key in reversed(path):
-            body = b"{" + orjson.dumps(key) + b":" + body + b"}"
-        body = b'{"data":' + body + b"}"
-        return cls(SharedResult(value=value, payload=body.decode()), _digest(encoded))
+        return cls(SharedResult(value=value, payload=_payload(encoded, path)), _digest(encoded))
 
     @classmethod
     def of_json(cls, text: str | None, path: list[str | int]) -> LiveEvent:
@@ -101,17 +97,21 @@ class LiveEvent:
         null); `path` as for `of_value`."""
         encoded = b"null" if text is None else text.encode()
         value = None if text is None else Completed(orjson.Fragment(encoded))
-        body = encoded
-        for key in reversed(path):
-            body = b"{" + orjson.dumps(key) + b":" + body + b"}"
-        body = b'{"data":' + body + b"}"
-        return cls(SharedResult(value=value, payload=body.decode()), _digest(encoded))
+        return cls(SharedResult(value=value, payload=_payload(encoded, path)), _digest(encoded))
 
     @classmethod
     def of_error(cls, error: Exception, body: dict[str, Any]) -> LiveEvent:
         """The event of a root field that raised `error`; `body` is the response for it."""
         encoded = orjson.dumps(body, default=str)
         return cls(SharedResult(error=error, payload=encoded.decode()), _digest(encoded))
+
+
+def _payload(encoded: bytes, path: list[str | int]) -> str:
+    """The response body holding the root field's JSON `encoded` at `path`."""
+    body = encoded
+    for key in reversed(path):
+        body = b"{" + orjson.dumps(key) + b":" + body + b"}"
+    return (b'{"data":' + body + b"}").decode()
 
 
 def _digest(encoded: bytes) -> bytes:

@@ -108,8 +108,9 @@ class Database:
     ) -> None:
         self.url = url
         self.statement_timeout = statement_timeout
-        self._limit_per_transaction = statement_timeout > 0 and transaction_pooling
         """Seconds one statement may run before the database cancels it; 0: no limit."""
+        self._limit_per_transaction = statement_timeout > 0 and transaction_pooling
+        milliseconds = max(1, round(statement_timeout * 1000))
         async_url = async_database_url(url)
         self.dialect = "sqlite" if async_url.startswith("sqlite") else "postgresql"
         options: dict[str, Any] = {"echo": echo}
@@ -126,7 +127,6 @@ class Database:
             elif statement_timeout > 0:
                 # A direct connection keeps its session: the limit is set once, when it
                 # connects, and reads stay in autocommit (no BEGIN, SET LOCAL, COMMIT).
-                milliseconds = max(1, round(statement_timeout * 1000))
                 connect_args["server_settings"] = {"statement_timeout": str(milliseconds)}
             options["connect_args"] = connect_args
         else:
@@ -142,7 +142,6 @@ class Database:
             )
         self._statements = itertools.count()
         self._statements_seen = 0
-        milliseconds = max(1, round(statement_timeout * 1000))
         self._limit_statement = f"SET LOCAL statement_timeout = {milliseconds}"
         for engine in {self.engine, self.read_engine}:
             event.listen(engine.sync_engine, "before_cursor_execute", self._count_statement)

@@ -117,7 +117,10 @@ class CompiledField:
     least_bytes: int
     """The fewest characters an object the budget counts takes (`least_object_bytes`)."""
     _batch: BatchStatement | None = None
-    _driver: DriverStatements | None = None
+    _driver: DriverStatements = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._driver = DriverStatements(self.statement)
 
     def batch(self, dialect: SQLDialect) -> BatchStatement:
         """The statement running this field for many parameter sets at once."""
@@ -157,8 +160,6 @@ class CompiledField:
 
         Raises `EngineError` for a database error (in Hasura's shape, see `dberrors`).
         """
-        if self._driver is None:
-            self._driver = DriverStatements(self.statement)
         try:
             result = await self._driver.execute(conn, values)
         except DBAPIError as error:

@@ -156,9 +156,9 @@ def least_object_bytes(plan: RowPlan | AggregatePlan) -> int:
     this many of them."""
     least = _least_bytes(plan)
     for output in plan.outputs:
-        if isinstance(output, ObjectRelationshipOut | ArrayRelationshipOut | NodesOut):
-            least = min(least, least_object_bytes(output.plan))
-        elif isinstance(output, ArrayAggregateOut):
+        if isinstance(
+            output, ObjectRelationshipOut | ArrayRelationshipOut | ArrayAggregateOut | NodesOut
+        ):
             least = min(least, least_object_bytes(output.plan))
     return least
 
