@@ -340,7 +340,7 @@ class LiveQueries:
             return None, None
         try:
             table = engine.catalog.tables[extensions["table"]]
-            compiled = engine.compiled.field(info, kind, table, session)
+            compiled = engine.compiled.field(info, kind, table, session, repeated=True)
             if compiled is None:
                 return None, None
             values = compiled.values(info.variable_values.coerced, session)

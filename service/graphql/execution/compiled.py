@@ -205,6 +205,8 @@ class _Operation:
     """Leaves learned to shape the statement (`_ALL_LEAVES`: all of them)."""
     session_shapes: bool = False
     """Session variables shape the statement (are compiled in, and part of the key)."""
+    uses: int = 0
+    """Requests that asked for this root field so far."""
 
     def key(self, session: Session) -> Any:
         """The part of the cache key the session decides."""
@@ -214,9 +216,10 @@ class _Operation:
 class CompiledOperations:
     """The engine's cache of compiled root fields (see the module docstring)."""
 
-    def __init__(self, engine: GraphQLEngine, size: int) -> None:
+    def __init__(self, engine: GraphQLEngine, size: int, compile_after: int = 1) -> None:
         self.engine = engine
         self.size = size
+        self.compile_after = compile_after
         self._fields: OrderedDict[tuple[Any, ...], CompiledField | None] = OrderedDict()
         self._operations: dict[tuple[Any, ...], _Operation] = {}
         self._documents: dict[int, tuple[OperationDefinitionNode, str, dict[str, Any]]] = {}
@@ -225,10 +228,21 @@ class CompiledOperations:
         self.hits = 0
 
     def field(
-        self, info: GraphQLResolveInfo, kind: FieldKind, table: TableInfo, session: Session
+        self,
+        info: GraphQLResolveInfo,
+        kind: FieldKind,
+        table: TableInfo,
+        session: Session,
+        *,
+        repeated: bool = False,
     ) -> CompiledField | None:
         """The compiled statement of the root field `info` resolves (None: not buildable
-        as one statement; the row-by-row path answers it).
+        as one statement, or not asked for often enough yet; the row-by-row path answers).
+
+        Compiling costs several times what answering row by row costs, so a root field is
+        compiled from its `EngineConfig.compile_after`-th request on: documents sent once
+        (literals written into them, a page's one-off batch) stay row by row. `repeated`
+        says the caller will run it again and again (a live query): compile at once.
 
         Raises `EngineError` for an invalid request (as the row-by-row path would).
         """
@@ -239,6 +253,9 @@ class CompiledOperations:
             if len(self._operations) >= 4 * max(self.size, 64):
                 self._operations.clear()
             operation = self._operations[operation_key] = _Operation()
+        operation.uses += 1
+        if not repeated and operation.uses < self.compile_after:
+            return None
         shape, leaves = _shape(info.variable_values, variable_types, operation.shape_paths)
         key = (operation_key, shape, operation.key(session))
         if self.size and key in self._fields:

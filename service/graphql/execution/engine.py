@@ -90,7 +90,7 @@ class GraphQLEngine:
         self.schemas = RoleSchemas(self)
         self.subscription_events = _single_event
         """Events that (re-)run a subscription root field: `(info, args) -> AsyncIterator`."""
-        self.compiled = CompiledOperations(self, config.compiled_cache_size)
+        self.compiled = CompiledOperations(self, config.compiled_cache_size, config.compile_after)
         """Root fields compiled once per (document, operation, role, variable shape)."""
 
     # --- schemas ------------------------------------------------------------------------------
