@@ -23,6 +23,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.interfaces import Compiled
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import BindParameter
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,16 @@ class DriverStatements:
         if prepared is None:
             return await conn.execute(self.statement, dict(values))
         return await conn.exec_driver_sql(prepared.sql, prepared.arguments(values))
+
+
+def name_bind(bind: BindParameter[Any], name: str) -> None:
+    """Make `bind`, in place, the required parameter `name` with no value of its own: what
+    `sa.bindparam(name, type_=bind.type)` is, without copying the statement around it to
+    replace it (`tests/test_sql_prepared.py` holds the two alike in compiled text and
+    cache key). Only for a statement its builder owns alone."""
+    bind.key = bind._identifying_key = bind._orig_key = name
+    bind._anon_map_key = None
+    bind.unique = False
+    bind.value = None
+    bind.callable = None
+    bind.required = True
