@@ -186,6 +186,16 @@ async def test_relationships_with_their_arguments_and_aggregates_read_the_same(
         "  aggregate { count sum { total_jobs_run } } nodes { id created_at } } }",
         "{ invocations(where: {event_executions: {detected: {_eq: true}}}, order_by:"
         "  [{total_duration_ms: desc_nulls_last}, {id: asc}]) { id total_duration_ms } }",
+        # Lists of objects whose members are constants first, last, between values or
+        # only constants; lists with no rows (PostgreSQL writes the constants between two
+        # rows once, as string_agg's separator).
+        "{ invocations(order_by: {id: asc}, limit: 3) { __typename id t: __typename"
+        "  event_executions(order_by: {id: asc}) { __typename }"
+        '  none: event_executions(where: {event_name: {_eq: "no such event"}}) { id __typename }'
+        "  job_executions_aggregate(order_by: {id: asc}) { nodes { __typename id t: __typename"
+        "  job_name } } } }",
+        "{ invocations(where: {id: {_is_null: true}}) { __typename id }"
+        "  invocations_aggregate(where: {id: {_is_null: true}}) { nodes { id __typename } } }",
         # A jsonb path is answered row by row; the answer is the same.
         '{ invocations(order_by: {id: asc}, limit: 3) { id op: source_event_payload(path: "$.op") } }',
     ]

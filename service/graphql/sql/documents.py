@@ -1,8 +1,9 @@
 """Root fields as one SQL statement that builds the field's JSON in the database.
 
 As Hasura does, a root field's whole selection becomes one statement whose one result is
-the field's JSON text: each row a JSON object (`json_build_object` / `json_object`),
-each relationship a correlated subquery (object relationships one row, array
+the field's JSON text: each row a JSON object (text concatenated on PostgreSQL, where
+the constants between two rows' values are `string_agg`'s separator; `json_object` on
+SQLite; see each dialect's `json_object` and `json_object_array`), each relationship a correlated subquery (object relationships one row, array
 relationships and `<rel>_aggregate` fields an aggregate over their rows, with the role's
 row filter and the field's `where`/`order_by`/`limit`/`offset`/`distinct_on`), each list
 a JSON array aggregated over a subquery in the order the response needs. The engine
@@ -77,7 +78,7 @@ def list_document(
     """The statement answering a root list field (`t(...)`) as one JSON array."""
     builder = _Builder(ctx)
     rows = builder.rows(plan.table, _row_columns(plan), args, condition, ctx.max_rows)
-    array = ctx.dialect.json_array(builder.row_object(plan, rows))
+    array = builder.row_array(plan, rows)
     return sa.select(ctx.dialect.json_document(builder.capped(array))).select_from(rows)
 
 
@@ -235,6 +236,14 @@ class _Builder:
         return statement.subquery()
 
     def row_object(self, plan: RowPlan, alias: FromClause) -> ColumnElement[Any]:
+        """The JSON object of one row of `alias`."""
+        return self.dialect.json_object(self._row_pairs(plan, alias))
+
+    def row_array(self, plan: RowPlan, rows: FromClause) -> ColumnElement[Any]:
+        """The JSON array of the objects of every row of `rows`, in their order."""
+        return self.dialect.json_object_array(self._row_pairs(plan, rows))
+
+    def _row_pairs(self, plan: RowPlan, alias: FromClause) -> list[tuple[str, ColumnElement[Any]]]:
         name = plan.table.name
         if name in self._path:
             raise NotBuildable(f"a relationship back to {name} (rows shared row by row)")
@@ -248,9 +257,7 @@ class _Builder:
                 selected.add(kind)
         self._path.append(name)
         try:
-            return self.dialect.json_object(
-                [(output.key, self.value(output, alias)) for output in plan.outputs]
-            )
+            return [(output.key, self.value(output, alias)) for output in plan.outputs]
         finally:
             self._path.pop()
 
@@ -288,7 +295,7 @@ class _Builder:
             rows = self.rows(
                 target, _row_columns(output.plan), output.args, join, ctx.max_rows, alias
             )
-            array = dialect.json_array(self.row_object(output.plan, rows))
+            array = self.row_array(output.plan, rows)
             return dialect.json_nested(sa.select(array).select_from(rows).scalar_subquery())
         assert isinstance(output, ArrayAggregateOut)
         statement = self.aggregate(output.plan, output.args, join, alias, root=False)
@@ -317,7 +324,7 @@ class _Builder:
             elif isinstance(output, AggregateFieldsOut):
                 pairs.append((output.key, self.block(output, rows)))
             else:
-                pairs.append((output.key, dialect.json_array(self.row_object(output.plan, rows))))
+                pairs.append((output.key, self.row_array(output.plan, rows)))
         value = dialect.json_object(pairs)
         if root and nodes:
             value = self.capped(value)
