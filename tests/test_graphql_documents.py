@@ -243,6 +243,45 @@ async def test_a_variable_that_shapes_the_statement_is_part_of_the_key(engines: 
     assert engine.compiled.hits == 2
 
 
+async def test_a_variable_shape_is_compiled_at_its_second_request(
+    store: str, engines: Engines
+) -> None:
+    """Compiling costs several row-by-row answers: a shape sent once (a filter combination
+    tried once) is answered row by row, and each shape is compiled at its second request,
+    whatever the values in it."""
+    engine = GraphQLEngine(engine_config(Settings(database_url=store)), engines.database)
+    assert engine.config.compile_after == 2
+    query = (
+        "query ($where: invocations_bool_exp) {"
+        "  invocations(where: $where, order_by: {id: asc}) { id status } }"
+    )
+    shapes = [
+        {"status": {"_eq": "completed"}},
+        {"source_function": {"_eq": "orders_handler"}},
+        {"status": {"_neq": "completed"}, "total_jobs_run": {"_gt": 0}},
+    ]
+    again = [
+        {"status": {"_eq": "failed"}},  # the first shape, another value
+        {"source_function": {"_eq": "users_handler"}},
+        {"status": {"_neq": "failed"}, "total_jobs_run": {"_gt": 1}},
+    ]
+
+    async def answer(where: dict[str, Any]) -> Any:
+        result = await engine.execute(query, {"where": where})
+        expected = await engines.rows.execute(query, {"where": where})
+        assert result.errors is None and result.data == expected.data
+        return result.data
+
+    for where in shapes:
+        await answer(where)
+    assert engine.compiled.compilations == 0
+    for where in again:
+        assert (await answer(where))["invocations"], where  # rows, not an empty answer
+    assert engine.compiled.compilations == 3
+    await answer(shapes[0])
+    assert (engine.compiled.compilations, engine.compiled.hits) == (3, 1)
+
+
 def test_sessions_share_a_statement_and_see_only_their_rows(
     module_backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -95,8 +95,9 @@ class EngineConfig:
     """Root fields kept compiled per (document, operation, role, variable shape); 0
     compiles every request anew."""
     compile_after: int = 2
-    """Requests of a root field (per document, operation and role) answered row by row
-    before it is compiled (1: compile at the first); live queries compile at once."""
+    """Requests of a root field (per document, operation, role and variable shape) answered
+    row by row before it is compiled (1: compile at the first); live queries compile at
+    once."""
 
     websocket_keepalive: float = 5.0
     websocket_connection_init_timeout: float = 3.0

@@ -205,8 +205,6 @@ class _Operation:
     """Leaves learned to shape the statement (`_ALL_LEAVES`: all of them)."""
     session_shapes: bool = False
     """Session variables shape the statement (are compiled in, and part of the key)."""
-    uses: int = 0
-    """Requests that asked for this root field so far."""
 
     def key(self, session: Session) -> Any:
         """The part of the cache key the session decides."""
@@ -222,6 +220,8 @@ class CompiledOperations:
         self.compile_after = compile_after
         self._fields: OrderedDict[tuple[Any, ...], CompiledField | None] = OrderedDict()
         self._operations: dict[tuple[Any, ...], _Operation] = {}
+        self._requests: dict[tuple[Any, ...], int] = {}
+        """Requests so far per key not compiled yet (see `field`)."""
         self._documents: dict[int, tuple[OperationDefinitionNode, str, dict[str, Any]]] = {}
         self.compilations = 0
         """Statements built so far (each miss of the cache, and each retry for shape)."""
@@ -240,9 +240,11 @@ class CompiledOperations:
         as one statement, or not asked for often enough yet; the row-by-row path answers).
 
         Compiling costs several times what answering row by row costs, so a root field is
-        compiled from its `EngineConfig.compile_after`-th request on: documents sent once
-        (literals written into them, a page's one-off batch) stay row by row. `repeated`
-        says the caller will run it again and again (a live query): compile at once.
+        compiled at its `EngineConfig.compile_after`-th request with the same variable
+        shape: documents sent once (literals written into them, a page's one-off batch)
+        and shapes sent once (a filter combination tried once) stay row by row.
+        `repeated` says the caller will run it again and again (a live query): compile
+        at once.
 
         Raises `EngineError` for an invalid request (as the row-by-row path would).
         """
@@ -253,15 +255,19 @@ class CompiledOperations:
             if len(self._operations) >= 4 * max(self.size, 64):
                 self._operations.clear()
             operation = self._operations[operation_key] = _Operation()
-        operation.uses += 1
-        if not repeated and operation.uses < self.compile_after:
-            return None
         shape, leaves = _shape(info.variable_values, variable_types, operation.shape_paths)
         key = (operation_key, shape, operation.key(session))
         if self.size and key in self._fields:
             self._fields.move_to_end(key)
             self.hits += 1
             return self._fields[key]
+        if not repeated and self.compile_after > 1:
+            requests = self._requests.get(key, 0) + 1
+            if requests < self.compile_after:
+                if len(self._requests) >= 4 * max(self.size, 64):
+                    self._requests.clear()
+                self._requests[key] = requests
+                return None
         learned = (len(operation.shape_paths), operation.session_shapes)
         compiled = self._compile(info, kind, table, session, leaves, operation, key)
         if (len(operation.shape_paths), operation.session_shapes) != learned:
