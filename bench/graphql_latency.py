@@ -344,7 +344,7 @@ async def run(quick: bool) -> Section:
             Target(
                 f"repeated {label}: p50 vs the engine at {BASELINE_COMMIT}",
                 "≤ 0.5x",
-                f"{p50:.1f} ms vs {old50:.1f} ms ({p50 / old50:.2f}x)",
+                f"{p50:.2f} ms vs {old50:.2f} ms ({p50 / old50:.3f}x)",
                 p50 <= 0.5 * old50,
             )
         )

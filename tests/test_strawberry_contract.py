@@ -320,6 +320,21 @@ def test_schema_execute_takes_context_in_third_position() -> None:
         )
 
 
+def test_the_view_names_the_operation_when_it_executes() -> None:
+    """RoleSchemas keys the queries it answers directly (`execution/direct.py`) by the
+    operation name Strawberry's view passes as `operation_name=` (and in-process callers
+    pass after `root_value`)."""
+    from strawberry.http.async_base_view import AsyncBaseHTTPView
+
+    source = inspect.getsource(AsyncBaseHTTPView.execute_operation)
+    assert "operation_name=request_data.operation_name" in source, (
+        "Strawberry's view no longer passes operation_name by name: RoleSchemas.execute "
+        "(service/graphql/transport/strawberry.py) reads it from the keywords"
+    )
+    params = list(inspect.signature(strawberry.Schema.execute).parameters)
+    assert params[4:6] == ["root_value", "operation_name"], params
+
+
 def test_executor_build_resolve_info_is_graphql_cores() -> None:
     assert callable(getattr(Executor, "build_resolve_info", None)), (
         "graphql.execution.Executor.build_resolve_info is gone: EngineExecutor uses "

@@ -94,6 +94,10 @@ class EngineConfig:
     compiled_cache_size: int = 512
     """Root fields kept compiled per (document, operation, role, variable shape); 0
     compiles every request anew."""
+    direct_execution: bool = True
+    """Answer a query whose every root field was answered by a cached compiled statement
+    straight from those statements next time, without the GraphQL executor
+    (`execution/direct.py`); False: always through the executor (for comparison)."""
     compile_after: int = 2
     """Requests of a root field (per document, operation, role and variable shape) answered
     row by row before it is compiled (1: compile at the first); live queries compile at

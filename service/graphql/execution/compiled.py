@@ -45,11 +45,12 @@ from graphql import (
     GraphQLNonNull,
     GraphQLResolveInfo,
     GraphQLScalarType,
+    GraphQLSchema,
     get_named_type,
     print_ast,
 )
 from graphql.execution.values import VariableValues
-from graphql.language import DocumentNode, OperationDefinitionNode
+from graphql.language import DocumentNode, FragmentDefinitionNode, OperationDefinitionNode
 from graphql.utilities import type_from_ast
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -116,6 +117,8 @@ class CompiledField:
     """The field's plan (what the response budget counts in an answer)."""
     least_bytes: int
     """The fewest characters an object the budget counts takes (`least_object_bytes`)."""
+    seconds: float = 0.0
+    """How long its last run took (`execution.direct` sends the longest first)."""
     _batch: BatchStatement | None = None
     _driver: DriverStatements = field(init=False)
 
@@ -248,7 +251,7 @@ class CompiledOperations:
 
         Raises `EngineError` for an invalid request (as the row-by-row path would).
         """
-        document, variable_types = self._document(info)
+        document, variable_types = self._document(info.operation, info.fragments, info.schema)
         operation_key = (document, info.path.key, session.role)
         operation = self._operations.get(operation_key)
         if operation is None:
@@ -283,23 +286,53 @@ class CompiledOperations:
                 self._fields.popitem(last=False)
         return compiled
 
-    def _document(self, info: GraphQLResolveInfo) -> tuple[str, dict[str, Any]]:
+    def cached(
+        self,
+        operation: OperationDefinitionNode,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        schema: GraphQLSchema,
+        response_key: str,
+        variables: VariableValues,
+        session: Session,
+    ) -> CompiledField | None:
+        """The compiled statement of root field `response_key` of `operation` for these
+        variables' shape and this session, if the cache holds it (None: it does not, or
+        the field is not buildable as one statement). Never compiles, never counts a
+        request toward compiling (`field` does both)."""
+        document, variable_types = self._document(operation, fragments, schema)
+        state = self._operations.get((document, response_key, session.role))
+        if state is None:
+            return None
+        shape, _ = _shape(variables, variable_types, state.shape_paths)
+        key = ((document, response_key, session.role), shape, state.key(session))
+        compiled = self._fields.get(key)
+        if compiled is not None:
+            self._fields.move_to_end(key)
+            self.hits += 1
+        return compiled
+
+    def _document(
+        self,
+        operation: OperationDefinitionNode,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        schema: GraphQLSchema,
+    ) -> tuple[str, dict[str, Any]]:
         """The operation printed canonically, and its variables' input types.
 
         Printing costs about a millisecond: the parser cache hands every request with
         the same text the same operation node, so both are kept per node.
         """
-        cached = self._documents.get(id(info.operation))
-        if cached is not None and cached[0] is info.operation:
+        cached = self._documents.get(id(operation))
+        if cached is not None and cached[0] is operation:
             return cached[1], cached[2]
-        text = print_ast(DocumentNode(definitions=(info.operation, *info.fragments.values())))
+        text = print_ast(DocumentNode(definitions=(operation, *fragments.values())))
         types = {
-            definition.variable.name.value: type_from_ast(info.schema, definition.type)
-            for definition in info.operation.variable_definitions or ()
+            definition.variable.name.value: type_from_ast(schema, definition.type)
+            for definition in operation.variable_definitions or ()
         }
         if len(self._documents) >= 1024:
             self._documents.clear()
-        self._documents[id(info.operation)] = (info.operation, text, types)
+        self._documents[id(operation)] = (operation, text, types)
         return text, types
 
     def _compile(

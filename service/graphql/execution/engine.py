@@ -41,6 +41,7 @@ from service.graphql.errors import format_errors, validation_failed
 from service.graphql.execution.auth import ADMIN_SESSION, Authenticator, Session
 from service.graphql.execution.compiled import CompiledOperations
 from service.graphql.execution.context import RequestContext
+from service.graphql.execution.direct import DirectOperations
 from service.graphql.execution.limits import validation_rules
 from service.graphql.execution.namespace import is_namespace
 from service.graphql.execution.reads import root_tables
@@ -92,6 +93,10 @@ class GraphQLEngine:
         """Events that (re-)run a subscription root field: `(info, args) -> AsyncIterator`."""
         self.compiled = CompiledOperations(self, config.compiled_cache_size, config.compile_after)
         """Root fields compiled once per (document, operation, role, variable shape)."""
+        self.direct = (
+            DirectOperations(self, config.parser_cache_size) if config.direct_execution else None
+        )
+        """Queries answered from their compiled statements without the executor."""
 
     # --- schemas ------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from graphql import FieldNode, FragmentSpreadNode, GraphQLResolveInfo, get_named
 from service.graphql.catalog.metadata import TableInfo
 from service.graphql.errors import validation_failed
 from service.graphql.execution.batching import load_rows, selection_signature
+from service.graphql.execution.direct import record_compiled
 from service.graphql.plan import ColumnOut, Planner, SelectArgs
 from service.graphql.sql.budget import current_budget
 from service.graphql.sql.selects import Fetcher, aggregate, select_rows
@@ -94,6 +95,7 @@ async def _from_database_json(info: GraphQLResolveInfo, kind: FieldKind, table: 
     budget = current_budget.get()
     if budget is not None:
         compiled.charge(budget, text)
+    record_compiled(info)
     if text is None:
         return None
     return Completed(orjson.Fragment(text) if context.json_text else orjson.loads(text))
