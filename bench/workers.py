@@ -103,7 +103,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _processes() -> dict[int, tuple[int, str, float]]:
-    """Every process: pid → (parent pid, command name, CPU seconds used so far)."""
+    """Every process: pid → (parent pid, command name, CPU seconds used so far by it and
+    by its children that exited: PostgreSQL's backends come and go as the service's pool
+    opens and closes its overflow connections, and a backend's time stays counted in its
+    postmaster's once it is gone)."""
     table: dict[int, tuple[int, str, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -114,11 +117,12 @@ def _processes() -> dict[int, tuple[int, str, float]]:
             continue  # gone meanwhile
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
-        # After the name: state, ppid, …; utime and stime are fields 14 and 15 of stat.
+        # After the name: state, ppid, …; utime, stime, cutime and cstime are fields 14
+        # to 17 of stat.
         table[int(entry.name)] = (
             int(fields[1]),
             name,
-            (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+            sum(int(value) for value in fields[11:15]) / CLOCK_TICKS,
         )
     return table
 

@@ -187,7 +187,12 @@ class Settings(BaseSettings):
     parser_cache_size: int = Field(
         default=256, ge=1, description="parsed/validated documents cached"
     )
-    db_pool_size: int = Field(default=10, ge=1, description="database connections kept per process")
+    db_pool_size: int = Field(
+        default=20,
+        ge=1,
+        description="database connections a process opens at most for requests (as load "
+        "needs them; kept open)",
+    )
     gc_freeze: bool = Field(
         default=False,
         description="after start, keep the objects built so far (schemas, metadata, libraries) "
