@@ -63,6 +63,10 @@ def start_service(
             "--log-level",
             "warning",
             "--no-access-log",
+            # As `serve` configures it (`Settings.websocket_compression`, off as in Hasura),
+            # for the engine at a baseline commit too: its frames cost the same to send.
+            "--ws-per-message-deflate",
+            "false",
         ],
         # As `event-detector serve` runs it (its own process: gc.freeze after start).
         env={

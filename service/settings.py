@@ -238,6 +238,15 @@ class Settings(BaseSettings):
         ),
         description="seconds a socket may wait before `connection_init` (then closed with 4408)",
     )
+    websocket_compression: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "EVENT_DETECTOR_WEBSOCKET_COMPRESSION", "HASURA_GRAPHQL_CONNECTION_COMPRESSION"
+        ),
+        description="accept permessage-deflate on WebSockets (off, as in Hasura: "
+        "compressing every frame of 1,000 subscriptions costs more CPU than it saves on "
+        "frames of a few hundred bytes)",
+    )
     websocket_max_operations: int = Field(
         default=200,
         ge=1,

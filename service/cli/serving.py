@@ -75,7 +75,8 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
     `options` (host, port, log_level, …) go to `uvicorn.Config` as given. Applied:
     `max_connections` (uvicorn's `limit_concurrency`: beyond it, requests are answered
     503 at once), the keep-alive timeout, the header-read deadline, and WebSocket
-    messages no larger than a GraphQL request body may be.
+    messages no larger than a GraphQL request body may be, and permessage-deflate only
+    when `websocket_compression` is on (uvicorn accepts it by default).
     """
     options.setdefault("host", settings.host)
     options.setdefault("port", settings.port)
@@ -85,6 +86,7 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.http_keepalive_timeout,  # type: ignore[arg-type]
         ws_max_size=settings.max_request_bytes,
+        ws_per_message_deflate=settings.websocket_compression,
         **options,
     )
     config.http_header_timeout = settings.http_header_timeout  # type: ignore[attr-defined]
