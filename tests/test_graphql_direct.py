@@ -229,7 +229,8 @@ def test_a_served_query_is_answered_directly_over_http(
     server: RunningServer, dataset: Dataset
 ) -> None:
     engine: GraphQLEngine = server.app.state.engine
-    assert engine.direct is not None
+    direct = engine.direct
+    assert direct is not None
     query = with_typename(INVOCATION_DETAIL)
     bodies = []
     for invocation in dataset.invocations[:5]:
@@ -237,7 +238,16 @@ def test_a_served_query_is_answered_directly_over_http(
         bodies.append(server.post(query, {"id": invocation["id"]}))
         assert server.statements_executed - before <= 3
         assert bodies[-1]["data"]["invocations_by_pk"]["id"] == invocation["id"]
-    assert engine.direct.answered == 3  # the first is row by row, the second compiles
+    assert direct.answered == 3  # the first is row by row, the second compiles
     assert server.post(query, {"id": "x"})["errors"][0]["extensions"]["code"] == (
         "validation-failed"
     )
+    # Variables that are not an object: the executor's answer, not a server error.
+    sent = server.client.post(server.graphql_url, json={"query": query, "variables": ["x"]})
+    direct_answer = (sent.status_code, sent.json())
+    engine.direct = None
+    try:
+        sent = server.client.post(server.graphql_url, json={"query": query, "variables": ["x"]})
+    finally:
+        engine.direct = direct
+    assert direct_answer == (sent.status_code, sent.json()) and "errors" in direct_answer[1]

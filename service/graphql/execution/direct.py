@@ -155,6 +155,8 @@ class DirectOperations:
         budget = current_budget.get()  # None: no response budget (`max_response_nodes`)
         if query.schema is not self.engine.schema(session.role)._schema:
             return None
+        if variables is not None and not isinstance(variables, Mapping):
+            return None
         if variables and any(name not in query.declared for name in variables):
             return None
         coerced = get_variable_values(
@@ -172,7 +174,7 @@ class DirectOperations:
             fields.append(compiled)
         try:
             values = [compiled.values(coerced.coerced, session) for compiled in fields]
-        except EngineError:
+        except Exception:  # the executor answers it, in its own words
             return None
         # Longest first: the others run beside it instead of delaying it.
         order = sorted(range(len(fields)), key=lambda index: -fields[index].seconds)
