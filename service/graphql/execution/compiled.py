@@ -30,6 +30,7 @@ for measuring what the cache saves).
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ from service.graphql.sql.prepared import DriverStatements, name_bind
 from service.graphql.sql.selects import response_size, row_cap_error
 
 if TYPE_CHECKING:
+    from service.graphql.config import EngineDatabase
     from service.graphql.execution.auth import Session
     from service.graphql.execution.engine import GraphQLEngine
 
@@ -118,7 +120,7 @@ class CompiledField:
     least_bytes: int
     """The fewest characters an object the budget counts takes (`least_object_bytes`)."""
     seconds: float = 0.0
-    """How long its last run took (`execution.direct` sends the longest first)."""
+    """How long its last `answer` took (`execution.direct` sends the longest first)."""
     _batch: BatchStatement | None = None
     _driver: DriverStatements = field(init=False)
 
@@ -168,6 +170,22 @@ class CompiledField:
         except DBAPIError as error:
             raise translate(error, catalog) from error
         return result.scalar()
+
+    async def answer(
+        self, database: EngineDatabase, values: Mapping[str, Any], catalog: Catalog
+    ) -> str | None:
+        """Run the statement on a pooled read connection and hold its answer to the row
+        cap: the field's JSON text (None: a `_by_pk` that found no row). How long it took
+        is kept in `seconds`.
+
+        Raises `EngineError` (a database error, the row cap).
+        """
+        started = time.perf_counter()
+        async with database.read() as conn:
+            text = await self.fetch(conn, values, catalog)
+        self.seconds = time.perf_counter() - started
+        self.check(text)
+        return text
 
     def check(self, text: str | None) -> None:
         """Raise the row cap's `EngineError` if the answer holds more rows than it allows."""

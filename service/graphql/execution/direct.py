@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
@@ -179,7 +178,10 @@ class DirectOperations:
         # Longest first: the others run beside it instead of delaying it.
         order = sorted(range(len(fields)), key=lambda index: -fields[index].seconds)
         answers = await asyncio.gather(
-            *(self._fetch(fields[index], values[index]) for index in order),
+            *(
+                fields[index].answer(self.engine.database, values[index], self.engine.catalog)
+                for index in order
+            ),
             return_exceptions=True,
         )
         texts: dict[int, str | None] = {}
@@ -205,15 +207,6 @@ class DirectOperations:
             text = texts[index]
             data[response_key] = None if text is None else orjson.Fragment(text)
         return ExecutionResult(data=data, errors=None)
-
-    async def _fetch(self, compiled: CompiledField, values: Mapping[str, Any]) -> str | None:
-        engine = self.engine
-        started = time.perf_counter()
-        async with engine.database.read() as conn:
-            text = await compiled.fetch(conn, values, engine.catalog)
-        compiled.seconds = time.perf_counter() - started
-        compiled.check(text)
-        return text
 
 
 __all__ = ["DirectKey", "DirectOperations", "record_compiled"]

@@ -89,9 +89,7 @@ async def _from_database_json(info: GraphQLResolveInfo, kind: FieldKind, table: 
     if compiled is None:
         return _ROW_BY_ROW
     values = compiled.values(info.variable_values.coerced, context.session)
-    async with engine.database.read() as conn:
-        text = await compiled.fetch(conn, values, engine.catalog)
-    compiled.check(text)
+    text = await compiled.answer(engine.database, values, engine.catalog)
     budget = current_budget.get()
     if budget is not None:
         compiled.charge(budget, text)
