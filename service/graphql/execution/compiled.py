@@ -227,9 +227,19 @@ class _Operation:
     session_shapes: bool = False
     """Session variables shape the statement (are compiled in, and part of the key)."""
 
-    def key(self, session: Session) -> Any:
-        """The part of the cache key the session decides."""
-        return tuple(sorted(session.variables.items())) if self.session_shapes else None
+    def key(
+        self,
+        operation_key: tuple[Any, ...],
+        variables: VariableValues,
+        types: Mapping[str, Any],
+        session: Session,
+    ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+        """The cache key of a request (with the shape of its variables and, when they
+        shape the statement, its session variables), and the paths of its parameter
+        leaves."""
+        shape, leaves = _shape(variables, types, self.shape_paths)
+        by_session = tuple(sorted(session.variables.items())) if self.session_shapes else None
+        return (operation_key, shape, by_session), leaves
 
 
 class CompiledOperations:
@@ -276,8 +286,7 @@ class CompiledOperations:
             if len(self._operations) >= 4 * max(self.size, 64):
                 self._operations.clear()
             operation = self._operations[operation_key] = _Operation()
-        shape, leaves = _shape(info.variable_values, variable_types, operation.shape_paths)
-        key = (operation_key, shape, operation.key(session))
+        key, leaves = operation.key(operation_key, info.variable_values, variable_types, session)
         if self.size and key in self._fields:
             self._fields.move_to_end(key)
             self.hits += 1
@@ -294,8 +303,7 @@ class CompiledOperations:
         if (len(operation.shape_paths), operation.session_shapes) != learned:
             # Leaves turned out to shape the statement: file it under the key later
             # requests compute (with those leaves' values in it).
-            shape, _ = _shape(info.variable_values, variable_types, operation.shape_paths)
-            key = (operation_key, shape, operation.key(session))
+            key, _ = operation.key(operation_key, info.variable_values, variable_types, session)
             if compiled is not None:
                 compiled.key = key
         if self.size:
@@ -318,11 +326,11 @@ class CompiledOperations:
         the field is not buildable as one statement). Never compiles, never counts a
         request toward compiling (`field` does both)."""
         document, variable_types = self._document(operation, fragments, schema)
-        state = self._operations.get((document, response_key, session.role))
+        operation_key = (document, response_key, session.role)
+        state = self._operations.get(operation_key)
         if state is None:
             return None
-        shape, _ = _shape(variables, variable_types, state.shape_paths)
-        key = ((document, response_key, session.role), shape, state.key(session))
+        key, _ = state.key(operation_key, variables, variable_types, session)
         compiled = self._fields.get(key)
         if compiled is not None:
             self._fields.move_to_end(key)

@@ -124,7 +124,7 @@ def _json_key(key: str) -> ColumnElement[str]:
 
 def _quoted(text: ColumnElement[Any]) -> ColumnElement[Any]:
     """`text` (which needs no escaping: digits, a uuid) as a JSON string."""
-    return _sql_text('"').op("||")(text).op("||")(_sql_text('"'))
+    return _joined(['"', text, '"'])
 
 
 class SQLDialect:
@@ -273,7 +273,7 @@ class SQLDialect:
         items = sa.func.coalesce(
             sa.func.string_agg(element, _sql_text(","), type_=sa.Text), _sql_text(""), type_=sa.Text
         )
-        return _sql_text("[").op("||")(items).op("||")(_sql_text("]"))
+        return _joined(["[", items, "]"])
 
     def json_nested(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
         """A JSON value read back from a subquery, to be embedded as JSON (not as text)."""
@@ -332,7 +332,7 @@ class SQLDialect:
             trimmed = sa.func.rtrim(
                 sa.func.rtrim(text, _sql_text("0"), type_=sa.Text), _sql_text("."), type_=sa.Text
             )
-            return _sql_text('"').op("||")(trimmed).op("||")(_sql_text('+00:00"'))
+            return _joined(['"', trimmed, '+00:00"'])
         if scalar == "uuid":
             return _quoted(sa.cast(expression, sa.Text))
         if scalar == "numeric":
