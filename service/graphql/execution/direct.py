@@ -142,11 +142,10 @@ class DirectOperations:
         query = self._queries.get(key)
         if query is None:
             return None
-        if current_budget.get() is None:
-            # As `ResponseBudgetScope` does when no HTTP request opened one for a batch.
-            with budget_scope(self.engine.config.max_response_nodes):
-                return await self._execute(query, variables, session)
-        return await self._execute(query, variables, session)
+        # The request's budget, or one of its own as `ResponseBudgetScope` opens when no
+        # HTTP request opened one for a batch.
+        with budget_scope(self.engine.config.max_response_nodes):
+            return await self._execute(query, variables, session)
 
     async def _execute(
         self, query: _DirectQuery, variables: Mapping[str, Any] | None, session: Session
