@@ -119,11 +119,10 @@ class Database:
         milliseconds = max(1, round(statement_timeout * 1000))
         async_url = async_database_url(url)
         self.dialect = "sqlite" if async_url.startswith("sqlite") else "postgresql"
-        options: dict[str, Any] = {"echo": echo}
+        # One pool policy on both backends: up to `pool_size` connections, kept (see above).
+        options: dict[str, Any] = {"echo": echo, "pool_size": pool_size, "max_overflow": 0}
         if self.dialect == "postgresql":
             options.update(
-                pool_size=pool_size,
-                max_overflow=0,
                 pool_pre_ping=False,
                 execution_options={"schema_translate_map": {None: POSTGRES_SCHEMA}},
             )
@@ -135,8 +134,6 @@ class Database:
                 # connects, and reads stay in autocommit (no BEGIN, SET LOCAL, COMMIT).
                 connect_args["server_settings"] = {"statement_timeout": str(milliseconds)}
             options["connect_args"] = connect_args
-        else:
-            options.update(pool_size=pool_size, max_overflow=0)
         self.engine: AsyncEngine = create_async_engine(async_url, **options)
         # Reads run in autocommit. On SQLite, switching a pooled connection to autocommit
         # and rolling it back on return are thread hops into aiosqlite (~1.5 ms a read);
